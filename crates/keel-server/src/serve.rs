@@ -1,0 +1,111 @@
+//! `keel serve`: bind, serve, and stop gracefully on SIGINT or SIGTERM.
+
+use std::io::IsTerminal as _;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tracing_subscriber::EnvFilter;
+
+use crate::app::{self, AppState};
+use crate::cli::{ServeArgs, chain};
+
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let mut config = keel::KeelConfig::load(args.config.as_deref())
+        .map_err(|e| anyhow::anyhow!(chain(&e)))
+        .context("invalid configuration")?;
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: keel::KeelConfig) -> anyhow::Result<()> {
+    let listen = config.server.listen;
+    let listener = TcpListener::bind(listen).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {listen}: {e}; choose another address with --listen or server.listen"
+        )
+    })?;
+    let local = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    tracing::info!(address = %local, "keel listening on http://{local}");
+
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let server = axum::serve(listener, app::router(AppState::new()))
+        .with_graceful_shutdown(async move {
+            let _ = stop_rx.await;
+        })
+        .into_future();
+    let mut server = tokio::spawn(server);
+
+    tokio::select! {
+        result = &mut server => {
+            return result.context("server task failed")?.context("server failed");
+        }
+        signal = shutdown_signal() => {
+            tracing::info!(signal, "shutting down");
+        }
+    }
+    let _ = stop_tx.send(());
+    drain(server, config.server.shutdown_timeout).await
+}
+
+async fn drain(
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    match tokio::time::timeout(timeout, server).await {
+        Ok(joined) => {
+            joined
+                .context("server task failed")?
+                .context("server failed")?;
+            tracing::info!("stopped");
+        }
+        Err(_) => tracing::warn!(
+            ?timeout,
+            "shutdown timeout elapsed; abandoning in-flight requests"
+        ),
+    }
+    Ok(())
+}
+
+/// Resolves with the name of the first SIGINT or SIGTERM received.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops keel");
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}
+
+fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}

@@ -1,0 +1,118 @@
+//! Running the built `keel` binary as a user would.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The `keel` binary cargo built for these tests.
+pub fn keel() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keel"));
+    cmd.env_remove("RUST_LOG").env_remove("KEEL_CONFIG");
+    cmd
+}
+
+/// A running `keel serve` whose stderr lines are collected.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    lines: mpsc::Receiver<String>,
+    pub log: Vec<String>,
+}
+
+impl Server {
+    /// Starts `cmd` and waits until it logs the address it listens on.
+    pub fn start(mut cmd: Command) -> Server {
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn keel");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Server {
+            child,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            lines,
+            log: Vec::new(),
+        };
+        let line = server
+            .wait_for_line("listening on http://", Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("keel never said where it listens: {:?}", server.log));
+        let addr = line.rsplit("http://").next().unwrap_or_default();
+        let addr = addr.split_whitespace().next().unwrap_or_default();
+        server.addr = addr
+            .parse()
+            .unwrap_or_else(|_| panic!("bad address in {line:?}"));
+        server
+    }
+
+    /// Waits up to `timeout` for a stderr line containing `needle`.
+    pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> Option<String> {
+        if let Some(line) = self.log.iter().find(|l| l.contains(needle)) {
+            return Some(line.clone());
+        }
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(needle) {
+                        return Some(line);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`) through `kill(1)`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits up to `timeout` for the process to exit, then drains its log.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for keel") {
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(1)) {
+                    self.log.push(line);
+                }
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("keel did not exit within {timeout:?}: {:?}", self.log);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,64 @@
+//! Keel: the infrastructure layer beneath an async Rust service.
+//!
+//! This crate is the facade. It owns [`KeelConfig`], the one configuration
+//! that every room of Keel reads its section from, and re-exports each room
+//! behind a cargo feature as the rooms land.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! let config = keel::KeelConfig::from_toml(
+//!     r#"
+//!     [server]
+//!     listen = "127.0.0.1:9000"
+//!     shutdown_timeout = "5s"
+//!     "#,
+//! )?;
+//! assert_eq!(config.server.listen.port(), 9000);
+//! assert_eq!(config.server.shutdown_timeout, Duration::from_secs(5));
+//! # Ok::<(), keel::ConfigError>(())
+//! ```
+//!
+//! Every section has defaults, so an empty file (or no file at all) is a
+//! valid configuration. Invalid input is reported all at once, each error
+//! naming the full field path, the offending value and what is allowed:
+//!
+//! ```
+//! let err = keel::KeelConfig::from_toml(
+//!     r#"
+//!     [server]
+//!     listen = "nowhere"
+//!     shutdown_timeout = "5 parsecs"
+//!     colour = "blue"
+//!     "#,
+//! )
+//! .unwrap_err();
+//! let fields: Vec<&str> = err.field_errors().iter().map(|e| e.path.as_str()).collect();
+//! assert_eq!(fields, ["server.listen", "server.shutdown_timeout", "server.colour"]);
+//! ```
+//!
+//! # Configuration sources
+//!
+//! [`KeelConfig::load`] reads, in increasing precedence:
+//!
+//! 1. the embedded defaults,
+//! 2. a TOML file, when one is given,
+//! 3. `KEEL_`-prefixed environment variables, with `__` separating path
+//!    segments: `KEEL_SERVER__LISTEN=0.0.0.0:9000` sets `server.listen`.
+//!    Values are read as TOML scalars when they parse as one (`10`, `true`)
+//!    and as strings otherwise. Variables without `__` are not overrides.
+//!
+//! # Feature flags
+//!
+//! This crate has no optional features yet; each room joins the facade
+//! behind a feature of its own name as it lands.
+
+#![forbid(unsafe_code)]
+
+mod config;
+mod error;
+
+pub use config::{KeelConfig, ServerConfig};
+pub use error::{ConfigError, FieldError};
