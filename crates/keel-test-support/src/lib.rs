@@ -14,6 +14,8 @@
 //! Isolation: [`TestRedis`] hands out a unique key prefix, [`TestPostgres`]
 //! a fresh schema and [`TestMysql`] a fresh database, each removed again
 //! when dropped, so tests run in parallel without seeing each other.
+//! [`OwnRedis`] runs a private `redis-server` on a free port that a test
+//! can stop and restart to simulate an outage.
 //!
 //! ```no_run
 //! # async fn example() {
@@ -25,11 +27,13 @@
 #![forbid(unsafe_code)]
 
 mod isolate;
+mod own_redis;
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 pub use isolate::{TestMysql, TestPostgres, TestRedis, mysql, postgres, redis, unique_name};
+pub use own_redis::OwnRedis;
 
 /// A real service that tests reach on loopback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

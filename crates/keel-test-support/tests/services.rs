@@ -136,3 +136,30 @@ async fn mysql_round_trip_in_a_private_database() {
     .unwrap();
     assert_eq!(left, 0, "dropping TestMysql drops its database");
 }
+
+#[tokio::test]
+async fn a_private_redis_server_stops_and_comes_back_on_its_port() {
+    let Some(mut server) = keel_test_support::OwnRedis::start() else {
+        return;
+    };
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    server.stop();
+    assert!(client.get_multiplexed_async_connection().await.is_err());
+
+    server.restart();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let after: Option<String> = redis::cmd("GET")
+        .arg("k")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(after, None, "a restarted private server starts empty");
+}
