@@ -1,0 +1,538 @@
+//! [`LocalCache`], its builder, and the shorthand constructors.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::ops::Deref;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::clock::Clock;
+use crate::entry::{CacheEntry, RemovalCause};
+use crate::expiry::NEVER;
+use crate::loader::Flights;
+use crate::policy::CachePolicy;
+use crate::shard::{Shard, Sink, Timing};
+use crate::stats::{CacheStats, LoadCounters};
+
+type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
+type Listener<K, V> = Arc<dyn Fn(K, V, RemovalCause) + Send + Sync>;
+
+/// An in-process cache: a cheap, cloneable handle (`Send + Sync`) to a
+/// sharded map bounded by entry count or total weight.
+///
+/// Built with [`LocalCache::builder`]; see the crate docs for the guarantees.
+pub struct LocalCache<K, V> {
+    pub(crate) inner: Arc<Inner<K, V>>,
+}
+
+pub(crate) struct Inner<K, V> {
+    shards: Box<[Shard<K, V>]>,
+    shard_mask: u64,
+    hasher: foldhash::fast::RandomState,
+    pub(crate) timing: Timing,
+    /// Default time-to-live in nanoseconds (0: none).
+    ttl: u64,
+    jitter: f64,
+    weigher: Option<Weigher<K, V>>,
+    listener: Option<Listener<K, V>>,
+    pub(crate) flights: Flights<K, V>,
+    pub(crate) loads: LoadCounters,
+    policy: CachePolicy,
+    capacity: u64,
+}
+
+/// Configures and builds a [`LocalCache`].
+pub struct CacheBuilder<K, V> {
+    capacity: u64,
+    policy: CachePolicy,
+    weigher: Option<Weigher<K, V>>,
+    ttl: Option<Duration>,
+    tti: Option<Duration>,
+    jitter: f64,
+    listener: Option<Listener<K, V>>,
+    clock: Option<Clock>,
+    shards: Option<usize>,
+}
+
+impl<K, V> CacheBuilder<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    fn new(capacity: u64) -> Self {
+        Self {
+            capacity,
+            policy: CachePolicy::default(),
+            weigher: None,
+            ttl: None,
+            tti: None,
+            jitter: 0.0,
+            listener: None,
+            clock: None,
+            shards: None,
+        }
+    }
+
+    /// The eviction policy (default: [`CachePolicy::default()`]).
+    pub fn policy(mut self, policy: CachePolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Measures entries by weight instead of count: the capacity becomes a
+    /// total weight. An entry weighs at least 1.
+    pub fn weigher(mut self, weigher: impl Fn(&K, &V) -> u32 + Send + Sync + 'static) -> Self {
+        self.weigher = Some(Arc::new(weigher));
+        self
+    }
+
+    /// Every entry expires this long after it was written (unless inserted
+    /// with its own time-to-live).
+    pub fn time_to_live(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// An entry expires when it has not been read or written for this long.
+    pub fn time_to_idle(mut self, tti: Duration) -> Self {
+        self.tti = Some(tti);
+        self
+    }
+
+    /// Shortens each time-to-live by a random share of up to `fraction` (0 to
+    /// 1; values outside are clamped, NaN means 0), so entries written
+    /// together do not expire together.
+    pub fn ttl_jitter(mut self, fraction: f64) -> Self {
+        self.jitter = if fraction.is_nan() {
+            0.0
+        } else {
+            fraction.clamp(0.0, 1.0)
+        };
+        self
+    }
+
+    /// Called with every entry that leaves the cache and why, outside the
+    /// cache's locks, on the thread that caused the removal. A panic in the
+    /// listener is caught and logged.
+    pub fn eviction_listener(
+        mut self,
+        listener: impl Fn(K, V, RemovalCause) + Send + Sync + 'static,
+    ) -> Self {
+        self.listener = Some(Arc::new(listener));
+        self
+    }
+
+    /// The clock expiry is measured on (default: [`Clock::system`]).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The number of shards, rounded up to a power of two (default: four per
+    /// CPU, fewer for small capacities). One shard makes the policy exact
+    /// across the whole cache at the cost of concurrency.
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = Some(shards.max(1));
+        self
+    }
+
+    /// Builds the cache.
+    pub fn build(self) -> LocalCache<K, V> {
+        let count = self
+            .shards
+            .unwrap_or_else(|| default_shards(self.capacity, self.policy))
+            .next_power_of_two()
+            .min(1 << 16);
+        let per = self.capacity / count as u64;
+        let extra = self.capacity % count as u64;
+        let shards = (0..count as u64)
+            .map(|i| {
+                let cap = per + u64::from(i < extra);
+                let hint = usize::try_from(cap.min(1 << 22)).unwrap_or(1 << 22);
+                Shard::new(self.policy, cap, hint)
+            })
+            .collect::<Box<[_]>>();
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(NEVER - 1);
+        LocalCache {
+            inner: Arc::new(Inner {
+                shards,
+                shard_mask: count as u64 - 1,
+                hasher: foldhash::fast::RandomState::default(),
+                timing: Timing {
+                    clock: self.clock.unwrap_or_default(),
+                    tti: self.tti.map_or(0, |d| nanos(d).max(1)),
+                },
+                ttl: self.ttl.map_or(0, |d| nanos(d).max(1)),
+                jitter: self.jitter,
+                weigher: self.weigher,
+                listener: self.listener,
+                flights: Flights::new(count),
+                loads: LoadCounters::default(),
+                policy: self.policy,
+                capacity: self.capacity,
+            }),
+        }
+    }
+}
+
+impl<K, V> Inner<K, V> {
+    pub(crate) fn hasher(&self) -> &foldhash::fast::RandomState {
+        &self.hasher
+    }
+}
+
+/// Four shards per CPU, but no shard smaller than a policy-dependent floor:
+/// small shards make per-shard eviction drift from the whole-cache policy.
+fn default_shards(capacity: u64, policy: CachePolicy) -> usize {
+    let cpus = std::thread::available_parallelism().map_or(4, |n| n.get());
+    let floor: u64 = match policy {
+        CachePolicy::S3Fifo => 512,
+        _ => 4096,
+    };
+    let mut n = (cpus * 4).next_power_of_two();
+    while n > 1 && capacity / (n as u64) < floor {
+        n /= 2;
+    }
+    n
+}
+
+impl<K, V> LocalCache<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// A builder for a cache holding up to `capacity` entries (or total
+    /// weight, with a [`weigher`](CacheBuilder::weigher)).
+    pub fn builder(capacity: u64) -> CacheBuilder<K, V> {
+        CacheBuilder::new(capacity)
+    }
+
+    /// A cache of up to `capacity` entries with the default policy.
+    pub fn new(capacity: u64) -> Self {
+        Self::builder(capacity).build()
+    }
+
+    #[inline]
+    fn locate<Q: Hash + ?Sized>(&self, key: &Q) -> (u64, &Shard<K, V>) {
+        let hash = self.inner.hasher.hash_one(key);
+        // Shard by bits the shard's own table does not lean on (it uses the
+        // low bits for the bucket and the top seven as the tag).
+        let i = ((hash >> 32) & self.inner.shard_mask) as usize;
+        (hash, &self.inner.shards[i])
+    }
+
+    /// The value for `key`, if present and not expired. Counts a hit or miss.
+    #[inline]
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, shard) = self.locate(key);
+        shard.get(hash, key, &self.inner.timing, true, |f| {
+            f.slot.value.clone()
+        })
+    }
+
+    /// The entry for `key` with its metadata, if present and not expired.
+    /// Counts a hit or miss like [`get`](Self::get).
+    pub fn get_entry<Q>(&self, key: &Q) -> Option<CacheEntry<V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, shard) = self.locate(key);
+        let clock = &self.inner.timing.clock;
+        shard.get(hash, key, &self.inner.timing, true, |f| {
+            let now = f.now.unwrap_or_else(|| clock.now_nanos());
+            let deadline = f.slot.deadline();
+            CacheEntry {
+                value: f.slot.value.clone(),
+                age: Duration::from_nanos(now.saturating_sub(f.slot.inserted_at)),
+                expires_in: (deadline != NEVER)
+                    .then(|| Duration::from_nanos(deadline.saturating_sub(now))),
+                read_at: Instant::now(),
+                hits: f.slot.hits(),
+                weight: f.slot.weight,
+            }
+        })
+    }
+
+    /// The value for `key` without counting a hit or miss.
+    pub(crate) fn peek<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, shard) = self.locate(key);
+        shard.get(hash, key, &self.inner.timing, false, |f| {
+            f.slot.value.clone()
+        })
+    }
+
+    /// True if `key` has a live entry. Counts nothing and does not count as a
+    /// use of the entry.
+    pub fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, shard) = self.locate(key);
+        shard.contains(hash, key, &self.inner.timing)
+    }
+
+    /// Inserts or replaces the value for `key`, with the default time-to-live.
+    pub fn insert(&self, key: K, value: V) {
+        let ttl = (self.inner.ttl > 0).then_some(self.inner.ttl);
+        self.insert_inner(key, value, ttl);
+    }
+
+    /// Inserts or replaces the value for `key`, expiring `ttl` after now
+    /// (instead of the default time-to-live; time-to-idle still applies).
+    pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) {
+        let ttl = u64::try_from(ttl.as_nanos()).unwrap_or(NEVER - 1);
+        self.insert_inner(key, value, Some(ttl));
+    }
+
+    fn insert_inner(&self, key: K, value: V, ttl: Option<u64>) {
+        let inner = &*self.inner;
+        let weight = inner.weigher.as_ref().map_or(1, |w| w(&key, &value).max(1));
+        let ttl = ttl.map(|t| {
+            if inner.jitter > 0.0 {
+                t - (t as f64 * inner.jitter * fastrand::f64()) as u64
+            } else {
+                t
+            }
+        });
+        let (hash, shard) = self.locate(&key);
+        self.with_sink(|sink| shard.insert(hash, key, value, weight, ttl, &inner.timing, sink));
+    }
+
+    /// Removes `key`; returns its value if it was present and not expired.
+    pub fn remove<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, shard) = self.locate(key);
+        self.with_sink(|sink| shard.remove(hash, key, &self.inner.timing, sink))
+    }
+
+    /// Removes every entry (the listener hears [`RemovalCause::Explicit`]).
+    pub fn invalidate_all(&self) {
+        for shard in self.inner.shards.iter() {
+            self.with_sink(|sink| shard.clear(sink));
+        }
+    }
+
+    /// Removes every entry for which `predicate` returns true, shard by
+    /// shard (entries written meanwhile to shards already visited stay).
+    pub fn invalidate_if(&self, mut predicate: impl FnMut(&K, &V) -> bool) {
+        for shard in self.inner.shards.iter() {
+            let now = self.inner.timing.clock.now_nanos();
+            self.with_sink(|sink| shard.retain_not(now, &mut predicate, sink));
+        }
+    }
+
+    /// Reclaims every expired entry now. Writes reclaim expired entries of
+    /// their shard anyway; this is for caches that go quiet.
+    pub fn purge_expired(&self) {
+        for shard in self.inner.shards.iter() {
+            let now = self.inner.timing.clock.now_nanos();
+            self.with_sink(|sink| shard.purge_expired(now, sink));
+        }
+    }
+
+    /// A copy of the live entries, taken shard by shard.
+    pub fn iter(&self) -> Snapshot<K, V> {
+        let mut all = Vec::new();
+        for shard in self.inner.shards.iter() {
+            shard.snapshot(self.inner.timing.clock.now_nanos(), &mut all);
+        }
+        Snapshot {
+            entries: all.into_iter(),
+        }
+    }
+
+    /// Entries held (expired entries count until reclaimed).
+    pub fn len(&self) -> u64 {
+        self.stats_of_shards().entries
+    }
+
+    /// True if no entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Total weight held (equals [`len`](Self::len) without a weigher).
+    pub fn weighted_size(&self) -> u64 {
+        self.stats_of_shards().weight
+    }
+
+    /// The capacity the cache was built with.
+    pub fn capacity(&self) -> u64 {
+        self.inner.capacity
+    }
+
+    /// The eviction policy.
+    pub fn policy(&self) -> CachePolicy {
+        self.inner.policy
+    }
+
+    /// The counters since the cache was built.
+    pub fn stats(&self) -> CacheStats {
+        let mut stats = self.stats_of_shards();
+        self.inner.loads.add_to(&mut stats);
+        stats
+    }
+
+    fn stats_of_shards(&self) -> CacheStats {
+        let mut stats = CacheStats::default();
+        for shard in self.inner.shards.iter() {
+            stats.add_shard(&shard.counters);
+        }
+        stats
+    }
+
+    /// Runs `f` with a sink for removed entries, then tells the listener
+    /// (outside the shard lock).
+    fn with_sink<R>(&self, f: impl FnOnce(Sink<'_, K, V>) -> R) -> R {
+        let Some(listener) = &self.inner.listener else {
+            return f(None);
+        };
+        let mut removed = Vec::new();
+        let out = f(Some(&mut removed));
+        for (k, v, cause) in removed {
+            if catch_unwind(AssertUnwindSafe(|| listener(k, v, cause))).is_err() {
+                tracing::error!(?cause, "cache eviction listener panicked");
+            }
+        }
+        out
+    }
+}
+
+impl<K, V> Clone for LocalCache<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<K, V> fmt::Debug for LocalCache<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalCache")
+            .field("policy", &self.inner.policy)
+            .field("capacity", &self.inner.capacity)
+            .field("shards", &self.inner.shards.len())
+            .field("clock", &self.inner.timing.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, V> fmt::Debug for CacheBuilder<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheBuilder")
+            .field("capacity", &self.capacity)
+            .field("policy", &self.policy)
+            .field("weigher", &self.weigher.is_some())
+            .field("time_to_live", &self.ttl)
+            .field("time_to_idle", &self.tti)
+            .field("ttl_jitter", &self.jitter)
+            .field("eviction_listener", &self.listener.is_some())
+            .field("shards", &self.shards)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The entries of a cache at the time [`LocalCache::iter`] was called.
+#[derive(Debug)]
+pub struct Snapshot<K, V> {
+    entries: std::vec::IntoIter<(K, V)>,
+}
+
+impl<K, V> Iterator for Snapshot<K, V> {
+    type Item = (K, V);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.entries.next()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.entries.size_hint()
+    }
+}
+
+impl<K, V> ExactSizeIterator for Snapshot<K, V> {}
+
+macro_rules! shorthand {
+    ($(#[$doc:meta])* $name:ident, $policy:expr) => {
+        $(#[$doc])*
+        pub struct $name<K, V>(LocalCache<K, V>);
+
+        impl<K, V> $name<K, V>
+        where
+            K: Hash + Eq + Clone + Send + Sync + 'static,
+            V: Clone + Send + Sync + 'static,
+        {
+            /// A cache of up to `capacity` entries.
+            pub fn new(capacity: u64) -> Self {
+                Self(Self::builder(capacity).build())
+            }
+
+            /// A builder with the policy already chosen.
+            pub fn builder(capacity: u64) -> CacheBuilder<K, V> {
+                LocalCache::builder(capacity).policy($policy)
+            }
+
+            /// The underlying [`LocalCache`] handle.
+            pub fn into_inner(self) -> LocalCache<K, V> {
+                self.0
+            }
+        }
+
+        impl<K, V> Deref for $name<K, V> {
+            type Target = LocalCache<K, V>;
+
+            fn deref(&self) -> &LocalCache<K, V> {
+                &self.0
+            }
+        }
+
+        impl<K, V> Clone for $name<K, V> {
+            fn clone(&self) -> Self {
+                Self(self.0.clone())
+            }
+        }
+
+        impl<K, V> fmt::Debug for $name<K, V> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+shorthand!(
+    /// A [`LocalCache`] with [`CachePolicy::Lru`].
+    LruCache,
+    CachePolicy::Lru
+);
+shorthand!(
+    /// A [`LocalCache`] with [`CachePolicy::Lfu`].
+    LfuCache,
+    CachePolicy::Lfu
+);
+shorthand!(
+    /// A [`LocalCache`] with [`CachePolicy::Fifo`].
+    FifoCache,
+    CachePolicy::Fifo
+);
+shorthand!(
+    /// A [`LocalCache`] with [`CachePolicy::Ttl`]: when full, the entry
+    /// closest to expiry goes first. Give it a time-to-live.
+    TtlCache,
+    CachePolicy::Ttl
+);

@@ -1,0 +1,28 @@
+//! First-in first-out: the oldest insertion is evicted; hits and value
+//! replacements do not move an entry. Reads take only the shard's read lock.
+
+use super::list::{Links, List};
+
+#[derive(Debug, Default)]
+pub(crate) struct Fifo {
+    links: Links,
+    list: List,
+}
+
+impl Fifo {
+    pub(crate) fn on_insert(&mut self, idx: u32) {
+        self.list.push_front(&mut self.links, idx);
+    }
+
+    pub(crate) fn on_remove(&mut self, idx: u32) {
+        self.list.remove(&mut self.links, idx);
+    }
+
+    pub(crate) fn victim(&mut self) -> Option<u32> {
+        self.list.back()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.list.clear();
+    }
+}

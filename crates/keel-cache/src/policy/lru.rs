@@ -1,0 +1,32 @@
+//! Exact least-recently-used: every hit moves the entry to the front, the
+//! back is evicted. Reads take the shard's write lock.
+
+use super::list::{Links, List};
+
+#[derive(Debug, Default)]
+pub(crate) struct Lru {
+    links: Links,
+    list: List,
+}
+
+impl Lru {
+    pub(crate) fn on_insert(&mut self, idx: u32) {
+        self.list.push_front(&mut self.links, idx);
+    }
+
+    pub(crate) fn on_access(&mut self, idx: u32) {
+        self.list.move_to_front(&mut self.links, idx);
+    }
+
+    pub(crate) fn on_remove(&mut self, idx: u32) {
+        self.list.remove(&mut self.links, idx);
+    }
+
+    pub(crate) fn victim(&mut self) -> Option<u32> {
+        self.list.back()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.list.clear();
+    }
+}

@@ -1,0 +1,181 @@
+//! Eviction policies: the public [`CachePolicy`] choice and the per-shard
+//! engine that carries it out (one file per policy).
+
+mod fifo;
+mod lfu;
+mod list;
+mod lru;
+mod s3fifo;
+mod ttl;
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+use crate::error::ParsePolicyError;
+use crate::expiry::ExpiryQueue;
+
+/// Which entry a full cache evicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CachePolicy {
+    /// Exact least-recently-used. Every hit reorders, so reads take the
+    /// shard's write lock.
+    Lru,
+    /// Exact least-frequently-used; ties go to the least recently used. Reads
+    /// take the shard's write lock.
+    Lfu,
+    /// First in, first out. Reads take only the read lock.
+    Fifo,
+    /// Evicts the entry closest to expiry (entries without a deadline last,
+    /// oldest first). Reads take only the read lock.
+    Ttl,
+    /// S3-FIFO (small, main and ghost FIFO queues with 2-bit access
+    /// frequencies): the default, chosen for hit ratio and read speed (see the
+    /// crate docs).
+    #[default]
+    S3Fifo,
+}
+
+impl CachePolicy {
+    /// All policies, in declaration order.
+    pub const ALL: [CachePolicy; 5] = [
+        CachePolicy::Lru,
+        CachePolicy::Lfu,
+        CachePolicy::Fifo,
+        CachePolicy::Ttl,
+        CachePolicy::S3Fifo,
+    ];
+
+    /// The policy's name as written in configuration (`"lru"`, `"s3_fifo"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CachePolicy::Lru => "lru",
+            CachePolicy::Lfu => "lfu",
+            CachePolicy::Fifo => "fifo",
+            CachePolicy::Ttl => "ttl",
+            CachePolicy::S3Fifo => "s3_fifo",
+        }
+    }
+
+    /// True if a hit must reorder entries (so reads take the write lock).
+    pub(crate) fn reads_reorder(self) -> bool {
+        matches!(self, CachePolicy::Lru | CachePolicy::Lfu)
+    }
+}
+
+impl fmt::Display for CachePolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for CachePolicy {
+    type Err = ParsePolicyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        CachePolicy::ALL
+            .into_iter()
+            .find(|p| p.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| ParsePolicyError {
+                input: s.to_owned(),
+            })
+    }
+}
+
+/// The per-shard state of one policy.
+#[derive(Debug)]
+pub(crate) enum Engine {
+    Lru(lru::Lru),
+    Lfu(lfu::Lfu),
+    Fifo(fifo::Fifo),
+    Ttl(ttl::Ttl),
+    S3Fifo(s3fifo::S3Fifo),
+}
+
+impl Engine {
+    pub(crate) fn new(policy: CachePolicy, capacity: u64, entries_hint: usize) -> Self {
+        match policy {
+            CachePolicy::Lru => Engine::Lru(lru::Lru::default()),
+            CachePolicy::Lfu => Engine::Lfu(lfu::Lfu::default()),
+            CachePolicy::Fifo => Engine::Fifo(fifo::Fifo::default()),
+            CachePolicy::Ttl => Engine::Ttl(ttl::Ttl::default()),
+            CachePolicy::S3Fifo => Engine::S3Fifo(s3fifo::S3Fifo::new(capacity, entries_hint)),
+        }
+    }
+
+    pub(crate) fn on_insert(&mut self, idx: u32, hash: u64, weight: u32, expires: bool) {
+        match self {
+            Engine::Lru(p) => p.on_insert(idx),
+            Engine::Lfu(p) => p.on_insert(idx),
+            Engine::Fifo(p) => p.on_insert(idx),
+            Engine::Ttl(p) => p.on_insert(idx, expires),
+            Engine::S3Fifo(p) => p.on_insert(idx, hash, weight),
+        }
+    }
+
+    /// A hit under the read lock (policies whose reads do not reorder).
+    #[inline]
+    pub(crate) fn on_read(&self, idx: u32) {
+        if let Engine::S3Fifo(p) = self {
+            p.on_read(idx);
+        }
+    }
+
+    /// A hit under the write lock (policies whose reads reorder).
+    pub(crate) fn on_access(&mut self, idx: u32) {
+        match self {
+            Engine::Lru(p) => p.on_access(idx),
+            Engine::Lfu(p) => p.on_access(idx),
+            Engine::Fifo(_) | Engine::Ttl(_) => {}
+            Engine::S3Fifo(p) => p.on_read(idx),
+        }
+    }
+
+    /// The value of an existing entry was replaced.
+    pub(crate) fn on_update(&mut self, idx: u32, weight: u32, expires: bool) {
+        match self {
+            Engine::Lru(p) => p.on_access(idx),
+            Engine::Lfu(p) => p.on_access(idx),
+            Engine::Fifo(_) => {}
+            Engine::Ttl(p) => p.on_update(idx, expires),
+            Engine::S3Fifo(p) => p.on_update(idx, weight),
+        }
+    }
+
+    pub(crate) fn on_remove(&mut self, idx: u32) {
+        match self {
+            Engine::Lru(p) => p.on_remove(idx),
+            Engine::Lfu(p) => p.on_remove(idx),
+            Engine::Fifo(p) => p.on_remove(idx),
+            Engine::Ttl(p) => p.on_remove(idx),
+            Engine::S3Fifo(p) => p.on_remove(idx),
+        }
+    }
+
+    /// The entry to evict next; the caller removes it through [`Self::on_remove`].
+    pub(crate) fn victim(
+        &mut self,
+        expiry: &mut ExpiryQueue,
+        deadline_of: impl Fn(u32) -> u64,
+    ) -> Option<u32> {
+        match self {
+            Engine::Lru(p) => p.victim(),
+            Engine::Lfu(p) => p.victim(),
+            Engine::Fifo(p) => p.victim(),
+            Engine::Ttl(p) => p.victim(expiry, deadline_of),
+            Engine::S3Fifo(p) => p.victim(),
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        match self {
+            Engine::Lru(p) => p.clear(),
+            Engine::Lfu(p) => p.clear(),
+            Engine::Fifo(p) => p.clear(),
+            Engine::Ttl(p) => p.clear(),
+            Engine::S3Fifo(p) => p.clear(),
+        }
+    }
+}

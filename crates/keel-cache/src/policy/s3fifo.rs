@@ -1,0 +1,183 @@
+//! S3-FIFO: a small probationary FIFO queue (about a tenth of the capacity),
+//! a main FIFO queue, and a ghost queue remembering the hashes of entries
+//! recently evicted from the small queue.
+//!
+//! A new key enters the small queue, or the main queue if its hash is in the
+//! ghost queue. A hit only bumps a saturating 2-bit frequency with a relaxed
+//! atomic store (skipped once saturated), so reads need only the shard's read
+//! lock and hot keys stop writing to shared memory. Eviction from the small
+//! queue promotes entries that were hit to the main queue and forgets the
+//! others into the ghost queue; the main queue gives entries with a non-zero
+//! frequency another round (decrementing it), CLOCK-style.
+
+use std::collections::VecDeque;
+
+use hashbrown::HashSet;
+
+use super::list::{Links, List};
+use crate::sync::{AtomicU8, Ordering};
+
+const MAX_FREQ: u8 = 3;
+
+#[derive(Debug)]
+pub(crate) struct S3Fifo {
+    links: Links,
+    small: List,
+    main: List,
+    /// Per slot: access frequency (0..=3), bumped under the read lock.
+    freq: Vec<AtomicU8>,
+    /// Per slot: true while in the main queue.
+    in_main: Vec<bool>,
+    /// Per slot: the hash, for the ghost queue.
+    hashes: Vec<u64>,
+    /// Per slot: the weight.
+    weights: Vec<u32>,
+    small_weight: u64,
+    small_target: u64,
+    ghost: Ghost,
+}
+
+impl S3Fifo {
+    pub(crate) fn new(capacity: u64, entries_hint: usize) -> Self {
+        Self {
+            links: Links::default(),
+            small: List::default(),
+            main: List::default(),
+            freq: Vec::new(),
+            in_main: Vec::new(),
+            hashes: Vec::new(),
+            weights: Vec::new(),
+            small_weight: 0,
+            small_target: (capacity / 10).max(1),
+            ghost: Ghost::new(entries_hint),
+        }
+    }
+
+    fn ensure(&mut self, idx: u32) {
+        let need = idx as usize + 1;
+        if self.freq.len() < need {
+            self.freq.resize_with(need, || AtomicU8::new(0));
+            self.in_main.resize(need, false);
+            self.hashes.resize(need, 0);
+            self.weights.resize(need, 0);
+        }
+    }
+
+    pub(crate) fn on_insert(&mut self, idx: u32, hash: u64, weight: u32) {
+        self.ensure(idx);
+        let i = idx as usize;
+        self.freq[i].store(0, Ordering::Relaxed);
+        self.hashes[i] = hash;
+        self.weights[i] = weight;
+        if self.ghost.take(hash) {
+            self.in_main[i] = true;
+            self.main.push_front(&mut self.links, idx);
+        } else {
+            self.in_main[i] = false;
+            self.small.push_front(&mut self.links, idx);
+            self.small_weight += u64::from(weight);
+        }
+    }
+
+    /// Records a hit; callable under the read lock.
+    #[inline]
+    pub(crate) fn on_read(&self, idx: u32) {
+        if let Some(f) = self.freq.get(idx as usize) {
+            let v = f.load(Ordering::Relaxed);
+            if v < MAX_FREQ {
+                f.store(v + 1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub(crate) fn on_update(&mut self, idx: u32, weight: u32) {
+        let i = idx as usize;
+        if !self.in_main[i] {
+            self.small_weight = self.small_weight - u64::from(self.weights[i]) + u64::from(weight);
+        }
+        self.weights[i] = weight;
+        self.on_read(idx);
+    }
+
+    pub(crate) fn on_remove(&mut self, idx: u32) {
+        let i = idx as usize;
+        if self.in_main[i] {
+            self.main.remove(&mut self.links, idx);
+        } else {
+            self.small.remove(&mut self.links, idx);
+            self.small_weight -= u64::from(self.weights[i]);
+        }
+    }
+
+    /// Picks the entry to evict, moving survivors between queues on the way.
+    /// The caller removes the victim (through [`Self::on_remove`]).
+    pub(crate) fn victim(&mut self) -> Option<u32> {
+        loop {
+            let from_small = self.small_weight >= self.small_target || self.main.len() == 0;
+            if from_small && let Some(t) = self.small.back() {
+                let i = t as usize;
+                if self.freq[i].load(Ordering::Relaxed) > 0 {
+                    self.small.remove(&mut self.links, t);
+                    self.small_weight -= u64::from(self.weights[i]);
+                    self.freq[i].store(0, Ordering::Relaxed);
+                    self.in_main[i] = true;
+                    self.main.push_front(&mut self.links, t);
+                    continue;
+                }
+                self.ghost.put(self.hashes[i]);
+                return Some(t);
+            }
+            let t = self.main.back()?;
+            let f = &self.freq[t as usize];
+            let v = f.load(Ordering::Relaxed);
+            if v > 0 {
+                f.store(v - 1, Ordering::Relaxed);
+                self.main.move_to_front(&mut self.links, t);
+                continue;
+            }
+            return Some(t);
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.small.clear();
+        self.main.clear();
+        self.small_weight = 0;
+        self.in_main.iter_mut().for_each(|m| *m = false);
+    }
+}
+
+/// Hashes of keys recently evicted from the small queue, bounded FIFO.
+#[derive(Debug)]
+struct Ghost {
+    order: VecDeque<u64>,
+    set: HashSet<u64, foldhash::fast::FixedState>,
+    limit: usize,
+}
+
+impl Ghost {
+    fn new(limit: usize) -> Self {
+        Self {
+            order: VecDeque::new(),
+            set: HashSet::with_hasher(foldhash::fast::FixedState::default()),
+            limit: limit.max(1),
+        }
+    }
+
+    fn put(&mut self, hash: u64) {
+        if !self.set.insert(hash) {
+            return;
+        }
+        self.order.push_back(hash);
+        while self.order.len() > self.limit {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+    }
+
+    /// True if `hash` was in the queue (and removes it).
+    fn take(&mut self, hash: u64) -> bool {
+        self.set.remove(&hash)
+    }
+}
