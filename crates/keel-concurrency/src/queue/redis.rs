@@ -1,0 +1,330 @@
+//! [`RedisTaskQueue`]: a durable task queue on one Redis Stream with one
+//! consumer group (feature `redis`).
+//!
+//! - `enqueue` is `XADD`: once it returns, the task is in the stream.
+//! - `fetch` first reclaims, with `XAUTOCLAIM`, entries another consumer
+//!   took but has not acknowledged for `visibility_timeout` (it died or
+//!   hung), then reads new entries with `XREADGROUP ... >`. Reading puts an
+//!   entry in the group's pending list under this consumer.
+//! - `ack` is `XACK` + `XDEL` in one `MULTI`: only then does the entry
+//!   leave the pending list, so a worker killed mid-task leaves its entries
+//!   pending and another worker reclaims them: every enqueued task is
+//!   handed out until some worker acknowledges it (at least once).
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Client, Value};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Mutex;
+
+use crate::error::QueueError;
+
+/// Where a [`RedisTaskQueue`] keeps its tasks and who this worker is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisQueueOptions {
+    /// The stream's key.
+    pub stream: String,
+    /// The consumer group every worker of this queue joins (default `keel`).
+    pub group: String,
+    /// This worker's name in the group; must differ between live workers
+    /// (default `keel-<pid>-<random>`).
+    pub consumer: String,
+    /// How long a taken task may stay unacknowledged before another worker
+    /// may take it over (default 30s). Longer than the longest task.
+    pub visibility_timeout: Duration,
+}
+
+impl RedisQueueOptions {
+    /// Options for the stream at `stream` with the defaults above.
+    pub fn new(stream: impl Into<String>) -> Self {
+        Self {
+            stream: stream.into(),
+            group: "keel".to_owned(),
+            consumer: format!("keel-{}-{:08x}", std::process::id(), fastrand::u32(..)),
+            visibility_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One task handed to this worker; [`ack`](RedisTaskQueue::ack) it when done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery<T> {
+    /// The stream entry id (`<ms>-<seq>`).
+    pub id: String,
+    /// The task.
+    pub task: T,
+}
+
+/// A durable task queue on Redis Streams: at-least-once delivery that
+/// survives a worker process being killed.
+///
+/// Tasks are stored as JSON.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), keel_concurrency::QueueError> {
+/// use std::time::Duration;
+/// use keel_concurrency::{RedisQueueOptions, RedisTaskQueue};
+///
+/// let client = keel_concurrency::redis::Client::open("redis://127.0.0.1:6379")?;
+/// let queue: RedisTaskQueue<u64> =
+///     RedisTaskQueue::connect(&client, RedisQueueOptions::new("jobs")).await?;
+/// queue.enqueue(&42).await?;
+/// for delivery in queue.fetch(10, Duration::from_secs(1)).await? {
+///     // ... handle delivery.task ...
+///     queue.ack(&delivery.id).await?;
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub struct RedisTaskQueue<T> {
+    commands: ConnectionManager,
+    reader: Mutex<MultiplexedConnection>,
+    options: RedisQueueOptions,
+    _task: PhantomData<fn() -> T>,
+}
+
+/// The stream entry field holding the task's JSON.
+const FIELD: &str = "task";
+
+impl<T> RedisTaskQueue<T>
+where
+    T: Serialize + DeserializeOwned,
+{
+    /// Connects and creates the stream and the consumer group if missing.
+    pub async fn connect(client: &Client, options: RedisQueueOptions) -> Result<Self, QueueError> {
+        let mut commands = client.get_connection_manager().await?;
+        // Blocking reads get a connection of their own (they would stall
+        // every other command behind them) without a response timeout:
+        // `fetch` bounds them itself.
+        let reader = client
+            .get_multiplexed_async_connection_with_config(
+                &AsyncConnectionConfig::new().set_response_timeout(None),
+            )
+            .await?;
+        let created: Result<(), redis::RedisError> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&options.stream)
+            .arg(&options.group)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut commands)
+            .await;
+        match created {
+            Ok(()) => {}
+            Err(error) if error.code() == Some("BUSYGROUP") => {}
+            Err(error) => return Err(error.into()),
+        }
+        Ok(Self {
+            commands,
+            reader: Mutex::new(reader),
+            options,
+            _task: PhantomData,
+        })
+    }
+
+    /// Appends `task` to the stream; once this returns `Ok` the task will be
+    /// handed to a worker until one acknowledges it. Returns the entry id.
+    pub async fn enqueue(&self, task: &T) -> Result<String, QueueError> {
+        let json = serde_json::to_string(task).map_err(QueueError::Codec)?;
+        let id: String = redis::cmd("XADD")
+            .arg(&self.options.stream)
+            .arg("*")
+            .arg(FIELD)
+            .arg(json)
+            .query_async(&mut self.commands.clone())
+            .await?;
+        Ok(id)
+    }
+
+    /// Up to `max` tasks for this worker: first entries abandoned by other
+    /// workers for longer than `visibility_timeout`, else new ones, waiting
+    /// at most `wait` for some to arrive. Each must be
+    /// [`ack`](Self::ack)ed, or it is handed out again after the timeout.
+    pub async fn fetch(&self, max: usize, wait: Duration) -> Result<Vec<Delivery<T>>, QueueError> {
+        let max = max.max(1);
+        let reclaimed = self.reclaim(max).await?;
+        if !reclaimed.is_empty() {
+            return Ok(reclaimed);
+        }
+        let block_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut reader = self.reader.lock().await;
+        let mut command = redis::cmd("XREADGROUP");
+        command
+            .arg("GROUP")
+            .arg(&self.options.group)
+            .arg(&self.options.consumer)
+            .arg("COUNT")
+            .arg(max)
+            .arg("BLOCK")
+            .arg(block_ms)
+            .arg("STREAMS")
+            .arg(&self.options.stream)
+            .arg(">");
+        let read = command.query_async::<Value>(&mut *reader);
+        let reply = match tokio::time::timeout(wait + Duration::from_secs(5), read).await {
+            Ok(reply) => reply?,
+            Err(_) => return Ok(Vec::new()),
+        };
+        drop(reader);
+        match reply {
+            Value::Nil => Ok(Vec::new()),
+            Value::Array(streams) => {
+                let mut out = Vec::new();
+                for stream in streams {
+                    let Value::Array(mut pair) = stream else {
+                        return Err(malformed("XREADGROUP reply"));
+                    };
+                    if pair.len() != 2 {
+                        return Err(malformed("XREADGROUP reply"));
+                    }
+                    out.extend(decode_entries(pair.swap_remove(1))?);
+                }
+                Ok(out)
+            }
+            Value::Map(streams) => {
+                let mut out = Vec::new();
+                for (_, entries) in streams {
+                    out.extend(decode_entries(entries)?);
+                }
+                Ok(out)
+            }
+            _ => Err(malformed("XREADGROUP reply")),
+        }
+    }
+
+    /// Marks a delivery done and deletes it from the stream.
+    pub async fn ack(&self, id: &str) -> Result<(), QueueError> {
+        let _: Value = redis::pipe()
+            .atomic()
+            .cmd("XACK")
+            .arg(&self.options.stream)
+            .arg(&self.options.group)
+            .arg(id)
+            .cmd("XDEL")
+            .arg(&self.options.stream)
+            .arg(id)
+            .query_async(&mut self.commands.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Tasks handed out to some worker and not yet acknowledged.
+    pub async fn pending(&self) -> Result<u64, QueueError> {
+        let reply: Value = redis::cmd("XPENDING")
+            .arg(&self.options.stream)
+            .arg(&self.options.group)
+            .query_async(&mut self.commands.clone())
+            .await?;
+        match reply {
+            Value::Array(items) => match items.first() {
+                Some(Value::Int(n)) => Ok(u64::try_from(*n).unwrap_or(0)),
+                _ => Err(malformed("XPENDING reply")),
+            },
+            _ => Err(malformed("XPENDING reply")),
+        }
+    }
+
+    /// Tasks in the stream not yet acknowledged (pending or never read).
+    pub async fn len(&self) -> Result<u64, QueueError> {
+        let n: u64 = redis::cmd("XLEN")
+            .arg(&self.options.stream)
+            .query_async(&mut self.commands.clone())
+            .await?;
+        Ok(n)
+    }
+
+    /// The options the queue runs with.
+    pub fn options(&self) -> &RedisQueueOptions {
+        &self.options
+    }
+
+    async fn reclaim(&self, max: usize) -> Result<Vec<Delivery<T>>, QueueError> {
+        let idle_ms = u64::try_from(self.options.visibility_timeout.as_millis()).unwrap_or(u64::MAX);
+        let reply: Value = redis::cmd("XAUTOCLAIM")
+            .arg(&self.options.stream)
+            .arg(&self.options.group)
+            .arg(&self.options.consumer)
+            .arg(idle_ms)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(max)
+            .query_async(&mut self.commands.clone())
+            .await?;
+        let Value::Array(mut parts) = reply else {
+            return Err(malformed("XAUTOCLAIM reply"));
+        };
+        if parts.len() < 2 {
+            return Err(malformed("XAUTOCLAIM reply"));
+        }
+        let claimed = decode_entries(parts.swap_remove(1))?;
+        if !claimed.is_empty() {
+            tracing::info!(
+                stream = %self.options.stream,
+                consumer = %self.options.consumer,
+                reclaimed = claimed.len(),
+                "reclaimed abandoned tasks"
+            );
+        }
+        Ok(claimed)
+    }
+}
+
+impl<T> fmt::Debug for RedisTaskQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisTaskQueue")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+fn malformed(what: &str) -> QueueError {
+    QueueError::Malformed(what.to_owned())
+}
+
+/// Decodes `[[id, [field, value, ...]], ...]`. Entries deleted while
+/// pending come back from `XAUTOCLAIM` as `[id, nil]` in older servers and
+/// are skipped.
+fn decode_entries<T: DeserializeOwned>(entries: Value) -> Result<Vec<Delivery<T>>, QueueError> {
+    let Value::Array(entries) = entries else {
+        return Err(malformed("stream entries"));
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let Value::Array(mut entry) = entry else {
+            return Err(malformed("stream entry"));
+        };
+        if entry.len() != 2 {
+            return Err(malformed("stream entry"));
+        }
+        let fields = entry.swap_remove(1);
+        let id = text(&entry[0]).ok_or_else(|| malformed("stream entry id"))?;
+        let fields = match fields {
+            Value::Nil => continue,
+            Value::Array(fields) => fields,
+            _ => return Err(QueueError::Malformed(format!("fields of entry {id}"))),
+        };
+        let payload = fields
+            .chunks(2)
+            .find(|pair| pair.len() == 2 && text(&pair[0]).as_deref() == Some(FIELD))
+            .and_then(|pair| match &pair[1] {
+                Value::BulkString(bytes) => Some(bytes.as_slice()),
+                _ => None,
+            })
+            .ok_or_else(|| QueueError::Malformed(format!("entry {id} has no `{FIELD}` field")))?;
+        let task = serde_json::from_slice(payload).map_err(QueueError::Codec)?;
+        out.push(Delivery { id, task });
+    }
+    Ok(out)
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
