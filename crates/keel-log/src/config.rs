@@ -48,7 +48,6 @@ use crate::writer::{LogGuard, NonBlocking, OverflowPolicy, StdoutSink, WriterOpt
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
 pub struct LoggingConfig {
     /// Which events to keep, in `RUST_LOG` syntax (checked when read).
     pub level: LevelFilter,
@@ -104,7 +103,6 @@ impl Default for LoggingConfig {
 /// `[logging.rotation]`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
 pub struct RotationConfig {
     /// Rotate when the file would exceed this size (`"100MB"`).
     pub size: Option<ByteSize>,
@@ -115,7 +113,6 @@ pub struct RotationConfig {
 /// `[logging.retention]`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
 pub struct RetentionConfig {
     /// Keep at most this many rotated files per log.
     pub files: Option<usize>,

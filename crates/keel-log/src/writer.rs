@@ -73,7 +73,6 @@ pub enum OverflowPolicy {
 
 /// Settings of a [`NonBlocking`] writer.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct WriterOptions {
     /// Lines the queue holds (besides the batch being written).
     pub queue_size: usize,
