@@ -1,0 +1,193 @@
+//! RedisTaskQueue against the real Redis: a worker process killed with
+//! SIGKILL mid-task loses no task; unacknowledged tasks are reclaimed only
+//! after the visibility timeout.
+#![cfg(feature = "redis")]
+
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use keel_concurrency::redis::{AsyncCommands, Client};
+use keel_concurrency::{RedisQueueOptions, RedisTaskQueue};
+
+/// Set in the child process: which role the re-invoked test plays.
+const ROLE: &str = "KEEL_TEST_QUEUE_ROLE";
+const URL: &str = "KEEL_TEST_QUEUE_URL";
+const PREFIX: &str = "KEEL_TEST_QUEUE_PREFIX";
+const TASKS: u64 = 20;
+/// The child hangs (mid-task) on the task it starts after this many.
+const CHILD_FINISHES: usize = 3;
+
+fn options(prefix: &str, consumer: &str, visibility: Duration) -> RedisQueueOptions {
+    RedisQueueOptions {
+        consumer: consumer.to_owned(),
+        visibility_timeout: visibility,
+        ..RedisQueueOptions::new(format!("{prefix}:jobs"))
+    }
+}
+
+/// The killed worker: takes tasks two at a time, records each as started,
+/// finishes and acknowledges a few, then hangs in the middle of the next
+/// one until the parent kills it.
+async fn child_worker(url: &str, prefix: &str) {
+    let client = Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let queue: RedisTaskQueue<u64> =
+        RedisTaskQueue::connect(&client, options(prefix, "child", Duration::from_secs(60)))
+            .await
+            .unwrap();
+    let mut finished = 0;
+    loop {
+        for delivery in queue.fetch(2, Duration::from_millis(200)).await.unwrap() {
+            let _: () = conn
+                .sadd(format!("{prefix}:started"), delivery.task)
+                .await
+                .unwrap();
+            if finished == CHILD_FINISHES {
+                // Mid-task: never finishes; the parent sends SIGKILL.
+                std::future::pending::<()>().await;
+            }
+            let _: () = conn.sadd(format!("{prefix}:done"), delivery.task).await.unwrap();
+            queue.ack(&delivery.id).await.unwrap();
+            finished += 1;
+        }
+    }
+}
+
+#[tokio::test]
+async fn worker_killed_mid_task_loses_no_task() {
+    if std::env::var(ROLE).as_deref() == Ok("child") {
+        let (url, prefix) = (std::env::var(URL).unwrap(), std::env::var(PREFIX).unwrap());
+        child_worker(&url, &prefix).await;
+        return;
+    }
+    let Some(redis) = keel_test_support::redis().await else {
+        return;
+    };
+    let client = Client::open(redis.url()).unwrap();
+    let mut conn = redis.connection().await.unwrap();
+    let producer: RedisTaskQueue<u64> = RedisTaskQueue::connect(
+        &client,
+        options(redis.prefix(), "producer", Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+    for task in 0..TASKS {
+        producer.enqueue(&task).await.unwrap();
+    }
+
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "worker_killed_mid_task_loses_no_task", "--nocapture"])
+        .env(ROLE, "child")
+        .env(URL, redis.url())
+        .env(PREFIX, redis.prefix())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    // Wait until the child is in the middle of a task.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let started: usize = conn.scard(redis.key("started")).await.unwrap();
+        if started > CHILD_FINISHES {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("worker child exited early with {status}");
+        }
+        assert!(Instant::now() < deadline, "worker child made no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let done: BTreeSet<u64> = conn.smembers(redis.key("done")).await.unwrap();
+    let started: BTreeSet<u64> = conn.smembers(redis.key("started")).await.unwrap();
+    assert_eq!(done.len(), CHILD_FINISHES);
+    let interrupted: Vec<u64> = started.difference(&done).copied().collect();
+    assert_eq!(interrupted.len(), 1, "one task was cut off mid-way");
+    assert!(producer.pending().await.unwrap() >= 1);
+
+    // A second worker. The child is dead (waited for above), so its
+    // entries may be taken over at once: a zero visibility timeout.
+    let rescuer: RedisTaskQueue<u64> =
+        RedisTaskQueue::connect(&client, options(redis.prefix(), "rescuer", Duration::ZERO))
+            .await
+            .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        for delivery in rescuer.fetch(5, Duration::from_millis(100)).await.unwrap() {
+            let _: () = conn.sadd(redis.key("done"), delivery.task).await.unwrap();
+            rescuer.ack(&delivery.id).await.unwrap();
+        }
+        let finished: usize = conn.scard(redis.key("done")).await.unwrap();
+        if finished as u64 == TASKS {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {finished} of {TASKS} tasks done");
+    }
+    let done: BTreeSet<u64> = conn.smembers(redis.key("done")).await.unwrap();
+    assert_eq!(done, (0..TASKS).collect::<BTreeSet<u64>>(), "every enqueued task was processed");
+    assert!(done.contains(&interrupted[0]));
+    assert_eq!(rescuer.pending().await.unwrap(), 0);
+    assert_eq!(rescuer.len().await.unwrap(), 0, "acknowledged tasks leave the stream");
+}
+
+#[tokio::test]
+async fn unacknowledged_task_is_reclaimed_only_after_visibility_timeout() {
+    let Some(redis) = keel_test_support::redis().await else {
+        return;
+    };
+    let client = Client::open(redis.url()).unwrap();
+    let long = Duration::from_secs(3600);
+    let a: RedisTaskQueue<String> =
+        RedisTaskQueue::connect(&client, options(redis.prefix(), "a", long)).await.unwrap();
+    let b: RedisTaskQueue<String> =
+        RedisTaskQueue::connect(&client, options(redis.prefix(), "b", long)).await.unwrap();
+    a.enqueue(&"first".to_owned()).await.unwrap();
+    a.enqueue(&"second".to_owned()).await.unwrap();
+
+    let taken = a.fetch(1, Duration::from_millis(100)).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].task, "first");
+
+    // b sees only the other task while a's is within its timeout.
+    let other = b.fetch(10, Duration::from_millis(100)).await.unwrap();
+    assert_eq!(other.iter().map(|d| d.task.as_str()).collect::<Vec<_>>(), ["second"]);
+    b.ack(&other[0].id).await.unwrap();
+    assert!(b.fetch(10, Duration::from_millis(50)).await.unwrap().is_empty());
+
+    // Past the timeout (zero here) the same entry is handed out again.
+    let c: RedisTaskQueue<String> =
+        RedisTaskQueue::connect(&client, options(redis.prefix(), "c", Duration::ZERO))
+            .await
+            .unwrap();
+    let again = c.fetch(10, Duration::from_millis(50)).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].id.as_str(), again[0].task.as_str()), (taken[0].id.as_str(), "first"));
+    c.ack(&again[0].id).await.unwrap();
+    assert_eq!(c.pending().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn entry_that_is_not_a_task_is_a_clear_error() {
+    let Some(redis) = keel_test_support::redis().await else {
+        return;
+    };
+    let client = Client::open(redis.url()).unwrap();
+    let queue: RedisTaskQueue<u64> =
+        RedisTaskQueue::connect(&client, options(redis.prefix(), "w", Duration::from_secs(60)))
+            .await
+            .unwrap();
+    let mut conn = redis.connection().await.unwrap();
+    let _: String = keel_concurrency::redis::cmd("XADD")
+        .arg(redis.key("jobs"))
+        .arg("*")
+        .arg("task")
+        .arg("not json")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let err = queue.fetch(1, Duration::from_millis(50)).await.unwrap_err();
+    assert_eq!(err.to_string(), "task could not be (de)serialized");
+}
