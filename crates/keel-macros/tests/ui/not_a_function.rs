@@ -1,0 +1,8 @@
+use keel_macros::cached;
+
+#[cached]
+struct Settings {
+    theme: String,
+}
+
+fn main() {}
