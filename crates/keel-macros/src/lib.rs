@@ -138,7 +138,9 @@
 //! template or one naming a non-argument; `prefix` together with `key`.
 //! Bad values and signature problems are reported together; a syntax
 //! error in the attribute (an unknown or valueless argument) stops its
-//! parsing at that argument.
+//! parsing at that argument. Type errors in the expansion point at the
+//! user's tokens: a value type that is not `Serialize` at the return type,
+//! an argument without `Debug` (in the default key) at the argument.
 //!
 //! # Feature flags
 //!

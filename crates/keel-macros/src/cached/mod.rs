@@ -5,7 +5,7 @@ mod args;
 mod key;
 
 use proc_macro2::{Ident, Span, TokenStream};
-use quote::{quote, quote_spanned};
+use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::{
@@ -29,24 +29,17 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
         }
         Err(error) => return with_errors(error, item),
     };
-    let mut errors = None;
-    let args = Args::parse(attr).map_err(|e| push(&mut errors, e)).ok();
-    let signature = check_signature(&function.sig)
-        .map_err(|e| push(&mut errors, e))
-        .ok();
-    let key = match (&args, &signature) {
-        (Some(args), Some(signature)) => key_expr(args, &function.sig.ident, &signature.args)
-            .map_err(|e| push(&mut errors, e))
-            .ok(),
-        _ => None,
-    };
-    match (errors, args, signature, key) {
-        (None, Some(args), Some(signature), Some(key)) => {
-            generate(function, &args, &signature, key)
+    let (args, signature) = match (Args::parse(attr), check_signature(&function.sig)) {
+        (Ok(args), Ok(signature)) => (args, signature),
+        (Err(mut error), Err(more)) => {
+            error.combine(more);
+            return with_errors(error, item);
         }
-        (Some(error), ..) => with_errors(error, item),
-        // Every `None` above pushed an error.
-        (None, ..) => item,
+        (Err(error), Ok(_)) | (Ok(_), Err(error)) => return with_errors(error, item),
+    };
+    match key_expr(&args, &function.sig.ident, &signature.args) {
+        Ok(key) => generate(function, &args, &signature, key),
+        Err(error) => with_errors(error, item),
     }
 }
 
@@ -259,16 +252,27 @@ fn generate(
         )),
         None => quote!(::core::option::Option::None),
     };
-    let runtime_fn = Ident::new(signature.returns.runtime_fn(), Span::call_site());
-    // Spanned at the return type: a value type missing `Clone`/`Serialize`
-    // is reported there.
-    let call = quote_spanned!(signature.return_span=> #krate::__private::#runtime_fn);
     let key_var = Ident::new("__keel_cache_key", Span::mixed_site());
+    // The call is spanned at the return type, so a value type missing
+    // `Clone` or `Serialize` is reported there rather than at the attribute.
+    let span = signature.return_span;
+    let runtime_fn = Ident::new(signature.returns.runtime_fn(), span);
+    let krate_at_return: TokenStream = krate
+        .to_token_stream()
+        .into_iter()
+        .map(|mut token| {
+            token.set_span(span);
+            token
+        })
+        .collect();
+    let call = quote_spanned! {span=>
+        #krate_at_return::__private::#runtime_fn(#cache, #key_var, #ttl, async move #block).await
+    };
     quote! {
         #(#attrs)*
         #vis #sig {
             let #key_var: ::std::string::String = #key;
-            #call(#cache, #key_var, #ttl, async move #block).await
+            #call
         }
     }
 }
