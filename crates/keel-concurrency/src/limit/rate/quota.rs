@@ -1,0 +1,119 @@
+//! [`Quota`] and the GCRA step shared by the direct and keyed limiters.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::error::ConfigError;
+use crate::limit::duration_nanos;
+
+/// How many requests a [`RateLimiter`](crate::RateLimiter) allows: a
+/// sustained rate and a burst.
+///
+/// `Quota::per_second(100)` allows 100 requests at once after an idle
+/// second and then one every 10 ms; [`burst`](Self::burst) changes how many
+/// may come back to back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    interval: Duration,
+    burst: u32,
+}
+
+impl Quota {
+    /// `rate` requests per second, in bursts of up to `rate`.
+    pub fn per_second(rate: u32) -> Result<Self, ConfigError> {
+        Self::per(rate, Duration::from_secs(1))
+    }
+
+    /// `rate` requests per minute, in bursts of up to `rate`.
+    pub fn per_minute(rate: u32) -> Result<Self, ConfigError> {
+        Self::per(rate, Duration::from_secs(60))
+    }
+
+    /// `rate` requests per `period`, in bursts of up to `rate`.
+    pub fn per(rate: u32, period: Duration) -> Result<Self, ConfigError> {
+        if rate == 0 {
+            return Err(ConfigError {
+                field: "rate_limit.rate",
+                reason: "must be at least 1".into(),
+            });
+        }
+        Self::with_period(period / rate).map(|quota| Quota {
+            burst: rate,
+            ..quota
+        })
+    }
+
+    /// One request per `interval`, no burst.
+    pub fn with_period(interval: Duration) -> Result<Self, ConfigError> {
+        if interval.is_zero() {
+            return Err(ConfigError {
+                field: "rate_limit.period",
+                reason: "must be longer than 0ns per request".into(),
+            });
+        }
+        Ok(Quota { interval, burst: 1 })
+    }
+
+    /// Allows up to `burst` requests back to back (at least 1).
+    pub fn burst(self, burst: u32) -> Result<Self, ConfigError> {
+        if burst == 0 {
+            return Err(ConfigError {
+                field: "rate_limit.burst",
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(Quota { burst, ..self })
+    }
+
+    /// The time between two requests at the sustained rate.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// How many requests may come back to back.
+    pub fn burst_size(&self) -> u32 {
+        self.burst
+    }
+}
+
+/// The GCRA parameters in nanoseconds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Gcra {
+    /// Emission interval.
+    interval: u64,
+    /// Burst tolerance: how far TAT may run ahead of now.
+    tolerance: u64,
+}
+
+impl Gcra {
+    pub(crate) fn new(quota: Quota) -> Self {
+        let interval = duration_nanos(quota.interval).max(1);
+        Self {
+            interval,
+            tolerance: interval.saturating_mul(u64::from(quota.burst) - 1),
+        }
+    }
+
+    /// Allows a request at `now` (moving TAT) or says how many nanoseconds
+    /// until one would be allowed. `tat == 0` is a fresh state.
+    #[inline]
+    pub(crate) fn check(&self, tat: &AtomicU64, now: u64) -> Result<(), u64> {
+        let mut prev = tat.load(Ordering::Relaxed);
+        loop {
+            let start = prev.max(now);
+            let ahead = start - now;
+            if ahead > self.tolerance {
+                return Err(ahead - self.tolerance);
+            }
+            match tat.compare_exchange_weak(
+                prev,
+                start.saturating_add(self.interval),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(actual) => prev = actual,
+            }
+        }
+    }
+}
