@@ -251,10 +251,10 @@ impl Executor {
                 .acquire_owned()
                 .await
                 .map_err(|_| ExecutorError::Shutdown)?;
-            handles.push(
-                self.shared()
-                    .enqueue(move || part.into_iter().map(|x| f(x)).collect::<Vec<R>>(), permit)?,
-            );
+            handles.push(self.shared().enqueue(
+                move || part.into_iter().map(|x| f(x)).collect::<Vec<R>>(),
+                permit,
+            )?);
         }
         let mut out = Vec::with_capacity(len);
         for handle in handles {

@@ -57,7 +57,10 @@ async fn map_keeps_input_order_and_never_exceeds_max_workers() {
         .unwrap();
     assert_eq!(results, (0..5_000u64).map(|i| i * 2).collect::<Vec<_>>());
     let max = seen.max.load(Ordering::SeqCst);
-    assert!(max >= 1 && max <= 3, "ran {max} at once with max_workers = 3");
+    assert!(
+        (1..=3).contains(&max),
+        "ran {max} at once with max_workers = 3"
+    );
     assert!(executor.stats().workers <= 3);
 }
 
@@ -112,8 +115,13 @@ async fn full_queue_rejects_try_submit_and_makes_submit_wait() {
         .unwrap();
     started_rx.recv().unwrap();
     // Two more fill the queue; the third is turned away.
-    let queued: Vec<_> = (0..2).map(|i| executor.try_submit(move || i).unwrap()).collect();
-    assert!(matches!(executor.try_submit(|| 99), Err(ExecutorError::Full)));
+    let queued: Vec<_> = (0..2)
+        .map(|i| executor.try_submit(move || i).unwrap())
+        .collect();
+    assert!(matches!(
+        executor.try_submit(|| 99),
+        Err(ExecutorError::Full)
+    ));
     assert_eq!(executor.stats().rejected, 1);
     assert_eq!(executor.stats().queued, 2);
 
@@ -172,8 +180,14 @@ async fn shutdown_finishes_queued_work_then_refuses_more() {
         handle.await.unwrap();
     }
     assert_eq!(executor.stats().workers, 0);
-    assert!(matches!(executor.submit(|| 1).await, Err(ExecutorError::Shutdown)));
-    assert!(matches!(executor.try_submit(|| 1), Err(ExecutorError::Shutdown)));
+    assert!(matches!(
+        executor.submit(|| 1).await,
+        Err(ExecutorError::Shutdown)
+    ));
+    assert!(matches!(
+        executor.try_submit(|| 1),
+        Err(ExecutorError::Shutdown)
+    ));
 }
 
 #[tokio::test]
@@ -188,7 +202,10 @@ async fn shutdown_timeout_reports_unfinished_work() {
         })
         .unwrap();
     started_rx.recv().unwrap();
-    let err = executor.shutdown(Duration::from_millis(1)).await.unwrap_err();
+    let err = executor
+        .shutdown(Duration::from_millis(1))
+        .await
+        .unwrap_err();
     assert_eq!(err, ExecutorError::ShutdownTimeout(1));
     release_tx.send(()).unwrap();
     blocker.await.unwrap();
@@ -196,16 +213,19 @@ async fn shutdown_timeout_reports_unfinished_work() {
 
 #[test]
 fn config_reads_the_thread_pool_section_and_rejects_bad_values() {
-    let config: ThreadPoolConfig = toml::from_str(
-        "min_workers = 2\nmax_workers = 8\nqueue_size = 64\nkeep_alive = \"5s\"\n",
-    )
-    .unwrap();
+    let config: ThreadPoolConfig =
+        toml::from_str("min_workers = 2\nmax_workers = 8\nqueue_size = 64\nkeep_alive = \"5s\"\n")
+            .unwrap();
     assert_eq!(config.min_workers, 2);
     assert_eq!(config.keep_alive, Duration::from_secs(5));
 
     let defaults: ThreadPoolConfig = toml::from_str("").unwrap();
     assert_eq!(
-        (defaults.min_workers, defaults.max_workers, defaults.queue_size),
+        (
+            defaults.min_workers,
+            defaults.max_workers,
+            defaults.queue_size
+        ),
         (5, 20, 1000)
     );
 

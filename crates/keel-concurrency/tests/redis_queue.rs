@@ -47,7 +47,10 @@ async fn child_worker(url: &str, prefix: &str) {
                 // Mid-task: never finishes; the parent sends SIGKILL.
                 std::future::pending::<()>().await;
             }
-            let _: () = conn.sadd(format!("{prefix}:done"), delivery.task).await.unwrap();
+            let _: () = conn
+                .sadd(format!("{prefix}:done"), delivery.task)
+                .await
+                .unwrap();
             queue.ack(&delivery.id).await.unwrap();
             finished += 1;
         }
@@ -77,7 +80,11 @@ async fn worker_killed_mid_task_loses_no_task() {
     }
 
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "worker_killed_mid_task_loses_no_task", "--nocapture"])
+        .args([
+            "--exact",
+            "worker_killed_mid_task_loses_no_task",
+            "--nocapture",
+        ])
         .env(ROLE, "child")
         .env(URL, redis.url())
         .env(PREFIX, redis.prefix())
@@ -124,13 +131,24 @@ async fn worker_killed_mid_task_loses_no_task() {
         if finished as u64 == TASKS {
             break;
         }
-        assert!(Instant::now() < deadline, "only {finished} of {TASKS} tasks done");
+        assert!(
+            Instant::now() < deadline,
+            "only {finished} of {TASKS} tasks done"
+        );
     }
     let done: BTreeSet<u64> = conn.smembers(redis.key("done")).await.unwrap();
-    assert_eq!(done, (0..TASKS).collect::<BTreeSet<u64>>(), "every enqueued task was processed");
+    assert_eq!(
+        done,
+        (0..TASKS).collect::<BTreeSet<u64>>(),
+        "every enqueued task was processed"
+    );
     assert!(done.contains(&interrupted[0]));
     assert_eq!(rescuer.pending().await.unwrap(), 0);
-    assert_eq!(rescuer.len().await.unwrap(), 0, "acknowledged tasks leave the stream");
+    assert_eq!(
+        rescuer.stream_len().await.unwrap(),
+        0,
+        "acknowledged tasks leave the stream"
+    );
 }
 
 #[tokio::test]
@@ -141,9 +159,13 @@ async fn unacknowledged_task_is_reclaimed_only_after_visibility_timeout() {
     let client = Client::open(redis.url()).unwrap();
     let long = Duration::from_secs(3600);
     let a: RedisTaskQueue<String> =
-        RedisTaskQueue::connect(&client, options(redis.prefix(), "a", long)).await.unwrap();
+        RedisTaskQueue::connect(&client, options(redis.prefix(), "a", long))
+            .await
+            .unwrap();
     let b: RedisTaskQueue<String> =
-        RedisTaskQueue::connect(&client, options(redis.prefix(), "b", long)).await.unwrap();
+        RedisTaskQueue::connect(&client, options(redis.prefix(), "b", long))
+            .await
+            .unwrap();
     a.enqueue(&"first".to_owned()).await.unwrap();
     a.enqueue(&"second".to_owned()).await.unwrap();
 
@@ -153,9 +175,17 @@ async fn unacknowledged_task_is_reclaimed_only_after_visibility_timeout() {
 
     // b sees only the other task while a's is within its timeout.
     let other = b.fetch(10, Duration::from_millis(100)).await.unwrap();
-    assert_eq!(other.iter().map(|d| d.task.as_str()).collect::<Vec<_>>(), ["second"]);
+    assert_eq!(
+        other.iter().map(|d| d.task.as_str()).collect::<Vec<_>>(),
+        ["second"]
+    );
     b.ack(&other[0].id).await.unwrap();
-    assert!(b.fetch(10, Duration::from_millis(50)).await.unwrap().is_empty());
+    assert!(
+        b.fetch(10, Duration::from_millis(50))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Past the timeout (zero here) the same entry is handed out again.
     let c: RedisTaskQueue<String> =
@@ -164,21 +194,26 @@ async fn unacknowledged_task_is_reclaimed_only_after_visibility_timeout() {
             .unwrap();
     let again = c.fetch(10, Duration::from_millis(50)).await.unwrap();
     assert_eq!(again.len(), 1);
-    assert_eq!((again[0].id.as_str(), again[0].task.as_str()), (taken[0].id.as_str(), "first"));
+    assert_eq!(
+        (again[0].id.as_str(), again[0].task.as_str()),
+        (taken[0].id.as_str(), "first")
+    );
     c.ack(&again[0].id).await.unwrap();
     assert_eq!(c.pending().await.unwrap(), 0);
 }
 
 #[tokio::test]
-async fn entry_that_is_not_a_task_is_a_clear_error() {
+async fn entry_that_is_not_a_task_goes_to_the_dead_letter_stream() {
     let Some(redis) = keel_test_support::redis().await else {
         return;
     };
     let client = Client::open(redis.url()).unwrap();
-    let queue: RedisTaskQueue<u64> =
-        RedisTaskQueue::connect(&client, options(redis.prefix(), "w", Duration::from_secs(60)))
-            .await
-            .unwrap();
+    let queue: RedisTaskQueue<u64> = RedisTaskQueue::connect(
+        &client,
+        options(redis.prefix(), "w", Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
     let mut conn = redis.connection().await.unwrap();
     let _: String = keel_concurrency::redis::cmd("XADD")
         .arg(redis.key("jobs"))
@@ -188,6 +223,32 @@ async fn entry_that_is_not_a_task_is_a_clear_error() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let err = queue.fetch(1, Duration::from_millis(50)).await.unwrap_err();
-    assert_eq!(err.to_string(), "task could not be (de)serialized");
+    queue.enqueue(&5).await.unwrap();
+
+    let got = queue.fetch(10, Duration::from_millis(50)).await.unwrap();
+    assert_eq!(got.iter().map(|d| d.task).collect::<Vec<_>>(), [5]);
+    assert_eq!(
+        queue.pending().await.unwrap(),
+        1,
+        "the bad entry is not pending"
+    );
+    let dead: Vec<(String, Vec<(String, String)>)> = keel_concurrency::redis::cmd("XRANGE")
+        .arg(redis.key("jobs:dead"))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    let fields = &dead[0].1;
+    assert!(
+        fields.contains(&("task".to_owned(), "not json".to_owned())),
+        "{fields:?}"
+    );
+    assert!(
+        fields
+            .iter()
+            .any(|(k, v)| k == "error" && v.contains("expected")),
+        "{fields:?}"
+    );
 }

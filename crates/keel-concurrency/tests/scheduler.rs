@@ -1,6 +1,8 @@
 //! Scheduler on a paused tokio clock: delays, intervals, no overlap,
 //! missed-tick policies, jitter bounds, failures, cancellation.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,25 +12,21 @@ use tokio::time::Instant;
 
 const MS: Duration = Duration::from_millis(1);
 
-/// Start offsets (ms after `origin`) of every run of a job that takes `busy`.
-fn recorder(
-    origin: Instant,
-    busy: Duration,
-) -> (
-    Arc<Mutex<Vec<u64>>>,
-    impl FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
-    + Send
-    + 'static,
-) {
+type Run = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// A job that takes `busy` and logs its start offsets (ms after `origin`).
+fn recorder(origin: Instant, busy: Duration) -> (Arc<Mutex<Vec<u64>>>, impl FnMut() -> Run + Send) {
     let starts = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&starts);
-    let job = move || {
+    let job = move || -> Run {
         let log = Arc::clone(&log);
         Box::pin(async move {
-            log.lock().unwrap().push((Instant::now() - origin).as_millis() as u64);
+            log.lock()
+                .unwrap()
+                .push((Instant::now() - origin).as_millis() as u64);
             tokio::time::sleep(busy).await;
             Ok(())
-        }) as std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+        })
     };
     (starts, job)
 }
@@ -89,33 +87,42 @@ async fn late_run_starts(policy: MissedTickPolicy) -> Vec<u64> {
     let origin = Instant::now();
     let starts = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&starts);
-    scheduler.spawn("late", Schedule::every(100 * MS).missed_ticks(policy), move || {
-        let log = Arc::clone(&log);
-        async move {
-            let at = (Instant::now() - origin).as_millis() as u64;
-            log.lock().unwrap().push(at);
-            let busy = if at == 200 { 250 } else { 10 };
-            tokio::time::sleep(busy * MS).await;
-            Ok::<(), String>(())
-        }
-    });
+    scheduler.spawn(
+        "late",
+        Schedule::every(100 * MS).missed_ticks(policy),
+        move || {
+            let log = Arc::clone(&log);
+            async move {
+                let at = (Instant::now() - origin).as_millis() as u64;
+                log.lock().unwrap().push(at);
+                let busy = if at == 200 { 250 } else { 10 };
+                tokio::time::sleep(busy * MS).await;
+                Ok::<(), String>(())
+            }
+        },
+    );
     tokio::time::sleep(Duration::from_millis(780)).await;
     scheduler.shutdown().await;
-    let starts = starts.lock().unwrap().clone();
-    starts
+    starts.lock().unwrap().clone()
 }
 
 #[tokio::test(start_paused = true)]
 async fn missed_ticks_are_skipped_bursted_or_delayed_per_policy() {
     // Skip: one catch-up run for the missed ticks, then back on the grid.
-    assert_eq!(late_run_starts(MissedTickPolicy::Skip).await, vec![100, 200, 450, 500, 600, 700]);
+    assert_eq!(
+        late_run_starts(MissedTickPolicy::Skip).await,
+        vec![100, 200, 450, 500, 600, 700]
+    );
     // Burst: the two missed ticks run back to back, then the grid resumes.
     assert_eq!(
         late_run_starts(MissedTickPolicy::Burst).await,
         vec![100, 200, 450, 460, 500, 600, 700]
     );
     // Delay: the period restarts from the late run.
-    assert_eq!(late_run_starts(MissedTickPolicy::Delay).await, vec![100, 200, 450, 550, 650, 750]);
+    assert_eq!(
+        late_run_starts(MissedTickPolicy::Delay).await,
+        vec![100, 200, 450, 550, 650, 750]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -134,9 +141,15 @@ async fn jitter_delays_each_run_within_its_bound() {
     assert_eq!(starts.len(), 20);
     for (i, at) in starts.iter().enumerate() {
         let tick = (i as u64 + 1) * 1000;
-        assert!((tick..=tick + 300).contains(at), "run {i} at {at}ms, tick {tick}ms");
+        assert!(
+            (tick..=tick + 300).contains(at),
+            "run {i} at {at}ms, tick {tick}ms"
+        );
     }
-    assert!(starts.iter().any(|at| at % 1000 != 0), "jitter moved no run: {starts:?}");
+    assert!(
+        starts.iter().any(|at| at % 1000 != 0),
+        "jitter moved no run: {starts:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -53,7 +53,10 @@ async fn full_queue_rejects_try_put_with_the_task_and_put_waits_for_room() {
         tokio::spawn(async move { q.put("d", Priority::Low).await })
     };
     tokio::task::yield_now().await;
-    assert!(!producer.is_finished(), "put must wait while the queue is full");
+    assert!(
+        !producer.is_finished(),
+        "put must wait while the queue is full"
+    );
     assert_eq!(q.get().await, Some("b"));
     producer.await.unwrap().unwrap();
     assert_eq!(q.len(), 2);
@@ -91,7 +94,11 @@ async fn get_batch_returns_at_most_batch_size_and_waits_at_most_the_given_time()
         ..TaskQueueConfig::default()
     });
     for i in 0..250u32 {
-        let priority = if i % 2 == 0 { Priority::High } else { Priority::Low };
+        let priority = if i % 2 == 0 {
+            Priority::High
+        } else {
+            Priority::Low
+        };
         q.put(i, priority).await.unwrap();
     }
     let wait = Duration::from_secs(2);
@@ -173,11 +180,19 @@ async fn failing_task_is_retried_retry_limit_times_with_growing_backoff_then_dea
             full / 2
         );
     }
-    assert!(gaps.windows(2).all(|w| w[1] >= w[0]), "backoff must grow: {gaps:?}");
+    assert!(
+        gaps.windows(2).all(|w| w[1] >= w[0]),
+        "backoff must grow: {gaps:?}"
+    );
 
     let stats = q.stats();
     assert_eq!(
-        (stats.failed_attempts, stats.retried, stats.dead_lettered, stats.succeeded),
+        (
+            stats.failed_attempts,
+            stats.retried,
+            stats.dead_lettered,
+            stats.succeeded
+        ),
         (5, 4, 1, 0)
     );
     assert!(workers.shutdown().await.is_empty());
@@ -250,8 +265,11 @@ async fn shutdown_finishes_in_flight_tasks_and_hands_back_the_rest() {
     let workers = {
         let (release, finished) = (Arc::clone(&release), Arc::clone(&finished));
         q.process(2, move |task: u32| {
-            let (started_tx, release, finished) =
-                (started_tx.clone(), Arc::clone(&release), Arc::clone(&finished));
+            let (started_tx, release, finished) = (
+                started_tx.clone(),
+                Arc::clone(&release),
+                Arc::clone(&finished),
+            );
             async move {
                 started_tx.send(task).unwrap();
                 release.notified().await;
@@ -264,7 +282,10 @@ async fn shutdown_finishes_in_flight_tasks_and_hands_back_the_rest() {
         q.put(task, Priority::Normal).await.unwrap();
     }
     // Both workers are mid-task.
-    let mut running = vec![started_rx.recv().await.unwrap(), started_rx.recv().await.unwrap()];
+    let mut running = vec![
+        started_rx.recv().await.unwrap(),
+        started_rx.recv().await.unwrap(),
+    ];
     running.sort();
     assert_eq!(running, vec![0, 1]);
 
@@ -307,7 +328,8 @@ async fn many_producers_and_consumers_lose_and_duplicate_nothing() {
             let q = q.clone();
             tokio::spawn(async move {
                 for i in 0..5_000u64 {
-                    let priority = [Priority::Low, Priority::Normal, Priority::High][(i % 3) as usize];
+                    let priority =
+                        [Priority::Low, Priority::Normal, Priority::High][(i % 3) as usize];
                     q.put(p * 1_000_000 + i, priority).await.unwrap();
                 }
             })
@@ -360,7 +382,10 @@ fn config_reads_the_task_queue_section_and_rejects_bad_values() {
     let zero = toml::from_str::<TaskQueueConfig>("batch_size = 0").unwrap_err();
     assert!(zero.to_string().contains("at least 1"), "{zero}");
     let bad_duration = toml::from_str::<TaskQueueConfig>("task_timeout = \"soon\"").unwrap_err();
-    assert!(bad_duration.to_string().contains("task_timeout"), "{bad_duration}");
+    assert!(
+        bad_duration.to_string().contains("task_timeout"),
+        "{bad_duration}"
+    );
     let inverted = TaskQueue::<u8>::new(TaskQueueConfig {
         backoff_base: Duration::from_secs(5),
         backoff_max: Duration::from_secs(1),

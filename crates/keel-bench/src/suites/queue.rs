@@ -78,7 +78,8 @@ pub(crate) fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
             }
         }
         for ((name, _), values) in impls.iter().zip(&mut samples) {
-            ctx.report.record(&case, name, "tasks_per_s", median(values));
+            ctx.report
+                .record(&case, name, "tasks_per_s", median(values));
         }
         if let (Some(keel), Some(base)) = (
             ctx.report.get(&case, "keel", "tasks_per_s"),
@@ -267,7 +268,8 @@ fn map_cpu(
         }
     }
     for (name, values) in names.iter().zip(&mut samples) {
-        ctx.report.record("map-cpu", name, "ops_per_s", median(values));
+        ctx.report
+            .record("map-cpu", name, "ops_per_s", median(values));
     }
     if let (Some(keel), Some(rayon)) = (
         ctx.report.get("map-cpu", "keel", "ops_per_s"),

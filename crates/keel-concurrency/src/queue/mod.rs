@@ -358,7 +358,11 @@ impl<T> TaskQueue<T> {
 
     /// Removes and returns the dead letters collected so far, oldest first.
     pub fn take_dead_letters(&self) -> Vec<DeadLetter<T>> {
-        let mut dead = self.inner.dead.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut dead = self
+            .inner
+            .dead
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         dead.drain(..).collect()
     }
 

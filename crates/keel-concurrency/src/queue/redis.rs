@@ -6,6 +6,9 @@
 //!   took but has not acknowledged for `visibility_timeout` (it died or
 //!   hung), then reads new entries with `XREADGROUP ... >`. Reading puts an
 //!   entry in the group's pending list under this consumer.
+//! - An entry that does not decode as a task is moved to a dead-letter
+//!   stream (with the reason) and acknowledged, so one bad entry cannot
+//!   block a worker.
 //! - `ack` is `XACK` + `XDEL` in one `MULTI`: only then does the entry
 //!   leave the pending list, so a worker killed mid-task leaves its entries
 //!   pending and another worker reclaims them: every enqueued task is
@@ -36,13 +39,19 @@ pub struct RedisQueueOptions {
     /// How long a taken task may stay unacknowledged before another worker
     /// may take it over (default 30s). Longer than the longest task.
     pub visibility_timeout: Duration,
+    /// Where entries that do not decode as a task are moved, with the
+    /// reason, instead of being handed out forever (default
+    /// `<stream>:dead`).
+    pub dead_letter_stream: String,
 }
 
 impl RedisQueueOptions {
     /// Options for the stream at `stream` with the defaults above.
     pub fn new(stream: impl Into<String>) -> Self {
+        let stream = stream.into();
         Self {
-            stream: stream.into(),
+            dead_letter_stream: format!("{stream}:dead"),
+            stream,
             group: "keel".to_owned(),
             consumer: format!("keel-{}-{:08x}", std::process::id(), fastrand::u32(..)),
             visibility_timeout: Duration::from_secs(30),
@@ -170,10 +179,10 @@ where
             Err(_) => return Ok(Vec::new()),
         };
         drop(reader);
+        let mut entries = Vec::new();
         match reply {
-            Value::Nil => Ok(Vec::new()),
+            Value::Nil => {}
             Value::Array(streams) => {
-                let mut out = Vec::new();
                 for stream in streams {
                     let Value::Array(mut pair) = stream else {
                         return Err(malformed("XREADGROUP reply"));
@@ -181,19 +190,61 @@ where
                     if pair.len() != 2 {
                         return Err(malformed("XREADGROUP reply"));
                     }
-                    out.extend(decode_entries(pair.swap_remove(1))?);
+                    entries.extend(decode_entries(pair.swap_remove(1))?);
                 }
-                Ok(out)
             }
             Value::Map(streams) => {
-                let mut out = Vec::new();
-                for (_, entries) in streams {
-                    out.extend(decode_entries(entries)?);
+                for (_, list) in streams {
+                    entries.extend(decode_entries(list)?);
                 }
-                Ok(out)
             }
-            _ => Err(malformed("XREADGROUP reply")),
+            _ => return Err(malformed("XREADGROUP reply")),
         }
+        self.sort_out(entries).await
+    }
+
+    /// Keeps the entries that decode; moves the others to the dead-letter
+    /// stream (acknowledged, so they are not handed out again).
+    async fn sort_out(&self, entries: Vec<Entry<T>>) -> Result<Vec<Delivery<T>>, QueueError> {
+        let mut good = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match entry {
+                Entry::Task(delivery) => good.push(delivery),
+                Entry::Undecodable {
+                    id,
+                    reason,
+                    payload,
+                } => {
+                    tracing::warn!(
+                        stream = %self.options.stream,
+                        %id,
+                        %reason,
+                        "stream entry is not a task; moved to the dead-letter stream"
+                    );
+                    let _: Value = redis::pipe()
+                        .atomic()
+                        .cmd("XADD")
+                        .arg(&self.options.dead_letter_stream)
+                        .arg("*")
+                        .arg("id")
+                        .arg(&id)
+                        .arg("error")
+                        .arg(&reason)
+                        .arg(FIELD)
+                        .arg(payload)
+                        .cmd("XACK")
+                        .arg(&self.options.stream)
+                        .arg(&self.options.group)
+                        .arg(&id)
+                        .cmd("XDEL")
+                        .arg(&self.options.stream)
+                        .arg(&id)
+                        .query_async(&mut self.commands.clone())
+                        .await?;
+                }
+            }
+        }
+        Ok(good)
     }
 
     /// Marks a delivery done and deletes it from the stream.
@@ -229,7 +280,7 @@ where
     }
 
     /// Tasks in the stream not yet acknowledged (pending or never read).
-    pub async fn len(&self) -> Result<u64, QueueError> {
+    pub async fn stream_len(&self) -> Result<u64, QueueError> {
         let n: u64 = redis::cmd("XLEN")
             .arg(&self.options.stream)
             .query_async(&mut self.commands.clone())
@@ -243,7 +294,8 @@ where
     }
 
     async fn reclaim(&self, max: usize) -> Result<Vec<Delivery<T>>, QueueError> {
-        let idle_ms = u64::try_from(self.options.visibility_timeout.as_millis()).unwrap_or(u64::MAX);
+        let idle_ms =
+            u64::try_from(self.options.visibility_timeout.as_millis()).unwrap_or(u64::MAX);
         let reply: Value = redis::cmd("XAUTOCLAIM")
             .arg(&self.options.stream)
             .arg(&self.options.group)
@@ -260,7 +312,7 @@ where
         if parts.len() < 2 {
             return Err(malformed("XAUTOCLAIM reply"));
         }
-        let claimed = decode_entries(parts.swap_remove(1))?;
+        let claimed = self.sort_out(decode_entries(parts.swap_remove(1))?).await?;
         if !claimed.is_empty() {
             tracing::info!(
                 stream = %self.options.stream,
@@ -285,10 +337,21 @@ fn malformed(what: &str) -> QueueError {
     QueueError::Malformed(what.to_owned())
 }
 
+/// One decoded stream entry.
+enum Entry<T> {
+    Task(Delivery<T>),
+    Undecodable {
+        id: String,
+        reason: String,
+        payload: Vec<u8>,
+    },
+}
+
 /// Decodes `[[id, [field, value, ...]], ...]`. Entries deleted while
 /// pending come back from `XAUTOCLAIM` as `[id, nil]` in older servers and
-/// are skipped.
-fn decode_entries<T: DeserializeOwned>(entries: Value) -> Result<Vec<Delivery<T>>, QueueError> {
+/// are skipped; entries whose `task` field is missing or not the task's
+/// JSON come back as [`Entry::Undecodable`].
+fn decode_entries<T: DeserializeOwned>(entries: Value) -> Result<Vec<Entry<T>>, QueueError> {
     let Value::Array(entries) = entries else {
         return Err(malformed("stream entries"));
     };
@@ -313,10 +376,22 @@ fn decode_entries<T: DeserializeOwned>(entries: Value) -> Result<Vec<Delivery<T>
             .and_then(|pair| match &pair[1] {
                 Value::BulkString(bytes) => Some(bytes.as_slice()),
                 _ => None,
-            })
-            .ok_or_else(|| QueueError::Malformed(format!("entry {id} has no `{FIELD}` field")))?;
-        let task = serde_json::from_slice(payload).map_err(QueueError::Codec)?;
-        out.push(Delivery { id, task });
+            });
+        out.push(match payload {
+            None => Entry::Undecodable {
+                id,
+                reason: format!("no `{FIELD}` field"),
+                payload: Vec::new(),
+            },
+            Some(bytes) => match serde_json::from_slice(bytes) {
+                Ok(task) => Entry::Task(Delivery { id, task }),
+                Err(error) => Entry::Undecodable {
+                    id,
+                    reason: error.to_string(),
+                    payload: bytes.to_vec(),
+                },
+            },
+        });
     }
     Ok(out)
 }
