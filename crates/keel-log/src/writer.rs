@@ -134,6 +134,8 @@ struct Shared {
     flushed: Condvar,
     capacity: usize,
     shed_debug_at: usize,
+    /// Queue length at which a polling writer is woken early.
+    wake_at: usize,
     policy: OverflowPolicy,
     stats: LogStats,
 }
@@ -172,6 +174,7 @@ impl NonBlocking {
             flushed: Condvar::new(),
             capacity,
             shed_debug_at: (capacity - capacity / 4).max(1),
+            wake_at: (capacity / 2).max(1),
             policy: options.overflow,
             stats: options.stats.clone(),
         });
@@ -228,7 +231,8 @@ impl NonBlocking {
         let end = q.batch.bytes.len();
         q.batch.lines.push((end, category));
         q.pushed += 1;
-        if q.writer_idle {
+        // A cold writer needs waking; a warm one polls, unless lines pile up.
+        if q.writer_idle || q.batch.lines.len() == shared.wake_at {
             q.writer_idle = false;
             shared.work.notify_one();
         }
@@ -281,10 +285,8 @@ impl Shared {
     fn flush(&self) {
         let mut q = self.lock();
         let target = q.pushed;
-        if q.writer_idle {
-            q.writer_idle = false;
-            self.work.notify_one();
-        }
+        q.writer_idle = false;
+        self.work.notify_one();
         while q.done < target && !q.shutdown {
             q.waiting_flush += 1;
             q = self.flushed.wait(q).unwrap_or_else(PoisonError::into_inner);
@@ -293,11 +295,17 @@ impl Shared {
     }
 }
 
+/// How often a warm writer looks for lines.
+const POLL: Duration = Duration::from_millis(1);
+/// Empty polls (100 ms) before the writer goes cold.
+const WARM_POLLS: u32 = 100;
+
 /// The writer thread: swap the queue's batch out, write it, repeat.
 fn run(shared: &Shared, mut sink: impl LineSink, options: &WriterOptions) {
     let mut batch = Batch::default();
     let mut reported_drops = 0;
     let mut finished = 0u64;
+    let mut empty_polls = WARM_POLLS;
     loop {
         let stop = {
             let mut q = shared.lock();
@@ -306,18 +314,28 @@ fn run(shared: &Shared, mut sink: impl LineSink, options: &WriterOptions) {
                 shared.flushed.notify_all();
             }
             while q.batch.lines.is_empty() && !q.shutdown {
-                q.writer_idle = true;
+                // Warm (lines came lately): poll, so callers never pay for
+                // a wake-up. Cold: sleep until a caller wakes us or the timer.
+                let cold = empty_polls >= WARM_POLLS;
+                q.writer_idle = cold;
+                let wait = if cold { options.flush_interval } else { POLL };
                 let (guard, timeout) = shared
                     .work
-                    .wait_timeout(q, options.flush_interval)
+                    .wait_timeout(q, wait)
                     .unwrap_or_else(PoisonError::into_inner);
                 q = guard;
                 if timeout.timed_out() {
-                    break;
+                    if cold {
+                        break;
+                    }
+                    empty_polls += 1;
                 }
             }
             q.writer_idle = false;
             std::mem::swap(&mut q.batch, &mut batch);
+            if !batch.lines.is_empty() {
+                empty_polls = 0;
+            }
             if q.waiting_room > 0 {
                 shared.room.notify_all();
             }
