@@ -351,8 +351,8 @@ impl Drop for Owner {
     }
 }
 
-/// A queued job; returns whether the task panicked.
-type Job = Box<dyn FnOnce() -> bool + Send>;
+/// A queued job; it settles the counters itself.
+type Job = Box<dyn FnOnce(&Shared) + Send>;
 
 struct Queued {
     job: Job,
@@ -395,20 +395,27 @@ impl Shared {
         R: Send + 'static,
     {
         let (sender, receiver) = oneshot::channel();
-        let job: Job = Box::new(move || match catch_unwind(AssertUnwindSafe(f)) {
-            Ok(value) => {
-                let _ = sender.send(Ok(value));
-                false
-            }
-            Err(payload) => {
-                let message = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "non-string panic payload".to_owned());
-                let _ = sender.send(Err(ExecutorError::Panicked(message)));
-                true
-            }
+        // The counters are settled before the result is sent, so a caller
+        // that has its result sees it counted.
+        let job: Job = Box::new(move |shared: &Shared| {
+            let outcome = catch_unwind(AssertUnwindSafe(f));
+            shared.active.fetch_sub(1, Ordering::Relaxed);
+            let result = match outcome {
+                Ok(value) => {
+                    shared.completed.fetch_add(1, Ordering::Relaxed);
+                    Ok(value)
+                }
+                Err(payload) => {
+                    shared.panicked.fetch_add(1, Ordering::Relaxed);
+                    let message = payload
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "non-string panic payload".to_owned());
+                    Err(ExecutorError::Panicked(message))
+                }
+            };
+            let _ = sender.send(result);
         });
         let mut state = self.lock();
         if state.shutdown {
@@ -452,13 +459,7 @@ impl Shared {
                 let Queued { job, _slot } = queued;
                 drop(_slot);
                 self.active.fetch_add(1, Ordering::Relaxed);
-                let panicked = job();
-                self.active.fetch_sub(1, Ordering::Relaxed);
-                if panicked {
-                    self.panicked.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    self.completed.fetch_add(1, Ordering::Relaxed);
-                }
+                job(self);
                 state = self.lock();
                 continue;
             }

@@ -90,6 +90,47 @@ async fn map_with_slow_items_grows_to_max_workers_but_not_beyond() {
 }
 
 #[tokio::test]
+async fn idle_workers_above_min_exit_after_keep_alive() {
+    // keep_alive = 0: a worker above min_workers exits as soon as it finds
+    // no work, so nothing has to expire in real time.
+    let executor = Executor::new(ThreadPoolConfig {
+        min_workers: 1,
+        max_workers: 4,
+        queue_size: 8,
+        keep_alive: Duration::ZERO,
+    })
+    .unwrap();
+    let barrier = Arc::new(Barrier::new(4));
+    let gate = Arc::clone(&barrier);
+    executor
+        .map(
+            move |_: u8| {
+                gate.wait();
+            },
+            0..4u8,
+        )
+        .await
+        .unwrap();
+    // Wait for the three extra threads to notice and exit.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while executor.stats().workers > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            executor.stats()
+        );
+        tokio::task::yield_now().await;
+        std::thread::yield_now();
+    }
+    assert_eq!(executor.stats().workers, 1, "min_workers stay");
+    // And the pool grows again on demand.
+    assert_eq!(
+        executor.map(|x: u8| x + 1, 0..3u8).await.unwrap(),
+        vec![1, 2, 3]
+    );
+}
+
+#[tokio::test]
 async fn submit_returns_the_result_and_runs_off_the_runtime_threads() {
     let executor = pool(1, 2, 4);
     let runtime_thread = std::thread::current().id();
