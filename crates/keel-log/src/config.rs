@@ -245,7 +245,10 @@ impl LoggingConfig {
     }
 
     /// [`build`](Self::build) reading time from `clock`.
-    pub fn build_with_clock(&self, clock: Arc<dyn Clock>) -> Result<(Dispatch, LogGuard), LogError> {
+    pub fn build_with_clock(
+        &self,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Dispatch, LogGuard), LogError> {
         let filter = self.level.to_env_filter()?;
         let stats = LogStats::default();
         let writer_options = WriterOptions {

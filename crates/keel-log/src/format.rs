@@ -101,7 +101,12 @@ impl<W: LineWriter> StructuredFormatter<W> {
     }
 
     /// Formats `event` into `buf` and returns its level and category.
-    fn format<S>(&self, event: &Event<'_>, ctx: &Context<'_, S>, buf: &mut Vec<u8>) -> (Level, LogCategory)
+    fn format<S>(
+        &self,
+        event: &Event<'_>,
+        ctx: &Context<'_, S>,
+        buf: &mut Vec<u8>,
+    ) -> (Level, LogCategory)
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
@@ -321,7 +326,9 @@ impl FieldWriter<'_> {
             }
         }
         self.buf.extend_from_slice(b",\"");
-        if self.role == Role::Event && (RESERVED.contains(&name)) || name == "name" && self.role == Role::Span {
+        if self.role == Role::Event && (RESERVED.contains(&name))
+            || name == "name" && self.role == Role::Span
+        {
             self.buf.extend_from_slice(b"field.");
         }
         json::write_escaped(self.buf, name);
@@ -341,9 +348,7 @@ impl Visit for FieldWriter<'_> {
         if self.role == Role::Event && field.name() == "keel.extra" {
             // Written by `EnhancedLogger` with serde_json; checked anyway so
             // a hand-made `keel.extra` field cannot break the line.
-            if !value.is_empty()
-                && serde_json::from_str::<serde::de::IgnoredAny>(value).is_ok()
-            {
+            if !value.is_empty() && serde_json::from_str::<serde::de::IgnoredAny>(value).is_ok() {
                 self.buf.extend_from_slice(b",\"extra\":");
                 self.buf.extend_from_slice(value.as_bytes());
             }

@@ -151,7 +151,10 @@ pub(crate) struct Civil {
 /// Seconds since the epoch (negative before 1970) and sub-second micros.
 pub(crate) fn epoch_parts(time: SystemTime) -> (i64, u32) {
     match time.duration_since(UNIX_EPOCH) {
-        Ok(d) => (i64::try_from(d.as_secs()).unwrap_or(i64::MAX), d.subsec_micros()),
+        Ok(d) => (
+            i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            d.subsec_micros(),
+        ),
         Err(e) => {
             let d = e.duration();
             let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
@@ -291,8 +294,14 @@ mod tests {
     #[test]
     fn offsets_parse_and_reject() {
         assert_eq!(TimestampOffset::parse("Z"), Some(TimestampOffset::UTC));
-        assert_eq!(TimestampOffset::parse("+01:00").map(|o| o.seconds()), Some(3600));
-        assert_eq!(TimestampOffset::parse("-00:30").map(|o| o.seconds()), Some(-1800));
+        assert_eq!(
+            TimestampOffset::parse("+01:00").map(|o| o.seconds()),
+            Some(3600)
+        );
+        assert_eq!(
+            TimestampOffset::parse("-00:30").map(|o| o.seconds()),
+            Some(-1800)
+        );
         for bad in ["+1:00", "01:00", "+24:00", "+01:60", "+ab:cd", ""] {
             assert_eq!(TimestampOffset::parse(bad), None, "{bad}");
         }
@@ -310,7 +319,11 @@ mod tests {
 
     #[test]
     fn non_finite_floats_are_strings() {
-        for (n, want) in [(f64::NAN, "\"NaN\""), (f64::INFINITY, "\"inf\""), (1.5, "1.5")] {
+        for (n, want) in [
+            (f64::NAN, "\"NaN\""),
+            (f64::INFINITY, "\"inf\""),
+            (1.5, "1.5"),
+        ] {
             let mut buf = Vec::new();
             write_f64(&mut buf, n);
             assert_eq!(buf, want.as_bytes());

@@ -78,9 +78,15 @@
 //!   rotation renames; a third thread (`keel-log-compress`) compresses and
 //!   deletes old files.
 //! - **When lines reach the file.** The writer writes and flushes each batch
-//!   it takes from the queue, so a line reaches the operating system moments
-//!   after it is logged; [`LogGuard::flush`] waits for it. Nothing is
-//!   `fsync`ed.
+//!   it takes from the queue. While lines keep coming it looks for new ones
+//!   every millisecond, so callers never pay for waking it (a queue half
+//!   full wakes it early); after 100 ms without lines it sleeps until the
+//!   next line wakes it. A line thus reaches the operating system about a
+//!   millisecond after it is logged; [`LogGuard::flush`] waits for it, and
+//!   dropping the guard writes everything queued. Nothing is `fsync`ed.
+//! - **Allocation.** Once warm, logging an event allocates nothing on the
+//!   caller's side (checked by `tests/allocations.rs` with ten fields),
+//!   except what the event's own `Debug` values allocate.
 
 #![forbid(unsafe_code)]
 
@@ -97,7 +103,9 @@ mod stats;
 mod writer;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{ByteSize, LevelFilter, LogFormat, LoggingConfig, RetentionConfig, RotationConfig};
+pub use config::{
+    ByteSize, LevelFilter, LogFormat, LoggingConfig, RetentionConfig, RotationConfig,
+};
 pub use entry::StructuredLogEntry;
 pub use error::LogError;
 pub use format::{LineWriter, StructuredFormatter};
@@ -106,4 +114,6 @@ pub use level::{LogCategory, LogLevel, UnknownCategory};
 pub use logger::{EnhancedLogger, LOGGER_TARGET, get_logger};
 pub use rotation::{LogRotationManager, RotationOptions, RotationPeriod, list_rotated};
 pub use stats::{LogStats, LogStatsSnapshot};
-pub use writer::{EventWriter, LineSink, LogGuard, NonBlocking, OverflowPolicy, StdoutSink, WriterOptions};
+pub use writer::{
+    EventWriter, LineSink, LogGuard, NonBlocking, OverflowPolicy, StdoutSink, WriterOptions,
+};

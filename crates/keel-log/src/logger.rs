@@ -65,8 +65,13 @@ impl EnhancedLogger {
     /// If `extra` cannot be serialized (a map with non-string keys, a
     /// failing `Serialize`), the line is still written, with the reason in
     /// the `extra_error` field.
-    pub fn log_structured<E>(&self, level: LogLevel, category: LogCategory, message: &str, extra: &E)
-    where
+    pub fn log_structured<E>(
+        &self,
+        level: LogLevel,
+        category: LogCategory,
+        message: &str,
+        extra: &E,
+    ) where
         E: Serialize + ?Sized,
     {
         let name: &str = &self.name;

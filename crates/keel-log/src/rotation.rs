@@ -558,7 +558,11 @@ fn gzip(path: &Path) -> io::Result<PathBuf> {
         let output = BufWriter::new(File::create(&tmp)?);
         let mut encoder = flate2::write::GzEncoder::new(output, flate2::Compression::fast());
         io::copy(&mut input, &mut encoder)?;
-        encoder.finish()?.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        encoder
+            .finish()?
+            .into_inner()
+            .map_err(|e| e.into_error())?
+            .sync_all()?;
         fs::rename(&tmp, &done)?;
         fs::remove_file(path)
     })();
@@ -574,7 +578,9 @@ fn retain(directory: &Path, stem: &str, retention: Retention, stats: &LogStats) 
         return;
     };
     let mut total: u64 = files.iter().map(|(_, size)| size).sum();
-    let mut excess = files.len().saturating_sub(retention.max_files.unwrap_or(usize::MAX));
+    let mut excess = files
+        .len()
+        .saturating_sub(retention.max_files.unwrap_or(usize::MAX));
     files.reverse();
     while let Some((oldest, size)) = files.pop() {
         let over_size = retention.max_total_bytes.is_some_and(|max| total > max);
@@ -602,8 +608,14 @@ mod tests {
         );
         assert!(parse_rotated("app.2026-11-21T10-00-00.1.log", "app").is_some());
         assert_eq!(parse_rotated("app.log", "app"), None);
-        assert_eq!(parse_rotated("app.2026-11-21T10-00-00.1.log.gz.tmp", "app"), None);
-        assert_eq!(parse_rotated("security.2026-11-21T10-00-00.1.log", "app"), None);
+        assert_eq!(
+            parse_rotated("app.2026-11-21T10-00-00.1.log.gz.tmp", "app"),
+            None
+        );
+        assert_eq!(
+            parse_rotated("security.2026-11-21T10-00-00.1.log", "app"),
+            None
+        );
         assert_eq!(parse_rotated("app.x.1.log", "app"), None);
     }
 

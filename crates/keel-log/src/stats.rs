@@ -82,6 +82,8 @@ impl LogStats {
         self.cells.deleted.fetch_add(1, Ordering::Relaxed);
     }
     pub(crate) fn add_maintenance_error(&self) {
-        self.cells.maintenance_errors.fetch_add(1, Ordering::Relaxed);
+        self.cells
+            .maintenance_errors
+            .fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -78,7 +78,7 @@ pub struct WriterOptions {
     pub queue_size: usize,
     /// What a full queue does.
     pub overflow: OverflowPolicy,
-    /// How often an idle writer wakes to flush and report drops.
+    /// How often an idle (cold) writer wakes to flush and report drops.
     pub flush_interval: Duration,
     /// Time source for the `dropped N lines` line.
     pub clock: Arc<dyn Clock>,
@@ -302,6 +302,7 @@ const WARM_POLLS: u32 = 100;
 
 /// The writer thread: swap the queue's batch out, write it, repeat.
 fn run(shared: &Shared, mut sink: impl LineSink, options: &WriterOptions) {
+    let _stopped = Stopped(shared);
     let mut batch = Batch::default();
     let mut reported_drops = 0;
     let mut finished = 0u64;
@@ -362,9 +363,19 @@ fn run(shared: &Shared, mut sink: impl LineSink, options: &WriterOptions) {
             break;
         }
     }
-    let mut q = shared.lock();
-    q.done += finished;
-    shared.flushed.notify_all();
+    shared.lock().done += finished;
+}
+
+/// Marks the writer stopped however its thread ends (even by a panic in a
+/// custom sink), so no caller waits for room or a flush that cannot come.
+struct Stopped<'a>(&'a Shared);
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        self.0.lock().shutdown = true;
+        self.0.room.notify_all();
+        self.0.flushed.notify_all();
+    }
 }
 
 /// `{"timestamp":..,"level":"WARNING",..,"message":"dropped N lines","dropped":N}`

@@ -27,9 +27,19 @@ fn routed_categories_go_to_their_own_rotating_files() {
         let logger = get_logger("gateway");
         for i in 0..40 {
             tracing::info!(i, "system line");
-            logger.log_structured(LogLevel::Warning, LogCategory::Security, "denied", &json!({"i": i}));
+            logger.log_structured(
+                LogLevel::Warning,
+                LogCategory::Security,
+                "denied",
+                &json!({"i": i}),
+            );
             tracing::debug!(category = "performance", i, "timing");
-            logger.log_structured(LogLevel::Info, LogCategory::Business, "sale", &json!({"i": i}));
+            logger.log_structured(
+                LogLevel::Info,
+                LogCategory::Business,
+                "sale",
+                &json!({"i": i}),
+            );
         }
     });
     drop(guard);
@@ -42,16 +52,30 @@ fn routed_categories_go_to_their_own_rotating_files() {
     assert_eq!(perf.len(), 40);
     for line in &app {
         let c = parse(line).category;
-        assert!(c == LogCategory::System || c == LogCategory::Business, "{line}");
+        assert!(
+            c == LogCategory::System || c == LogCategory::Business,
+            "{line}"
+        );
     }
     for (i, line) in security.iter().enumerate() {
         let entry = parse(line);
         assert_eq!(entry.category, LogCategory::Security);
         assert_eq!(entry.extra, Some(json!({"i": i})));
     }
-    assert!(perf.iter().all(|l| parse(l).category == LogCategory::Performance));
+    assert!(
+        perf.iter()
+            .all(|l| parse(l).category == LogCategory::Performance)
+    );
     // Each routed file rotated on its own.
     let all = names(dir.path());
-    assert!(all.iter().any(|n| n.starts_with("security.") && n.ends_with(".log.gz")), "{all:?}");
-    assert!(all.iter().any(|n| n.starts_with("perf.") && n.ends_with(".log.gz")), "{all:?}");
+    assert!(
+        all.iter()
+            .any(|n| n.starts_with("security.") && n.ends_with(".log.gz")),
+        "{all:?}"
+    );
+    assert!(
+        all.iter()
+            .any(|n| n.starts_with("perf.") && n.ends_with(".log.gz")),
+        "{all:?}"
+    );
 }

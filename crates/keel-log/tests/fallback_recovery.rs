@@ -74,7 +74,10 @@ fn directory_in_place_of_the_file_falls_back_then_recovers() {
     logs.write(LogCategory::Security, b"three\n");
     drop(logs);
     assert_eq!(stats.snapshot().written, 1);
-    assert_eq!(std::fs::read_to_string(&log).ok().as_deref(), Some("three\n"));
+    assert_eq!(
+        std::fs::read_to_string(&log).ok().as_deref(),
+        Some("three\n")
+    );
 }
 
 #[test]
@@ -84,7 +87,9 @@ fn pipeline_never_fails_while_the_directory_is_blocked() {
     std::fs::write(&dir, b"in the way").expect("obstacle");
     let config: keel_log::LoggingConfig =
         toml::from_str(&format!("directory = \"{}\"", dir.display())).expect("config");
-    let (dispatch, guard) = config.build().expect("build works even if the directory does not");
+    let (dispatch, guard) = config
+        .build()
+        .expect("build works even if the directory does not");
     tracing::dispatcher::with_default(&dispatch, || {
         for i in 0..5 {
             tracing::error!(i, "nowhere to go");

@@ -211,7 +211,11 @@ fn enhanced_logger_lines_carry_logger_category_level_and_extra() {
             LogLevel::Critical
         ]
     );
-    assert!(entries[3..].iter().all(|e| e.category == LogCategory::System));
+    assert!(
+        entries[3..]
+            .iter()
+            .all(|e| e.category == LogCategory::System)
+    );
 }
 
 #[test]

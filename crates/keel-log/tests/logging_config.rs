@@ -56,7 +56,13 @@ fn every_key_is_read() {
     assert_eq!(config.rotation.time, RotationPeriod::Hourly);
     assert_eq!(config.retention.files, Some(30));
     assert_eq!(config.retention.total_size, Some(ByteSize(2 << 30)));
-    assert_eq!(config.routes.get(&LogCategory::Security).map(String::as_str), Some("security"));
+    assert_eq!(
+        config
+            .routes
+            .get(&LogCategory::Security)
+            .map(String::as_str),
+        Some("security")
+    );
     assert_ne!(config.timestamp_offset, TimestampOffset::UTC);
 }
 
@@ -70,7 +76,10 @@ fn error_of(text: &str) -> String {
 #[test]
 fn bad_values_are_rejected_with_what_is_allowed() {
     let e = error_of(r#"level = "my_app=loud""#);
-    assert!(e.contains("invalid level filter") && e.contains("RUST_LOG"), "{e}");
+    assert!(
+        e.contains("invalid level filter") && e.contains("RUST_LOG"),
+        "{e}"
+    );
     let e = error_of("[rotation]\nsize = \"100 parsecs\"");
     assert!(e.contains("invalid size") && e.contains("MB"), "{e}");
     let e = error_of("[rotation]\ntime = \"weekly\"");
@@ -101,4 +110,25 @@ fn bad_names_and_sizes_fail_at_build() {
     let config: LoggingConfig = toml::from_str("queue_size = 0").expect("parses");
     let error = config.build().err().map(|e| e.to_string());
     assert_eq!(error.as_deref(), Some("queue size must be at least 1"));
+}
+
+#[test]
+fn pretty_format_writes_readable_entries_to_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config: LoggingConfig = toml::from_str(&format!(
+        "format = \"pretty\"\ndirectory = \"{}\"",
+        dir.path().display()
+    ))
+    .expect("config");
+    let (dispatch, guard) = config.build().expect("build");
+    tracing::dispatcher::with_default(&dispatch, || {
+        tracing::info!(order_id = 42, "order placed");
+        tracing::debug!("below the info filter");
+    });
+    drop(guard);
+    let text = std::fs::read_to_string(dir.path().join("app.log")).expect("log file");
+    assert!(text.contains("order placed"), "{text}");
+    assert!(text.contains("order_id: 42"), "{text}");
+    assert!(!text.contains("below the info filter"));
+    assert!(!text.contains('\u{1b}'), "no colour codes in files");
 }

@@ -30,7 +30,11 @@ fn every_line_survives_ten_rotations_in_order() {
     drop(guard);
 
     let snapshot = stats.snapshot();
-    assert!(snapshot.rotations >= 10, "only {} rotations", snapshot.rotations);
+    assert!(
+        snapshot.rotations >= 10,
+        "only {} rotations",
+        snapshot.rotations
+    );
     assert_eq!(snapshot.compressed, snapshot.rotations);
     assert_eq!(snapshot.dropped, 0);
     assert_eq!(snapshot.written, N);

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keel_log::{
-    LogCategory, LogRotationManager, ManualClock, RotationOptions, RotationPeriod,
-    TimestampOffset, list_rotated,
+    LogCategory, LogRotationManager, ManualClock, RotationOptions, RotationPeriod, TimestampOffset,
+    list_rotated,
 };
 use support::{names, read_all_lines, ten_o_clock};
 
@@ -38,7 +38,12 @@ fn size_trigger_rotates_before_a_line_would_overflow() {
     }
     manager.flush();
     assert_eq!(names(dir.path()), ["app.log"]);
-    assert_eq!(std::fs::metadata(dir.path().join("app.log")).map(|m| m.len()).ok(), Some(1_000));
+    assert_eq!(
+        std::fs::metadata(dir.path().join("app.log"))
+            .map(|m| m.len())
+            .ok(),
+        Some(1_000)
+    );
 
     manager.write(LogCategory::System, &line(10));
     clock.advance(Duration::from_secs(1));
@@ -190,5 +195,8 @@ fn retention_by_total_size_keeps_the_newest_that_fit() {
     let firsts: Vec<&str> = lines.iter().map(|l| &l[..10]).collect();
     assert_eq!(firsts.len(), 7);
     assert_eq!(firsts[0], "{\"n\":   9,");
-    assert_eq!(list_rotated(dir.path(), "app").map(|v| v.len()).ok(), Some(2));
+    assert_eq!(
+        list_rotated(dir.path(), "app").map(|v| v.len()).ok(),
+        Some(2)
+    );
 }
