@@ -1,0 +1,175 @@
+//! Expiry on a clock the test moves: time-to-live, per-entry TTL,
+//! time-to-idle, jitter, reclamation without touching the key, and the TTL
+//! policy's choice of victim.
+
+mod support;
+
+use std::time::Duration;
+
+use keel_cache::{CachePolicy, Clock, LocalCache, RemovalCause, TtlCache};
+use support::Heard;
+
+const SEC: Duration = Duration::from_secs(1);
+
+#[test]
+fn entry_is_returned_until_its_ttl_and_never_after() {
+    let (clock, time) = Clock::manual();
+    let cache: LocalCache<u64, u64> = LocalCache::builder(100)
+        .time_to_live(10 * SEC)
+        .clock(clock)
+        .build();
+    cache.insert(1, 10);
+    time.advance(10 * SEC - Duration::from_nanos(1));
+    assert_eq!(cache.get(&1), Some(10));
+    assert!(cache.contains_key(&1));
+    time.advance(Duration::from_nanos(1));
+    assert_eq!(cache.get(&1), None);
+    assert!(!cache.contains_key(&1));
+    assert_eq!(cache.iter().count(), 0);
+}
+
+#[test]
+fn per_entry_ttl_overrides_the_default() {
+    let (clock, time) = Clock::manual();
+    let cache: LocalCache<u64, u64> = LocalCache::builder(100)
+        .time_to_live(10 * SEC)
+        .clock(clock)
+        .build();
+    cache.insert_with_ttl(1, 1, 2 * SEC);
+    cache.insert_with_ttl(2, 2, 60 * SEC);
+    cache.insert(3, 3);
+    time.advance(3 * SEC);
+    assert_eq!(cache.get(&1), None);
+    assert_eq!(cache.get(&2), Some(2));
+    time.advance(8 * SEC);
+    assert_eq!(cache.get(&3), None);
+    assert_eq!(cache.get(&2), Some(2));
+    let entry = cache.get_entry(&2).expect("entry 2 is live");
+    assert_eq!(entry.age(), 11 * SEC);
+    assert_eq!(entry.expires_in(), Some(49 * SEC));
+}
+
+#[test]
+fn rewriting_a_key_restarts_its_ttl() {
+    let (clock, time) = Clock::manual();
+    let cache: LocalCache<u64, u64> = LocalCache::builder(100)
+        .time_to_live(10 * SEC)
+        .clock(clock)
+        .build();
+    cache.insert(1, 1);
+    time.advance(8 * SEC);
+    cache.insert(1, 2);
+    time.advance(8 * SEC);
+    assert_eq!(cache.get(&1), Some(2));
+}
+
+#[test]
+fn time_to_idle_expires_entries_nobody_reads() {
+    let (clock, time) = Clock::manual();
+    for policy in CachePolicy::ALL {
+        let cache: LocalCache<u64, u64> = LocalCache::builder(100)
+            .policy(policy)
+            .time_to_idle(5 * SEC)
+            .time_to_live(30 * SEC)
+            .clock(clock.clone())
+            .build();
+        cache.insert(1, 1);
+        cache.insert(2, 2);
+        for _ in 0..5 {
+            time.advance(4 * SEC);
+            assert_eq!(cache.get(&1), Some(1), "{policy}");
+        }
+        assert_eq!(cache.get(&2), None, "{policy}: idle for 20s");
+        // Reads keep it alive, but not past its time-to-live.
+        for _ in 0..2 {
+            time.advance(4 * SEC);
+            assert_eq!(cache.get(&1), Some(1), "{policy}");
+        }
+        time.advance(4 * SEC);
+        assert_eq!(cache.get(&1), None, "{policy}: 32s after the write");
+    }
+}
+
+#[test]
+fn expired_entries_are_reclaimed_without_touching_the_key() {
+    let heard = Heard::default();
+    let (clock, time) = Clock::manual();
+    let cache: LocalCache<u64, u64> = LocalCache::builder(1000)
+        .time_to_live(SEC)
+        .shards(1)
+        .clock(clock)
+        .eviction_listener(heard.listener())
+        .build();
+    for k in 0..100 {
+        cache.insert(k, k);
+    }
+    time.advance(2 * SEC);
+    // A write to the shard sweeps what is due.
+    cache.insert(1000, 0);
+    assert_eq!(cache.len(), 1);
+    let expired = heard.take();
+    assert_eq!(expired.len(), 100);
+    assert!(expired.iter().all(|e| e.2 == RemovalCause::Expired));
+    let stats = cache.stats();
+    assert_eq!(stats.expirations, 100);
+    // And a quiet cache is swept on request.
+    time.advance(2 * SEC);
+    cache.purge_expired();
+    assert_eq!(cache.len(), 0);
+    assert_eq!(heard.take().len(), 1);
+}
+
+#[test]
+fn ttl_jitter_spreads_deadlines_within_the_fraction() {
+    let (clock, _time) = Clock::manual();
+    let cache: LocalCache<u64, u64> = LocalCache::builder(1000)
+        .time_to_live(100 * SEC)
+        .ttl_jitter(0.2)
+        .clock(clock)
+        .build();
+    for k in 0..200 {
+        cache.insert(k, k);
+    }
+    let mut left: Vec<Duration> = (0..200)
+        .map(|k| {
+            cache
+                .get_entry(&k)
+                .and_then(|e| e.expires_in())
+                .expect("every entry has a deadline")
+        })
+        .collect();
+    assert!(left.iter().all(|d| *d >= 80 * SEC && *d <= 100 * SEC));
+    left.sort_unstable();
+    left.dedup();
+    assert!(left.len() > 100, "only {} distinct deadlines", left.len());
+}
+
+#[test]
+fn ttl_policy_evicts_the_entry_closest_to_expiry() {
+    let heard = Heard::default();
+    let (clock, _time) = Clock::manual();
+    let cache: TtlCache<&str, u64> = TtlCache::new(3);
+    drop(cache);
+    let cache: LocalCache<&str, u64> = TtlCache::builder(3)
+        .clock(clock)
+        .eviction_listener(heard.listener())
+        .build();
+    cache.insert("forever", 0);
+    cache.insert_with_ttl("late", 1, 30 * SEC);
+    cache.insert_with_ttl("soon", 2, 10 * SEC);
+    cache.insert_with_ttl("new", 3, 20 * SEC);
+    assert_eq!(heard.take(), vec![("soon", 2, RemovalCause::Size)]);
+    cache.insert_with_ttl("newer", 4, 40 * SEC);
+    assert_eq!(heard.take(), vec![("new", 3, RemovalCause::Size)]);
+    cache.insert_with_ttl("newest", 5, 50 * SEC);
+    cache.insert_with_ttl("last", 6, 60 * SEC);
+    assert_eq!(
+        heard.take(),
+        vec![
+            ("late", 1, RemovalCause::Size),
+            ("newer", 4, RemovalCause::Size)
+        ]
+    );
+    // Entries that never expire go once no entry has a deadline.
+    assert!(cache.contains_key("forever"));
+}
