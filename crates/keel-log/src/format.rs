@@ -56,8 +56,11 @@ impl<W: std::io::Write + Send + 'static> LineWriter for Mutex<W> {
 ///   `system` when absent; an unknown name is kept as `category_unknown`.
 /// - `logger`: the event's `logger` field if it has one (set by
 ///   [`EnhancedLogger`](crate::EnhancedLogger)), else its target.
-/// - every other field of the event, by name (`message` included); a field
-///   whose name is one of the keys above or below is written as `field.<name>`.
+/// - every other field of the event, by name (`message` and `trace_id`
+///   included); a field named like a key the formatter writes itself
+///   (`timestamp`, `level`, `logger`, `spans`, `span_id`, `extra`,
+///   `category_unknown`) is written as `field.<name>`, and so is a span
+///   field called `name`.
 ///   The `keel.extra` field of [`EnhancedLogger`](crate::EnhancedLogger) is
 ///   written as the JSON value `extra`.
 /// - `spans`: the event's spans, root first, each with its `name` and fields.
@@ -176,6 +179,9 @@ impl<W: LineWriter> StructuredFormatter<W> {
     }
 }
 
+/// Per-thread buffers above this size are released after use.
+const MAX_KEPT_BUFFER: usize = 64 * 1024;
+
 thread_local! {
     static BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
 }
@@ -213,6 +219,10 @@ where
         let reused = BUF.try_with(|cell| match cell.try_borrow_mut() {
             Ok(mut buf) => {
                 write(&mut buf);
+                if buf.capacity() > MAX_KEPT_BUFFER {
+                    // One huge event should not pin its memory to the thread.
+                    *buf = Vec::with_capacity(512);
+                }
                 true
             }
             Err(_) => false,
@@ -326,9 +336,11 @@ impl FieldWriter<'_> {
             }
         }
         self.buf.extend_from_slice(b",\"");
-        if self.role == Role::Event && (RESERVED.contains(&name))
-            || name == "name" && self.role == Role::Span
-        {
+        let clashes = match self.role {
+            Role::Event => RESERVED.contains(&name),
+            Role::Span => name == "name",
+        };
+        if clashes {
             self.buf.extend_from_slice(b"field.");
         }
         json::write_escaped(self.buf, name);

@@ -101,6 +101,9 @@ impl RotationOptions {
 /// names order by time, `<seq>` counting numerically within one stamp
 /// ([`list_rotated`] sorts them).
 ///
+/// Triggers are checked when a line is written: a file idle across an hour
+/// boundary rotates with the first line after it, so no empty files are made.
+///
 /// Compression and retention run on a background thread named
 /// `keel-log-compress`; the writer only renames. A file that cannot be
 /// opened or written sends its lines to stderr (one warning per outage)
