@@ -1,0 +1,165 @@
+//! The caches the `cache` and `hitratio` suites compare, behind one small
+//! trait, with their contract names (DESIGN.md §5).
+
+use std::time::Duration;
+
+use keel_cache::{CachePolicy, LocalCache};
+
+/// What the suites need from a cache of `u64` keys and values.
+pub(crate) trait BenchCache: Send + Sync {
+    /// Looks `key` up.
+    fn get(&self, key: u64) -> Option<u64>;
+    /// Inserts or replaces `key`.
+    fn insert(&self, key: u64, value: u64);
+    /// Applies policy work the cache defers to a later call (moka buffers
+    /// reads and writes and applies them in batches), so that what the
+    /// next access sees reflects every access before it.
+    fn settle(&self) {}
+}
+
+impl BenchCache for LocalCache<u64, u64> {
+    fn get(&self, key: u64) -> Option<u64> {
+        LocalCache::get(self, &key)
+    }
+    fn insert(&self, key: u64, value: u64) {
+        LocalCache::insert(self, key, value);
+    }
+}
+
+impl BenchCache for moka::sync::Cache<u64, u64> {
+    fn get(&self, key: u64) -> Option<u64> {
+        moka::sync::Cache::get(self, &key)
+    }
+    fn insert(&self, key: u64, value: u64) {
+        moka::sync::Cache::insert(self, key, value);
+    }
+    fn settle(&self) {
+        self.run_pending_tasks();
+    }
+}
+
+impl BenchCache for quick_cache::sync::Cache<u64, u64> {
+    fn get(&self, key: u64) -> Option<u64> {
+        quick_cache::sync::Cache::get(self, &key)
+    }
+    fn insert(&self, key: u64, value: u64) {
+        quick_cache::sync::Cache::insert(self, key, value);
+    }
+}
+
+impl BenchCache for tinyufo::TinyUfo<u64, u64> {
+    fn get(&self, key: u64) -> Option<u64> {
+        tinyufo::TinyUfo::get(self, &key)
+    }
+    fn insert(&self, key: u64, value: u64) {
+        // Every entry weighs 1, so the weight limit is the entry capacity.
+        let _evicted = self.put(key, value, 1);
+    }
+}
+
+/// One built cache of any kind.
+pub(crate) enum Contender {
+    Keel(LocalCache<u64, u64>),
+    Moka(moka::sync::Cache<u64, u64>),
+    QuickCache(quick_cache::sync::Cache<u64, u64>),
+    TinyUfo(Box<tinyufo::TinyUfo<u64, u64>>),
+}
+
+/// Runs `$body` with `$c` bound to the concrete cache inside a
+/// [`Contender`], so hot loops are compiled once per cache type instead of
+/// calling through a vtable.
+macro_rules! dispatch {
+    ($contender:expr, |$c:ident| $body:expr) => {
+        match $contender {
+            $crate::caches::Contender::Keel($c) => $body,
+            $crate::caches::Contender::Moka($c) => $body,
+            $crate::caches::Contender::QuickCache($c) => $body,
+            $crate::caches::Contender::TinyUfo(boxed) => {
+                let $c = &**boxed;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use dispatch;
+
+impl Contender {
+    /// The cache behind the trait, for code that is not timed.
+    pub(crate) fn as_dyn(&self) -> &dyn BenchCache {
+        dispatch!(self, |c| c)
+    }
+}
+
+/// A named way to build a [`Contender`] of a given entry capacity.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Spec {
+    /// The contract name (`keel-default`, `moka`, ...).
+    pub(crate) name: &'static str,
+    build: fn(usize) -> Contender,
+}
+
+impl Spec {
+    /// A cache holding at most `capacity` entries.
+    pub(crate) fn build(&self, capacity: usize) -> Contender {
+        (self.build)(capacity)
+    }
+}
+
+/// The peers, each with its default configuration.
+pub(crate) const PEERS: [Spec; 3] = [
+    Spec {
+        name: "moka",
+        build: |capacity| Contender::Moka(moka::sync::Cache::new(capacity as u64)),
+    },
+    Spec {
+        name: "quick_cache",
+        build: |capacity| Contender::QuickCache(quick_cache::sync::Cache::new(capacity)),
+    },
+    Spec {
+        name: "tinyufo",
+        build: |capacity| Contender::TinyUfo(Box::new(tinyufo::TinyUfo::new(capacity, capacity))),
+    },
+];
+
+/// A time-to-live no run outlives: entries carry a deadline, none expires.
+const LONG_TTL: Duration = Duration::from_secs(3600);
+
+fn keel(capacity: usize, policy: CachePolicy, ttl: Option<Duration>) -> Contender {
+    let mut builder = LocalCache::builder(capacity as u64).policy(policy);
+    if let Some(ttl) = ttl {
+        builder = builder.time_to_live(ttl);
+    }
+    Contender::Keel(builder.build())
+}
+
+/// Keel's policies, `keel-default` first. `keel-ttl` gives every entry a
+/// deadline, which is what its policy orders by.
+pub(crate) const KEEL: [Spec; 5] = [
+    Spec {
+        name: "keel-default",
+        build: |capacity| keel(capacity, CachePolicy::default(), None),
+    },
+    Spec {
+        name: "keel-lru",
+        build: |capacity| keel(capacity, CachePolicy::Lru, None),
+    },
+    Spec {
+        name: "keel-lfu",
+        build: |capacity| keel(capacity, CachePolicy::Lfu, None),
+    },
+    Spec {
+        name: "keel-fifo",
+        build: |capacity| keel(capacity, CachePolicy::Fifo, None),
+    },
+    Spec {
+        name: "keel-ttl",
+        build: |capacity| keel(capacity, CachePolicy::Ttl, Some(LONG_TTL)),
+    },
+];
+
+/// The default policy with a time-to-live on every entry (long enough that
+/// nothing expires during a run): what expiry bookkeeping costs.
+pub(crate) const KEEL_DEFAULT_TTL: Spec = Spec {
+    name: "keel-default-ttl",
+    build: |capacity| keel(capacity, CachePolicy::default(), Some(LONG_TTL)),
+};

@@ -1,0 +1,278 @@
+//! `hitratio`: the share of accesses each cache answers, on Zipf workloads
+//! and real traces, for every Keel policy, the peers, an exact LRU and
+//! Belady's offline optimum (DESIGN.md §5).
+//!
+//! Every cache replays the same key stream single-threaded: a `get`, and on
+//! a miss an `insert`. Cold misses count. moka applies its policy in
+//! batches: left alone it holds up to 64 inserts above its capacity until
+//! the next batch, a bonus at small capacities. So the replay calls
+//! `run_pending_tasks` every `capacity / 1000` inserts (every insert below
+//! 2,000 entries): moka never holds more than 0.1% above its capacity, and
+//! its admission sees every earlier access. The other caches apply their
+//! policy inline and need nothing.
+//!
+//! Replays are independent and not timed, so they run one per core,
+//! longest first.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::bail;
+
+use crate::Ctx;
+use crate::caches::{KEEL, PEERS, Spec};
+use crate::reference::{belady_hits, lru_hits, next_use};
+use crate::workload::{read_trace, trace_name, zipf};
+
+/// Zipf workloads draw from this many distinct keys.
+const KEYS: u64 = 1_000_000;
+/// Zipf exponents.
+const EXPONENTS: [f64; 3] = [0.8, 0.99, 1.2];
+/// Capacities of the Zipf cases, as a share of [`KEYS`].
+const SHARES: [(&str, usize); 3] = [("0.1%", 1_000), ("1%", 10_000), ("10%", 100_000)];
+/// The development traces (cache2k format) and the capacities they run at.
+const TRACES: [(&str, &[usize]); 2] = [
+    ("web07", &[500, 2_000, 8_000]),
+    ("orm-busy", &[2_000, 5_000, 20_000]),
+];
+/// Peers a Keel policy is compared with.
+const PEER_NAMES: [&str; 3] = ["moka", "quick_cache", "tinyufo"];
+
+/// One key stream and the capacities to replay it at.
+struct Workload {
+    name: String,
+    keys: Vec<u64>,
+    capacities: Vec<(String, usize)>,
+}
+
+/// What replays a stream: a cache, or one of the references.
+#[derive(Debug, Clone, Copy)]
+enum Replayer {
+    Cache(Spec),
+    LruExact,
+    Belady,
+}
+
+impl Replayer {
+    fn name(self) -> &'static str {
+        match self {
+            Replayer::Cache(spec) => spec.name,
+            Replayer::LruExact => "lru-exact",
+            Replayer::Belady => "belady",
+        }
+    }
+
+    fn hits(self, keys: &[u64], next: &[usize], capacity: usize) -> u64 {
+        match self {
+            Replayer::Cache(spec) => {
+                let built = spec.build(capacity);
+                let cache = built.as_dyn();
+                let settle_every = (capacity / 1000).max(1);
+                let (mut hits, mut pending) = (0, 0);
+                for &key in keys {
+                    if cache.get(key).is_some() {
+                        hits += 1;
+                    } else {
+                        cache.insert(key, key);
+                        pending += 1;
+                        if pending == settle_every {
+                            cache.settle();
+                            pending = 0;
+                        }
+                    }
+                }
+                hits
+            }
+            Replayer::LruExact => lru_hits(keys, capacity),
+            Replayer::Belady => belady_hits(keys, next, capacity),
+        }
+    }
+}
+
+/// Runs the suite.
+pub(crate) fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
+    let workloads = workloads(ctx)?;
+    let replayers: Vec<Replayer> = KEEL
+        .iter()
+        .chain(&PEERS)
+        .map(|spec| Replayer::Cache(*spec))
+        .chain([Replayer::LruExact, Replayer::Belady])
+        .collect();
+    let nexts: Vec<Vec<usize>> = workloads.iter().map(|w| next_use(&w.keys)).collect();
+    let mut cases = Vec::new();
+    let mut jobs = Vec::new();
+    for (workload, next) in workloads.iter().zip(&nexts) {
+        for (label, capacity) in &workload.capacities {
+            cases.push(format!("{}@{label}", workload.name));
+            for replayer in &replayers {
+                jobs.push(Job {
+                    case: cases.len() - 1,
+                    replayer: *replayer,
+                    keys: &workload.keys,
+                    next,
+                    capacity: *capacity,
+                });
+            }
+        }
+    }
+    let ratios = replay_all(&jobs);
+    for (i, case) in cases.iter().enumerate() {
+        for (job, ratio) in jobs.iter().zip(&ratios) {
+            if job.case == i {
+                ctx.report
+                    .record(case, job.replayer.name(), "hit_ratio", *ratio);
+            }
+        }
+    }
+    let names: Vec<&str> = replayers.iter().map(|r| r.name()).collect();
+    notes(ctx, &cases, &names);
+    Ok(())
+}
+
+/// The built-in workloads, or the one trace given with `--trace`.
+fn workloads(ctx: &Ctx) -> anyhow::Result<Vec<Workload>> {
+    if let Some(path) = &ctx.trace {
+        if ctx.capacities.is_empty() {
+            bail!("--trace needs at least one --capacity N (entries)");
+        }
+        return Ok(vec![Workload {
+            name: trace_name(path),
+            keys: read_trace(path, ctx.format)?,
+            capacities: ctx.capacities.iter().map(|c| (c.to_string(), *c)).collect(),
+        }]);
+    }
+    let len = if ctx.quick { 1_000_000 } else { 4_000_000 };
+    let mut workloads = Vec::new();
+    for (seed, s) in EXPONENTS.into_iter().enumerate() {
+        workloads.push(Workload {
+            name: format!("zipf{s}"),
+            keys: zipf(KEYS, s, len, seed as u64)?,
+            capacities: SHARES
+                .iter()
+                .map(|(label, c)| ((*label).to_owned(), *c))
+                .collect(),
+        });
+    }
+    let dir = traces_dir();
+    for (name, capacities) in TRACES {
+        let path = dir.join(format!("{name}.trace.xz"));
+        if !path.exists() {
+            ctx.report.note(&format!(
+                "note: {} not found, skipping the {name} cases",
+                path.display()
+            ));
+            continue;
+        }
+        let keys = read_trace(&path, crate::TraceFormat::U32be)?;
+        // Quick runs keep the smallest and largest capacity of each trace.
+        let capacities: Vec<usize> = if ctx.quick {
+            vec![capacities[0], capacities[capacities.len() - 1]]
+        } else {
+            capacities.to_vec()
+        };
+        workloads.push(Workload {
+            name: name.to_owned(),
+            keys,
+            capacities: capacities.iter().map(|c| (c.to_string(), *c)).collect(),
+        });
+    }
+    Ok(workloads)
+}
+
+/// `../shared/traces` beside the workspace root.
+fn traces_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/traces")
+}
+
+/// One replay: a replayer, a stream and a capacity.
+struct Job<'a> {
+    case: usize,
+    replayer: Replayer,
+    keys: &'a [u64],
+    next: &'a [usize],
+    capacity: usize,
+}
+
+/// Every job's hit ratio, in `jobs` order; one job per core at a time,
+/// longest streams and moka first so that no core idles at the end.
+fn replay_all(jobs: &[Job<'_>]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&i| {
+        let job = &jobs[i];
+        let moka = job.replayer.name() == "moka";
+        std::cmp::Reverse((job.keys.len(), moka))
+    });
+    let workers = std::thread::available_parallelism().map_or(1, usize::from);
+    let claimed = AtomicUsize::new(0);
+    let ratios = Mutex::new(vec![0.0; jobs.len()]);
+    std::thread::scope(|scope| {
+        for _ in 0..workers.min(jobs.len()) {
+            scope.spawn(|| {
+                while let Some(&i) = order.get(claimed.fetch_add(1, Ordering::Relaxed)) {
+                    let job = &jobs[i];
+                    let hits = job.replayer.hits(job.keys, job.next, job.capacity);
+                    let ratio = hits as f64 / job.keys.len() as f64;
+                    if let Ok(mut ratios) = ratios.lock() {
+                        ratios[i] = ratio;
+                    }
+                }
+            });
+        }
+    });
+    ratios.into_inner().unwrap_or_default()
+}
+
+/// The summary under the table: averages, keel-default's share of the
+/// LRU→optimum gap, and its deficit against the best peer.
+fn notes(ctx: &Ctx, cases: &[String], names: &[&str]) {
+    let report = &ctx.report;
+    let ratio = |case: &str, name: &str| report.get(case, name, "hit_ratio");
+    let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len().max(1) as f64;
+
+    let mut line = String::from("average hit ratio:");
+    for name in names {
+        let values: Vec<f64> = cases.iter().filter_map(|c| ratio(c, name)).collect();
+        line.push_str(&format!(" {name} {:.2}%;", mean(&values) * 100.0));
+    }
+    report.note(line.trim_end_matches(';'));
+
+    if !names.contains(&"keel-default") {
+        report.note("keel-default not measured: no gap or deficit figures");
+        return;
+    }
+    report.note("\nkeel-default per case: share of the lru-exact→belady gap it closes; points above (+) or below (−) the best peer:");
+    let (mut gaps, mut deficits) = (Vec::new(), Vec::new());
+    for case in cases {
+        let (Some(own), Some(lru), Some(optimum)) = (
+            ratio(case, "keel-default"),
+            ratio(case, "lru-exact"),
+            ratio(case, "belady"),
+        ) else {
+            continue;
+        };
+        let mut line = format!("- {case}:");
+        if optimum - lru > 1e-9 {
+            let gap = (own - lru) / (optimum - lru);
+            gaps.push(gap);
+            line.push_str(&format!(" closes {:.0}% of the gap;", gap * 100.0));
+        } else {
+            line.push_str(" no gap (lru-exact is optimal);");
+        }
+        let best_peer = PEER_NAMES
+            .iter()
+            .filter_map(|p| ratio(case, p).map(|r| (r, *p)))
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((peer_ratio, peer)) = best_peer {
+            let points = (own - peer_ratio) * 100.0;
+            deficits.push(points);
+            line.push_str(&format!(" {points:+.2} points vs {peer}"));
+        }
+        report.note(&line);
+    }
+    let worst = deficits.iter().copied().fold(f64::INFINITY, f64::min);
+    report.note(&format!(
+        "keel-default on average closes {:.0}% of the lru-exact→belady gap; worst case vs the best peer: {worst:+.2} points",
+        mean(&gaps) * 100.0
+    ));
+}
