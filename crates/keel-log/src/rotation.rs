@@ -136,6 +136,8 @@ struct RollingFile {
     stem: String,
     path: PathBuf,
     out: Option<BufWriter<File>>,
+    /// Lines in `out` not yet known to have reached the file.
+    pending: u64,
     size: u64,
     opened_at: SystemTime,
     next_rollover: Option<i64>,
@@ -284,7 +286,7 @@ fn check_name(name: &str) -> Result<(), LogError> {
 
 fn to_stderr(line: &[u8], stats: &LogStats) {
     let _ = io::stderr().lock().write_all(line);
-    stats.add_fallback();
+    stats.add_fallback(1);
 }
 
 impl RollingFile {
@@ -293,6 +295,7 @@ impl RollingFile {
             stem: stem.to_owned(),
             path: directory.join(format!("{stem}.log")),
             out: None,
+            pending: 0,
             size: 0,
             opened_at: UNIX_EPOCH,
             next_rollover: None,
@@ -318,7 +321,7 @@ impl RollingFile {
         match out.write_all(line) {
             Ok(()) => {
                 self.size += line.len() as u64;
-                ctx.stats.add_written(1);
+                self.pending += 1;
             }
             Err(error) => {
                 self.fail(&error, now, ctx);
@@ -328,10 +331,10 @@ impl RollingFile {
     }
 
     fn flush(&mut self, now: SystemTime, ctx: &Ctx) {
-        if let Some(out) = self.out.as_mut()
-            && let Err(error) = out.flush()
-        {
-            self.fail(&error, now, ctx);
+        let Some(out) = self.out.as_mut() else { return };
+        match out.flush() {
+            Ok(()) => ctx.stats.add_written(std::mem::take(&mut self.pending)),
+            Err(error) => self.fail(&error, now, ctx),
         }
     }
 
@@ -388,16 +391,15 @@ impl RollingFile {
         let Some(out) = self.out.take() else {
             return self.open(now, ctx);
         };
-        let (file, unwritten) = out.into_parts();
-        let mut file = file;
-        if let Ok(rest) = unwritten
-            && let Err(error) = file.write_all(&rest)
-        {
+        let (mut file, unwritten) = out.into_parts();
+        let rest = unwritten.unwrap_or_default();
+        if let Err(error) = file.write_all(&rest) {
             // The tail could not reach the file: keep it on stderr.
-            to_stderr(&rest, &ctx.stats);
+            self.spill(&rest, ctx);
             self.fail(&error, now, ctx);
             return false;
         }
+        ctx.stats.add_written(std::mem::take(&mut self.pending));
         drop(file);
         let stamp_time = match ctx.period {
             Some(p) => {
@@ -453,15 +455,23 @@ impl RollingFile {
         }
     }
 
+    /// Sends buffered bytes that did not reach the file to stderr and
+    /// settles the count of pending lines between written and fallback.
+    fn spill(&mut self, rest: &[u8], ctx: &Ctx) {
+        let lost = (rest.iter().filter(|&&b| b == b'\n').count() as u64).min(self.pending);
+        if !rest.is_empty() {
+            let _ = io::stderr().lock().write_all(rest);
+        }
+        ctx.stats.add_written(self.pending - lost);
+        ctx.stats.add_fallback(lost);
+        self.pending = 0;
+    }
+
     /// Records a failure: lines go to stderr until `retry_interval` passes.
     fn fail(&mut self, error: &io::Error, now: SystemTime, ctx: &Ctx) {
         if let Some(out) = self.out.take() {
             let (_, unwritten) = out.into_parts();
-            if let Ok(rest) = unwritten
-                && !rest.is_empty()
-            {
-                let _ = io::stderr().lock().write_all(&rest);
-            }
+            self.spill(&unwritten.unwrap_or_default(), ctx);
         }
         self.retry_at = Some(now + ctx.retry_interval);
         if !self.warned {

@@ -27,7 +27,7 @@ struct Cells {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LogStatsSnapshot {
-    /// Lines written to a log file (or stdout).
+    /// Lines that reached a log file (counted when flushed) or stdout.
     pub written: u64,
     /// Lines shed by the overflow policy, or logged after shutdown.
     pub dropped: u64,
@@ -69,8 +69,8 @@ impl LogStats {
     pub(crate) fn add_dropped(&self) {
         self.cells.dropped.fetch_add(1, Ordering::Relaxed);
     }
-    pub(crate) fn add_fallback(&self) {
-        self.cells.fallback.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn add_fallback(&self, n: u64) {
+        self.cells.fallback.fetch_add(n, Ordering::Relaxed);
     }
     pub(crate) fn add_rotation(&self) {
         self.cells.rotations.fetch_add(1, Ordering::Relaxed);

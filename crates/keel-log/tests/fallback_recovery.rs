@@ -101,3 +101,37 @@ fn pipeline_never_fails_while_the_directory_is_blocked() {
     assert_eq!(snapshot.written, 0);
     assert_eq!(snapshot.dropped, 0);
 }
+
+#[test]
+fn full_disk_falls_back_without_losing_lines_then_recovers() {
+    // /dev/full accepts the open and fails every write with ENOSPC.
+    assert!(
+        std::path::Path::new("/dev/full").exists(),
+        "/dev/full is needed to simulate a full disk"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("app.log");
+    std::os::unix::fs::symlink("/dev/full", &log).expect("symlink");
+    let clock = ManualClock::new(ten_o_clock());
+    let mut logs = manager(dir.path(), &clock);
+    let stats = logs.stats().clone();
+
+    for i in 0..10 {
+        logs.write(LogCategory::System, format!("line {i}\n").as_bytes());
+    }
+    logs.flush(); // the buffered lines hit ENOSPC: they go to stderr
+    logs.write(LogCategory::System, b"line 10\n"); // before the retry time
+    let snapshot = stats.snapshot();
+    assert_eq!(snapshot.written, 0);
+    assert_eq!(snapshot.fallback, 11);
+
+    std::fs::remove_file(&log).expect("free the disk");
+    clock.advance(Duration::from_secs(5));
+    logs.write(LogCategory::System, b"line 11\n");
+    drop(logs);
+    assert_eq!(stats.snapshot().written, 1);
+    assert_eq!(
+        std::fs::read_to_string(&log).ok().as_deref(),
+        Some("line 11\n")
+    );
+}
