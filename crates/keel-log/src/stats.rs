@@ -27,7 +27,7 @@ struct Cells {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LogStatsSnapshot {
-    /// Lines that reached a log file (counted when flushed) or stdout.
+    /// Lines that reached a log file (counted when flushed; stdout is not counted).
     pub written: u64,
     /// Lines shed by the overflow policy, or logged after shutdown.
     pub dropped: u64,
