@@ -17,6 +17,9 @@ use crate::rotation::LogRotationManager;
 use crate::stats::LogStats;
 
 /// Where the writer thread puts lines: files, stdout, or your own.
+///
+/// A sink runs on the writer thread and must not emit tracing events that
+/// come back to the same writer: with a full queue it would wait for itself.
 pub trait LineSink: Send + 'static {
     /// Writes one line (ending in `\n`) of `category`. Must not fail:
     /// a sink that cannot write handles it itself (counting, falling back).
