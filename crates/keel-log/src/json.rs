@@ -317,6 +317,43 @@ mod tests {
         assert!(!buf.contains(&b'\n'));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_string_round_trips_through_json(text in proptest::prelude::any::<String>()) {
+            let mut buf = Vec::new();
+            write_str(&mut buf, &text);
+            let back: String = serde_json::from_slice(&buf).unwrap_or_default();
+            proptest::prop_assert_eq!(back, text);
+            proptest::prop_assert!(!buf.contains(&b'\n'));
+        }
+
+        #[test]
+        fn calendar_fields_invert_to_the_same_instant(secs in 0u64..253_402_000_000, minutes in -1439i32..=1439) {
+            let offset = TimestampOffset { seconds: minutes * 60 };
+            let mut buf = Vec::new();
+            write_timestamp(&mut buf, UNIX_EPOCH + Duration::from_secs(secs), offset);
+            let text = String::from_utf8(buf).unwrap_or_default();
+            // Read the written fields back and undo the offset.
+            let field = |r: std::ops::Range<usize>| text.get(r).and_then(|f| f.parse::<i64>().ok()).unwrap_or(-1);
+            let (y, mo, d) = (field(0..4), field(5..7), field(8..10));
+            let (h, mi, s) = (field(11..13), field(14..16), field(17..19));
+            proptest::prop_assert!((1..=12).contains(&mo) && (1..=31).contains(&d), "{}", text);
+            let local = days_from_civil(y, mo as u32, d as u32) * 86_400 + h * 3600 + mi * 60 + s;
+            proptest::prop_assert_eq!(local - i64::from(offset.seconds), secs as i64, "{}", text);
+        }
+    }
+
+    /// The inverse conversion, to check `civil` against.
+    fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y.rem_euclid(400);
+        let m = i64::from(m);
+        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        era * 146_097 + doe - 719_468
+    }
+
     #[test]
     fn non_finite_floats_are_strings() {
         for (n, want) in [
