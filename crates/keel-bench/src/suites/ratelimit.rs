@@ -1,22 +1,28 @@
 //! The `ratelimit` cases of the `queue` suite: `check()` throughput of
-//! keel's `RateLimiter` against `governor`'s direct limiter, on one thread
-//! and on one limiter shared by two threads.
+//! keel's rate limiters against `governor`'s, in `ops_per_s`.
 //!
-//! Both limiters allow 10^9 requests per second with a burst as large, so
-//! every check is allowed and writes the shared state (the contended path);
-//! the two implementations alternate round by round and each keeps its
-//! best round.
+//! - `ratelimit-1t`, `ratelimit` (two threads sharing one limiter): both
+//!   allow 10^9 requests per second with a burst as large, so every check
+//!   is allowed and writes the shared state (the contended path).
+//! - `ratelimit-reject-2t`: two threads on a limiter that allows one
+//!   request per hour: every check after the first is refused.
+//! - `ratelimit-keyed-2t`: two threads checking 1024 client keys of a
+//!   keyed limiter (governor's default keyed store, a `DashMap`).
+//!
+//! The implementations alternate (each goes first in every other round);
+//! each keeps its best round.
 
 use std::hint::black_box;
 use std::num::NonZeroU32;
 use std::sync::Barrier;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
 use crate::Ctx;
 
 const RATE: u32 = 1_000_000_000;
+const KEYS: u64 = 1024;
 
 /// Records `ratelimit-1t` and `ratelimit` (two threads, shared) in `ops_per_s`.
 pub(crate) fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
@@ -29,34 +35,91 @@ pub(crate) fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
 }
 
 fn measure(ctx: &mut Ctx, checks: u64, rounds: usize) -> anyhow::Result<()> {
-    let keel_quota = keel_concurrency::Quota::per_second(RATE)?;
-    let governor_quota =
-        governor::Quota::per_second(NonZeroU32::new(RATE).context("rate is not zero")?);
-    for (case, threads) in [("ratelimit-1t", 1), ("ratelimit", 2)] {
-        let mut best = [0f64; 2];
-        for _ in 0..rounds {
-            let keel = keel_concurrency::RateLimiter::new(keel_quota);
-            best[0] = best[0].max(throughput(threads, checks, || keel.check().is_ok()));
-            let governor = governor::RateLimiter::direct(governor_quota);
-            best[1] = best[1].max(throughput(threads, checks, || governor.check().is_ok()));
+    let open = keel_concurrency::Quota::per_second(RATE)?;
+    let governor_open = governor::Quota::per_second(nonzero(RATE)?);
+    let closed = keel_concurrency::Quota::per(1, Duration::from_secs(3600))?;
+    let governor_closed = governor::Quota::per_hour(nonzero(1)?);
+    let mut best = [[0f64; 2]; 4];
+    for round in 0..rounds {
+        let mut keep = |case: usize, [keel, governor]: [f64; 2]| {
+            best[case][0] = best[case][0].max(keel);
+            best[case][1] = best[case][1].max(governor);
+        };
+        for threads in [1, 2] {
+            let keel = keel_concurrency::RateLimiter::new(open);
+            let governor = governor::RateLimiter::direct(governor_open);
+            keep(
+                threads - 1,
+                alternate(
+                    round,
+                    || throughput(threads, checks, |_| keel.check().is_ok()),
+                    || throughput(threads, checks, |_| governor.check().is_ok()),
+                ),
+            );
         }
-        ctx.report.record(case, "keel", "ops_per_s", best[0]);
-        ctx.report.record(case, "governor", "ops_per_s", best[1]);
+        let keel = keel_concurrency::RateLimiter::new(closed);
+        let governor = governor::RateLimiter::direct(governor_closed);
+        keep(
+            2,
+            alternate(
+                round,
+                || throughput(2, checks, |_| keel.check().is_ok()),
+                || throughput(2, checks, |_| governor.check().is_ok()),
+            ),
+        );
+        let keel = keel_concurrency::KeyedRateLimiter::<u64>::new(open);
+        let governor = governor::RateLimiter::keyed(governor_open);
+        keep(
+            3,
+            alternate(
+                round,
+                || throughput(2, checks / 4, |i| keel.check_key(&(i % KEYS)).is_ok()),
+                || throughput(2, checks / 4, |i| governor.check_key(&(i % KEYS)).is_ok()),
+            ),
+        );
+    }
+    let cases = [
+        "ratelimit-1t",
+        "ratelimit",
+        "ratelimit-reject-2t",
+        "ratelimit-keyed-2t",
+    ];
+    for (case, [keel, governor]) in cases.into_iter().zip(best) {
+        ctx.report.record(case, "keel", "ops_per_s", keel);
+        ctx.report.record(case, "governor", "ops_per_s", governor);
     }
     Ok(())
 }
 
-/// Checks per second when `threads` threads each run `checks` checks.
-fn throughput(threads: usize, checks: u64, check: impl Fn() -> bool + Sync) -> f64 {
+/// Runs both measurements, keel first in even rounds and second in odd
+/// ones; returns `[keel, governor]`.
+fn alternate(round: usize, keel: impl FnOnce() -> f64, governor: impl FnOnce() -> f64) -> [f64; 2] {
+    if round.is_multiple_of(2) {
+        let keel = keel();
+        [keel, governor()]
+    } else {
+        let governor = governor();
+        [keel(), governor]
+    }
+}
+
+fn nonzero(n: u32) -> anyhow::Result<NonZeroU32> {
+    NonZeroU32::new(n).context("a quota needs a rate above zero")
+}
+
+/// Checks per second when `threads` threads each run `checks` checks;
+/// `check` gets the check's number (thread `t` starts at `t * checks`).
+fn throughput(threads: usize, checks: u64, check: impl Fn(u64) -> bool + Sync) -> f64 {
     let start = Barrier::new(threads + 1);
     let (elapsed, allowed) = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
+        let workers: Vec<_> = (0..threads as u64)
+            .map(|t| {
+                let (start, check) = (&start, &check);
+                scope.spawn(move || {
                     start.wait();
                     let mut allowed = 0u64;
-                    for _ in 0..checks {
-                        allowed += u64::from(black_box(check()));
+                    for i in t * checks..(t + 1) * checks {
+                        allowed += u64::from(black_box(check(i)));
                     }
                     allowed
                 })
@@ -85,8 +148,13 @@ mod tests {
             capacities: Vec::new(),
             report: Report::new(true),
         };
-        measure(&mut ctx, 1_000, 1).unwrap();
-        for case in ["ratelimit-1t", "ratelimit"] {
+        measure(&mut ctx, 1_000, 2).unwrap();
+        for case in [
+            "ratelimit-1t",
+            "ratelimit",
+            "ratelimit-reject-2t",
+            "ratelimit-keyed-2t",
+        ] {
             for implementation in ["keel", "governor"] {
                 let value = ctx.report.get(case, implementation, "ops_per_s");
                 assert!(value.is_some_and(|v| v > 0.0), "{case}/{implementation}");

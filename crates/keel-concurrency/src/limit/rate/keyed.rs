@@ -1,12 +1,15 @@
 //! [`KeyedRateLimiter`]: one GCRA state per key in a sharded map.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use foldhash::fast::RandomState;
+use hashbrown::HashTable;
+
+use super::counter::StripedCounter;
 use super::limiter::CacheAligned;
 use super::quota::Gcra;
 use super::{Quota, RateLimiterStats};
@@ -36,12 +39,13 @@ struct Inner<K> {
     clock: Clock,
     hasher: RandomState,
     shards: Box<[CacheAligned<Shard<K>>]>,
-    rejected: AtomicU64,
+    rejected: StripedCounter,
     waited: AtomicU64,
 }
 
 struct Shard<K> {
-    states: RwLock<HashMap<K, AtomicU64>>,
+    /// Each key with its TAT, found by the limiter's own hash.
+    states: RwLock<HashTable<(K, AtomicU64)>>,
     sweep_at: AtomicUsize,
 }
 
@@ -59,7 +63,7 @@ where
         let shards = (0..SHARDS)
             .map(|_| {
                 CacheAligned(Shard {
-                    states: RwLock::new(HashMap::new()),
+                    states: RwLock::new(HashTable::new()),
                     sweep_at: AtomicUsize::new(MIN_SWEEP),
                 })
             })
@@ -69,9 +73,9 @@ where
                 gcra: Gcra::new(quota),
                 quota,
                 clock,
-                hasher: RandomState::new(),
+                hasher: RandomState::default(),
                 shards,
-                rejected: AtomicU64::new(0),
+                rejected: StripedCounter::default(),
                 waited: AtomicU64::new(0),
             }),
         }
@@ -81,7 +85,7 @@ where
     /// one would be allowed (counted; uses up nothing).
     pub fn check_key(&self, key: &K) -> Result<(), RateLimited> {
         self.decide(key).map_err(|wait| {
-            self.inner.rejected.fetch_add(1, Ordering::Relaxed);
+            self.inner.rejected.increment();
             RateLimited {
                 wait: Duration::from_nanos(wait),
             }
@@ -142,7 +146,7 @@ where
     /// The counters so far, over all keys.
     pub fn stats(&self) -> RateLimiterStats {
         RateLimiterStats {
-            rejected: self.inner.rejected.load(Ordering::Relaxed),
+            rejected: self.inner.rejected.sum(),
             waited: self.inner.waited.load(Ordering::Relaxed),
         }
     }
@@ -150,12 +154,13 @@ where
     fn decide(&self, key: &K) -> Result<(), u64> {
         let inner = &*self.inner;
         let hash = inner.hasher.hash_one(key);
-        // The map hashes with its own seed; the shard comes from the top bits.
-        let shard = &inner.shards[(hash >> 58) as usize % SHARDS].0;
+        // Bits 40..46 pick the shard: the table uses the low bits for the
+        // bucket and the top 7 for its tags, so these stay independent.
+        let shard = &inner.shards[(hash >> 40) as usize % SHARDS].0;
         let now = inner.clock.now_nanos();
         {
             let states = shard.states.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some(tat) = states.get(key) {
+            if let Some((_, tat)) = states.find(hash, |(k, _)| k == key) {
                 return inner.gcra.check(tat, now);
             }
         }
@@ -163,17 +168,18 @@ where
         if states.len() >= shard.sweep_at.load(Ordering::Relaxed) {
             sweep(&mut states, &shard.sweep_at, now);
         }
-        let tat = states
-            .entry(key.clone())
-            .or_insert_with(|| AtomicU64::new(0));
+        let (_, tat) = states
+            .entry(hash, |(k, _)| k == key, |(k, _)| inner.hasher.hash_one(k))
+            .or_insert_with(|| (key.clone(), AtomicU64::new(0)))
+            .into_mut();
         inner.gcra.check(tat, now)
     }
 }
 
 /// Drops recovered keys (TAT in the past: same as a fresh state) and sets
 /// the size of the next sweep.
-fn sweep<K>(states: &mut HashMap<K, AtomicU64>, sweep_at: &AtomicUsize, now: u64) {
-    states.retain(|_, tat| *tat.get_mut() > now);
+fn sweep<K>(states: &mut HashTable<(K, AtomicU64)>, sweep_at: &AtomicUsize, now: u64) {
+    states.retain(|(_, tat)| *tat.get_mut() > now);
     sweep_at.store((states.len() * 2).max(MIN_SWEEP), Ordering::Relaxed);
 }
 

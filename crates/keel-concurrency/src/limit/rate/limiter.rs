@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::Quota;
+use super::counter::StripedCounter;
 use super::quota::Gcra;
 use crate::Clock;
 use crate::error::RateLimited;
@@ -27,12 +28,7 @@ struct Inner {
     gcra: Gcra,
     clock: Clock,
     quota: Quota,
-    counters: CacheAligned<Counters>,
-}
-
-#[derive(Debug, Default)]
-struct Counters {
-    rejected: AtomicU64,
+    rejected: StripedCounter,
     waited: AtomicU64,
 }
 
@@ -65,7 +61,8 @@ impl RateLimiter {
                 gcra: Gcra::new(quota),
                 clock,
                 quota,
-                counters: CacheAligned(Counters::default()),
+                rejected: StripedCounter::default(),
+                waited: AtomicU64::new(0),
             }),
         }
     }
@@ -78,7 +75,7 @@ impl RateLimiter {
         match inner.gcra.check(&inner.tat.0, inner.clock.now_nanos()) {
             Ok(()) => Ok(()),
             Err(wait) => {
-                inner.counters.0.rejected.fetch_add(1, Ordering::Relaxed);
+                inner.rejected.increment();
                 Err(RateLimited {
                     wait: Duration::from_nanos(wait),
                 })
@@ -92,7 +89,7 @@ impl RateLimiter {
         let mut counted = false;
         while let Err(wait) = inner.gcra.check(&inner.tat.0, inner.clock.now_nanos()) {
             if !counted {
-                inner.counters.0.waited.fetch_add(1, Ordering::Relaxed);
+                inner.waited.fetch_add(1, Ordering::Relaxed);
                 counted = true;
             }
             tokio::time::sleep(Duration::from_nanos(wait)).await;
@@ -106,10 +103,9 @@ impl RateLimiter {
 
     /// The counters so far.
     pub fn stats(&self) -> RateLimiterStats {
-        let counters = &self.inner.counters.0;
         RateLimiterStats {
-            rejected: counters.rejected.load(Ordering::Relaxed),
-            waited: counters.waited.load(Ordering::Relaxed),
+            rejected: self.inner.rejected.sum(),
+            waited: self.inner.waited.load(Ordering::Relaxed),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! the burst tolerance, and then moves TAT forward by one emission
 //! interval. Allowing is one compare-and-swap; refusing is one load.
 
+mod counter;
 mod future;
 mod keyed;
 mod layer;

@@ -117,3 +117,57 @@ impl Gcra {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// GCRA in its other textbook form, the continuous-state leaky bucket:
+    /// the bucket drains one unit per nanosecond, each request adds one
+    /// interval, and a request that would overflow the limit is refused.
+    struct LeakyBucket {
+        level: u64,
+        last: u64,
+        interval: u64,
+        limit: u64,
+    }
+
+    impl LeakyBucket {
+        fn check(&mut self, now: u64) -> bool {
+            let level = self.level.saturating_sub(now - self.last);
+            if level > self.limit {
+                return false;
+            }
+            self.level = level + self.interval;
+            self.last = now;
+            true
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn agrees_with_the_leaky_bucket(
+            interval in 1u64..1_000,
+            burst in 1u32..20,
+            gaps in proptest::collection::vec(0u64..3_000, 1..300),
+        ) {
+            let quota = Quota::with_period(Duration::from_nanos(interval))
+                .and_then(|q| q.burst(burst))
+                .unwrap();
+            let gcra = Gcra::new(quota);
+            let tat = AtomicU64::new(0);
+            let mut bucket = LeakyBucket {
+                level: 0,
+                last: 0,
+                interval,
+                limit: interval * (u64::from(burst) - 1),
+            };
+            let mut now = 0;
+            for gap in gaps {
+                now += gap;
+                prop_assert_eq!(gcra.check(&tat, now).is_ok(), bucket.check(now));
+            }
+        }
+    }
+}
