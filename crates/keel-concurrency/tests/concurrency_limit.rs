@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use keel_concurrency::{ConcurrencyLimitLayer, ConcurrencyLimiter, LimitError, WhenLimited};
+use keel_concurrency::{
+    ConcurrencyLimitLayer, ConcurrencyLimiter, KeyedConcurrencyLimiter, LimitError, WhenLimited,
+};
 use tokio::sync::Notify;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt, service_fn};
 
@@ -198,4 +200,51 @@ async fn rejecting_layer_fails_fast_when_full() {
     // A freed slot serves the next call.
     release.notify_one();
     assert_eq!(service.oneshot(()).await.unwrap(), "done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keyed_limiter_limits_each_key_and_forgets_idle_ones() {
+    let limiter = KeyedConcurrencyLimiter::new(2).unwrap();
+    let gauges: Arc<[Gauge; 3]> = Arc::new(Default::default());
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..300usize {
+        let limiter = limiter.clone();
+        let gauges = gauges.clone();
+        tasks.spawn(async move {
+            let key = n % 3;
+            let permit = limiter.acquire(&key).await.unwrap();
+            assert_eq!(*permit.key(), key);
+            gauges[key].enter();
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+            }
+            gauges[key].leave();
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.unwrap();
+    }
+    for gauge in gauges.iter() {
+        assert!(
+            gauge.max.load(Ordering::SeqCst) <= 2,
+            "a key ran more than its limit"
+        );
+    }
+    let stats = limiter.stats();
+    assert_eq!((stats.acquired, stats.in_flight, stats.keys), (300, 0, 0));
+}
+
+#[tokio::test]
+async fn keyed_try_acquire_is_refused_only_for_the_full_key() {
+    let limiter = KeyedConcurrencyLimiter::new(1).unwrap();
+    let alice = limiter.try_acquire(&"alice").unwrap();
+    assert_eq!(limiter.try_acquire(&"alice").unwrap_err(), LimitError::Full);
+    let bob = limiter.try_acquire(&"bob").unwrap();
+    assert_eq!(limiter.stats().keys, 2);
+    assert_eq!(limiter.stats().rejected, 1);
+    drop(alice);
+    assert_eq!(limiter.stats().keys, 1, "an idle key is forgotten");
+    drop(bob);
+    assert_eq!(limiter.stats().keys, 0);
+    assert!(KeyedConcurrencyLimiter::<u32>::new(0).is_err());
 }

@@ -112,3 +112,40 @@ impl Window {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn count_window_keeps_the_last_n_outcomes() {
+        let mut window = Window::new(SlidingWindow::Count(3));
+        for failed in [true, true, false, false] {
+            window.record(0, failed);
+        }
+        // The first failure fell out.
+        assert_eq!(window.totals(0), (3, 1));
+        window.record(0, false);
+        assert_eq!(window.totals(0), (3, 0));
+        window.clear();
+        assert_eq!(window.totals(0), (0, 0));
+    }
+
+    #[test]
+    fn time_window_slides_by_tenths() {
+        let second = 1_000_000_000;
+        let mut window = Window::new(SlidingWindow::Time(Duration::from_secs(10)));
+        window.record(0, true);
+        window.record(5 * second, false);
+        window.record(9 * second, true);
+        assert_eq!(window.totals(9 * second), (3, 2));
+        // At 10 s the bucket of 0..1 s has left the window.
+        assert_eq!(window.totals(10 * second), (2, 1));
+        assert_eq!(window.totals(15 * second), (1, 1));
+        // A bucket reused 10 s later starts empty.
+        window.record(20 * second, false);
+        assert_eq!(window.totals(20 * second), (1, 0));
+    }
+}

@@ -24,7 +24,10 @@ struct Claim(Option<usize>);
 
 impl Claim {
     fn new() -> Self {
-        let returned = RETURNED.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let returned = RETURNED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
         Claim(returned.or_else(|| {
             NEXT.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                 (n < STRIPES).then_some(n + 1)
