@@ -1,6 +1,7 @@
-//! The layers in a real axum server on loopback, called over HTTP: a
-//! per-client rate limit answering 429 with `Retry-After`, and a circuit
-//! breaker answering 503 once the handler keeps failing.
+//! The pieces against real HTTP on loopback: a per-client rate limit
+//! answering 429 with `Retry-After`, a circuit breaker answering 503 once
+//! the handler keeps failing, and a load balancer spreading requests over
+//! real servers and ejecting one that refuses connections.
 
 use std::time::Duration;
 
@@ -11,8 +12,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use keel_concurrency::{
-    CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, CircuitOpen, KeyedRateLimiter,
-    Quota, RateLimitLayer, RateLimited, SlidingWindow, WhenLimited,
+    BalanceStrategy, CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, CircuitOpen,
+    KeyedRateLimiter, LoadBalancer, LoadBalancerConfig, Quota, RateLimitLayer, RateLimited,
+    SlidingWindow, WhenLimited,
 };
 use tower::{BoxError, ServiceBuilder};
 
@@ -122,4 +124,47 @@ async fn breaker_answers_503_once_the_handler_keeps_failing() {
     }
     assert_eq!(statuses, [500, 500, 500, 500, 503, 503]);
     assert_eq!(breaker.stats().rejected, 2);
+}
+
+#[tokio::test]
+async fn balancer_spreads_over_servers_and_ejects_a_dead_one() {
+    let mut upstreams = Vec::new();
+    for name in ["one", "two"] {
+        upstreams.push(serve(Router::new().route("/", get(move || async move { name }))).await);
+    }
+    // A port that refuses connections: bound, then closed.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    upstreams.push(format!("http://{}", dead.local_addr().unwrap()));
+    drop(dead);
+    let config = LoadBalancerConfig {
+        strategy: BalanceStrategy::RoundRobin,
+        eject_after_failures: 2,
+        ejection_cooldown: Duration::from_secs(3600),
+    };
+    let balancer = LoadBalancer::new(config, upstreams).unwrap();
+    let http = reqwest::Client::new();
+    let mut answers = Vec::new();
+    for _ in 0..12 {
+        // Pick, call, report: what an HTTP pool does per request.
+        let guard = balancer.pick().unwrap();
+        match http.get(guard.endpoint()).send().await {
+            Ok(response) => {
+                answers.push(response.text().await.unwrap());
+                guard.success();
+            }
+            Err(_) => {
+                answers.push("refused".to_owned());
+                guard.failure();
+            }
+        }
+    }
+    assert_eq!(
+        &answers[..6],
+        ["one", "two", "refused", "one", "two", "refused"]
+    );
+    assert!(answers[6..].iter().all(|a| a != "refused"));
+    let stats = balancer.stats();
+    assert!(stats[2].ejected);
+    assert_eq!(stats[2].picks, 2);
+    assert_eq!(stats[0].picks + stats[1].picks, 10);
 }
