@@ -105,7 +105,9 @@ impl RotationOptions {
 /// boundary rotates with the first line after it, so no empty files are made.
 ///
 /// Compression and retention run on a background thread named
-/// `keel-log-compress`; the writer only renames. A file that cannot be
+/// `keel-log-compress`; the writer only renames. When the manager starts,
+/// that thread also compresses rotated files an earlier run left
+/// uncompressed and removes half-written `.gz.tmp` files. A file that cannot be
 /// opened or written sends its lines to stderr (one warning per outage)
 /// and is retried every `retry_interval`; writing never fails or panics.
 ///
@@ -177,6 +179,15 @@ impl LogRotationManager {
         } else {
             None
         };
+        if let Some(jobs) = maintenance.as_ref().and_then(|m| m.jobs.as_ref()) {
+            for file in &files {
+                let _ = jobs.send(Job {
+                    path: None,
+                    directory: options.directory.clone(),
+                    stem: file.stem.clone(),
+                });
+            }
+        }
         Ok(Self {
             files,
             route,
@@ -419,7 +430,7 @@ impl RollingFile {
         ctx.stats.add_rotation();
         if let Some(jobs) = &ctx.jobs {
             let _ = jobs.send(Job {
-                path: target,
+                path: Some(target),
                 directory: ctx.directory.clone(),
                 stem: self.stem.clone(),
             });
@@ -501,7 +512,9 @@ impl Retention {
 
 #[derive(Debug)]
 struct Job {
-    path: PathBuf,
+    /// The file just rotated; `None` sweeps what an earlier run left:
+    /// uncompressed rotated files and half-written `.gz.tmp` files.
+    path: Option<PathBuf>,
     directory: PathBuf,
     stem: String,
 }
@@ -520,24 +533,12 @@ impl Maintenance {
             .spawn(move || {
                 for job in rx {
                     if compress {
-                        match gzip(&job.path) {
-                            Ok(done) => {
-                                stats.add_compressed();
-                                tracing::debug!(
-                                    target: "keel_log::rotation",
-                                    file = %done.display(),
-                                    "compressed rotated log file"
-                                );
-                            }
-                            Err(error) => {
-                                stats.add_maintenance_error();
-                                tracing::warn!(
-                                    target: "keel_log::rotation",
-                                    file = %job.path.display(),
-                                    %error,
-                                    "cannot compress rotated log file"
-                                );
-                            }
+                        let paths = match &job.path {
+                            Some(path) => vec![path.clone()],
+                            None => leftovers(&job.directory, &job.stem),
+                        };
+                        for path in paths.iter().filter(|p| p.exists()) {
+                            compress_logged(path, &stats);
                         }
                     }
                     if !retention.is_unbounded() {
@@ -556,6 +557,49 @@ impl Maintenance {
         self.jobs = None;
         let _ = self.handle.join();
     }
+}
+
+fn compress_logged(path: &Path, stats: &LogStats) {
+    match gzip(path) {
+        Ok(done) => {
+            stats.add_compressed();
+            tracing::debug!(
+                target: "keel_log::rotation",
+                file = %done.display(),
+                "compressed rotated log file"
+            );
+        }
+        Err(error) => {
+            stats.add_maintenance_error();
+            tracing::warn!(
+                target: "keel_log::rotation",
+                file = %path.display(),
+                %error,
+                "cannot compress rotated log file"
+            );
+        }
+    }
+}
+
+/// Rotated files of `stem` an earlier run did not compress; removes the
+/// `.gz.tmp` files a compression cut short left behind.
+fn leftovers(directory: &Path, stem: &str) -> Vec<PathBuf> {
+    if let Ok(entries) = fs::read_dir(directory) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(gz) = name.strip_suffix(".tmp")
+                && parse_rotated(gz, stem).is_some()
+            {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+    list_rotated(directory, stem)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect()
 }
 
 /// `x.log` → `x.log.gz` (through `x.log.gz.tmp`), then removes `x.log`.

@@ -116,7 +116,9 @@ pub struct NonBlocking {
     shared: Arc<Shared>,
 }
 
-/// Stops the writer when dropped, after writing every queued line.
+/// Stops the writer when dropped, after writing every queued line (and,
+/// with a [`LogRotationManager`] sink, after compressing the files already
+/// rotated).
 ///
 /// Keep it alive for as long as the program logs (`let _guard = ...`).
 #[derive(Debug)]

@@ -200,3 +200,36 @@ fn retention_by_total_size_keeps_the_newest_that_fit() {
         Some(2)
     );
 }
+
+#[test]
+fn leftovers_of_an_earlier_run_are_compressed_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let left = dir.path().join("app.2026-11-20T10-00-00.1.log");
+    std::fs::write(&left, "{\"old\":1}\n").expect("leftover");
+    std::fs::write(
+        dir.path().join("app.2026-11-20T11-00-00.1.log.gz.tmp"),
+        b"cut short",
+    )
+    .expect("tmp");
+    std::fs::write(dir.path().join("unrelated.txt"), b"keep").expect("unrelated");
+    let clock = ManualClock::new(ten_o_clock());
+    let mut opts = options(dir.path(), &clock);
+    opts.compress = true;
+    let stats = opts.stats.clone();
+    let mut manager = LogRotationManager::new(opts).expect("manager");
+    manager.write(LogCategory::System, b"{\"new\":1}\n");
+    drop(manager);
+    assert_eq!(
+        names(dir.path()),
+        [
+            "app.2026-11-20T10-00-00.1.log.gz",
+            "app.log",
+            "unrelated.txt"
+        ]
+    );
+    assert_eq!(stats.snapshot().compressed, 1);
+    assert_eq!(
+        read_all_lines(dir.path(), "app"),
+        ["{\"old\":1}", "{\"new\":1}"]
+    );
+}
