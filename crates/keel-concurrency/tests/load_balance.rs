@@ -238,3 +238,25 @@ async fn balance_service_spreads_calls_and_routes_around_a_broken_endpoint() {
     assert_eq!(stats[1].picks, 3);
     assert_eq!(stats.iter().map(|s| s.in_flight).sum::<usize>(), 0);
 }
+
+proptest::proptest! {
+    #[test]
+    fn weighted_is_exact_over_every_cycle(weights in proptest::collection::vec(1u32..10, 1..6)) {
+        let balancer = weights
+            .iter()
+            .enumerate()
+            .fold(
+                LoadBalancer::builder(config(BalanceStrategy::Weighted)),
+                |builder, (i, &w)| builder.weighted_endpoint(i, w),
+            )
+            .build()
+            .unwrap();
+        let cycle: u32 = weights.iter().sum();
+        for _ in 0..3 {
+            let counts = counts(&picks(&balancer, cycle as usize));
+            for (i, &w) in weights.iter().enumerate() {
+                proptest::prop_assert_eq!(counts.get(&i).copied().unwrap_or(0), w as usize);
+            }
+        }
+    }
+}
