@@ -219,3 +219,33 @@ async fn keyed_layer_limits_each_client_on_its_own() {
     assert!(service.clone().oneshot(3).await.is_ok());
     assert_eq!(limiter.len(), 3);
 }
+
+#[tokio::test(start_paused = true)]
+async fn extreme_quotas_answer_or_are_refused_without_overflow() {
+    let century = Duration::from_secs(100 * 365 * 24 * 3600);
+    let slow = RateLimiter::with_clock(Quota::per(2, century).unwrap(), Clock::tokio());
+    slow.check().unwrap();
+    slow.check().unwrap();
+    assert_eq!(slow.check().unwrap_err().wait_time(), century / 2);
+    // Windows the nanosecond clock cannot hold are config errors, not overflows.
+    assert_eq!(
+        Quota::per(3, Duration::MAX).unwrap_err().field,
+        "rate_limit.period"
+    );
+    assert!(
+        Quota::with_period(century)
+            .unwrap()
+            .burst(u32::MAX)
+            .is_err()
+    );
+    // Faster than one per nanosecond cannot be expressed either.
+    assert_eq!(
+        Quota::per(2, Duration::from_nanos(1)).unwrap_err().field,
+        "rate_limit.period"
+    );
+    let fastest =
+        RateLimiter::with_clock(Quota::per_second(1_000_000_000).unwrap(), Clock::tokio());
+    for _ in 0..1000 {
+        fastest.check().unwrap();
+    }
+}

@@ -37,10 +37,7 @@ impl Quota {
                 reason: "must be at least 1".into(),
             });
         }
-        Self::with_period(period / rate).map(|quota| Quota {
-            burst: rate,
-            ..quota
-        })
+        Self::with_period(period / rate).and_then(|quota| quota.burst(rate))
     }
 
     /// One request per `interval`, no burst.
@@ -51,7 +48,7 @@ impl Quota {
                 reason: "must be longer than 0ns per request".into(),
             });
         }
-        Ok(Quota { interval, burst: 1 })
+        Quota { interval, burst: 1 }.checked()
     }
 
     /// Allows up to `burst` requests back to back (at least 1).
@@ -62,7 +59,20 @@ impl Quota {
                 reason: "must be at least 1".into(),
             });
         }
-        Ok(Quota { burst, ..self })
+        Quota { burst, ..self }.checked()
+    }
+
+    /// A burst window (interval x burst) must fit in the limiter's clock
+    /// (2^63 ns, about 292 years).
+    fn checked(self) -> Result<Self, ConfigError> {
+        let window = duration_nanos(self.interval).checked_mul(u64::from(self.burst));
+        if window.is_none_or(|nanos| nanos > u64::MAX / 2) {
+            return Err(ConfigError {
+                field: "rate_limit.period",
+                reason: "interval times burst must be under 292 years".into(),
+            });
+        }
+        Ok(self)
     }
 
     /// The time between two requests at the sustained rate.
