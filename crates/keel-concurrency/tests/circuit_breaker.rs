@@ -256,3 +256,12 @@ fn config_reads_from_toml_and_is_validated() {
         "invalid `circuit_breaker.failure_rate`: must be above 0 and at most 1"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_huge_count_window_costs_nothing_up_front() {
+    let huge = breaker(SlidingWindow::Count(u32::MAX));
+    for _ in 0..10 {
+        let _ = fail(&huge).await;
+    }
+    assert_eq!(huge.state(), CircuitState::Open);
+}

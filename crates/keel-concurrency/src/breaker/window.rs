@@ -35,7 +35,8 @@ impl Window {
                 let size = size as usize;
                 Window::Count {
                     size,
-                    outcomes: VecDeque::with_capacity(size),
+                    // Grows with the calls; a huge window costs nothing up front.
+                    outcomes: VecDeque::with_capacity(size.min(1024)),
                     failures: 0,
                 }
             }
@@ -73,8 +74,8 @@ impl Window {
                         failures: 0,
                     };
                 }
-                bucket.calls += 1;
-                bucket.failures += u32::from(failed);
+                bucket.calls = bucket.calls.saturating_add(1);
+                bucket.failures = bucket.failures.saturating_add(u32::from(failed));
             }
         }
     }
@@ -94,7 +95,10 @@ impl Window {
                     .iter()
                     .filter(|b| b.epoch != 0 && epoch.saturating_sub(b.epoch) < BUCKETS)
                     .fold((0, 0), |(calls, failures), b| {
-                        (calls + b.calls, failures + b.failures)
+                        (
+                            calls.saturating_add(b.calls),
+                            failures.saturating_add(b.failures),
+                        )
                     })
             }
         }
