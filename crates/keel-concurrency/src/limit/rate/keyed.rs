@@ -86,9 +86,7 @@ where
     pub fn check_key(&self, key: &K) -> Result<(), RateLimited> {
         self.decide(key).map_err(|wait| {
             self.inner.rejected.increment();
-            RateLimited {
-                wait: Duration::from_nanos(wait),
-            }
+            RateLimited { wait_nanos: wait }
         })
     }
 

@@ -76,9 +76,7 @@ impl RateLimiter {
             Ok(()) => Ok(()),
             Err(wait) => {
                 inner.rejected.increment();
-                Err(RateLimited {
-                    wait: Duration::from_nanos(wait),
-                })
+                Err(RateLimited { wait_nanos: wait })
             }
         }
     }
