@@ -265,3 +265,47 @@ async fn a_huge_count_window_costs_nothing_up_front() {
     }
     assert_eq!(huge.state(), CircuitState::Open);
 }
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_transition_is_a_tracing_event() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer({
+            let captured = captured.clone();
+            move || captured.clone()
+        })
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let breaker = breaker(SlidingWindow::Count(10));
+    for _ in 0..10 {
+        let _ = fail(&breaker).await;
+    }
+    advance(Duration::from_secs(5)).await;
+    ok(&breaker).await.unwrap();
+    ok(&breaker).await.unwrap();
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 3, "{log}");
+    assert!(lines[0].contains("WARN") && lines[0].contains("circuit breaker opened"));
+    assert!(lines[0].contains("breaker=db") && lines[0].contains("window_failures=10"));
+    assert!(lines[1].contains("circuit breaker half-open"));
+    assert!(lines[2].contains("circuit breaker closed") && lines[2].contains("from=HalfOpen"));
+}
