@@ -163,3 +163,56 @@ pub(crate) const KEEL_DEFAULT_TTL: Spec = Spec {
     name: "keel-default-ttl",
     build: |capacity| keel(capacity, CachePolicy::default(), Some(LONG_TTL)),
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all() -> Vec<Spec> {
+        KEEL.into_iter()
+            .chain([KEEL_DEFAULT_TTL])
+            .chain(PEERS)
+            .collect()
+    }
+
+    #[test]
+    fn contract_names_are_unique() {
+        let mut names: Vec<&str> = all().iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all().len());
+        assert_eq!(KEEL[0].name, "keel-default");
+    }
+
+    #[test]
+    fn every_cache_answers_what_it_was_given_below_capacity() {
+        for spec in all() {
+            let built = spec.build(1_000);
+            let cache = built.as_dyn();
+            for key in 0..100 {
+                cache.insert(key, key * 2);
+            }
+            cache.settle();
+            for key in 0..100 {
+                assert_eq!(cache.get(key), Some(key * 2), "{}", spec.name);
+            }
+            assert_eq!(cache.get(1_000), None, "{}", spec.name);
+        }
+    }
+
+    #[test]
+    fn no_cache_holds_much_more_than_its_capacity() {
+        // A cache that overshot its capacity would win hit ratio unfairly.
+        for spec in all() {
+            let built = spec.build(1_000);
+            let cache = built.as_dyn();
+            for key in 0..20_000 {
+                cache.insert(key, key);
+                cache.settle();
+            }
+            let resident = (0..20_000).filter(|k| cache.get(*k).is_some()).count();
+            assert!(resident <= 1_050, "{} holds {resident}", spec.name);
+            assert!(resident >= 500, "{} holds {resident}", spec.name);
+        }
+    }
+}

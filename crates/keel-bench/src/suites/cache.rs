@@ -367,3 +367,85 @@ fn notes(ctx: &Ctx) {
         report.note(line.trim_end_matches(';'));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts what `drive` asks for and stops it after `limit` operations.
+    struct Counter<'a> {
+        gets: u64,
+        inserts: u64,
+        limit: u64,
+        stop: &'a AtomicBool,
+    }
+
+    impl Target for &mut Counter<'_> {
+        fn get(&mut self, _key: u64) -> Option<u64> {
+            self.gets += 1;
+            self.tick();
+            None
+        }
+        fn insert(&mut self, _key: u64, _value: u64) {
+            self.inserts += 1;
+            self.tick();
+        }
+    }
+
+    impl Counter<'_> {
+        fn tick(&mut self) {
+            if self.gets + self.inserts == self.limit {
+                self.stop.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn run_mix(mix: Mix) -> (u64, u64, u64) {
+        let stop = AtomicBool::new(false);
+        let mut counter = Counter {
+            gets: 0,
+            inserts: 0,
+            limit: 10 * CHUNK as u64,
+            stop: &stop,
+        };
+        // A short stream of whole chunks: drive wraps around it.
+        let keys: Vec<u64> = (0..4 * CHUNK as u64).collect();
+        let ops = drive(&mut counter, &keys, mix, &stop);
+        (ops, counter.gets, counter.inserts)
+    }
+
+    #[test]
+    fn mixes_issue_the_stated_operations() {
+        let limit = 10 * CHUNK as u64;
+        assert_eq!(run_mix(Mix::Read), (limit, limit, 0));
+        assert_eq!(run_mix(Mix::Insert), (limit, 0, limit));
+        let (ops, gets, inserts) = run_mix(Mix::Mixed);
+        assert_eq!(ops, gets + inserts);
+        let share = inserts as f64 / ops as f64;
+        assert!((0.09..0.11).contains(&share), "insert share {share}");
+    }
+
+    #[test]
+    fn timed_reports_a_positive_rate_for_every_thread_count() {
+        let streams = [(0..4_096).collect::<Vec<u64>>(), (0..4_096).rev().collect()];
+        let cache = quick_cache::sync::Cache::<u64, u64>::new(1_000);
+        for threads in [1, 2] {
+            let mops = timed(
+                vec![&cache; threads],
+                Mix::Mixed,
+                &streams,
+                Duration::from_millis(20),
+            );
+            assert!(mops.unwrap() > 0.0);
+        }
+        let mut map = Map::default();
+        let mops = timed(
+            vec![&mut map],
+            Mix::Insert,
+            &streams,
+            Duration::from_millis(20),
+        );
+        assert!(mops.unwrap() > 0.0);
+        assert_eq!(map.len(), 4_096);
+    }
+}
