@@ -142,6 +142,9 @@ fn workloads(ctx: &Ctx) -> anyhow::Result<Vec<Workload>> {
             capacities: ctx.capacities.iter().map(|c| (c.to_string(), *c)).collect(),
         }]);
     }
+    if !ctx.capacities.is_empty() {
+        bail!("--capacity applies to a trace given with --trace FILE");
+    }
     let len = if ctx.quick { 1_000_000 } else { 4_000_000 };
     let mut workloads = Vec::new();
     for (seed, s) in EXPONENTS.into_iter().enumerate() {
