@@ -260,3 +260,50 @@ proptest::proptest! {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_ejected_endpoints_share_is_spread_evenly() {
+    let balancer = LoadBalancer::builder(config(BalanceStrategy::RoundRobin))
+        .endpoint("a")
+        .endpoint("broken")
+        .endpoint("c")
+        .endpoint("d")
+        .clock(Clock::tokio())
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let mut broken = None;
+        while broken.is_none() {
+            let guard = balancer.pick().unwrap();
+            if guard.index() == 1 {
+                broken = Some(guard);
+            } else {
+                guard.success();
+            }
+        }
+        broken.unwrap().failure();
+    }
+    assert!(balancer.stats()[1].ejected);
+    let counts = counts(&picks(&balancer, 300));
+    assert_eq!((counts[&0], counts[&2], counts[&3]), (100, 100, 100));
+    assert!(!counts.contains_key(&1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn least_in_flight_spreads_ties_evenly_around_an_ejected_endpoint() {
+    let balancer = LoadBalancer::builder(config(BalanceStrategy::LeastInFlight))
+        .endpoint("a")
+        .endpoint("broken")
+        .endpoint("c")
+        .clock(Clock::tokio())
+        .build()
+        .unwrap();
+    while !balancer.stats()[1].ejected {
+        let guard = balancer.pick().unwrap();
+        if guard.index() == 1 {
+            guard.failure();
+        }
+    }
+    let counts = counts(&picks(&balancer, 200));
+    assert_eq!((counts[&0], counts[&2]), (100, 100));
+}

@@ -194,12 +194,22 @@ impl<T> LoadBalancer<T> {
             == 0
     }
 
+    /// The next endpoint in turn among those in rotation, so the share of
+    /// an ejected endpoint is spread evenly rather than given to its
+    /// neighbour.
     fn round_robin(&self) -> Option<usize> {
         let n = self.inner.endpoints.len();
-        let start = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        let turn = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        if self.inner.ejected.load(Ordering::Relaxed) == 0 {
+            return Some(turn % n);
+        }
+        let in_rotation = (0..n).filter(|&i| self.available(i)).count();
+        if in_rotation == 0 {
+            return None;
+        }
         (0..n)
-            .map(|k| start.wrapping_add(k) % n)
-            .find(|&i| self.available(i))
+            .filter(|&i| self.available(i))
+            .nth(turn % in_rotation)
     }
 
     fn smooth_weighted(&self) -> Option<usize> {
@@ -226,12 +236,19 @@ impl<T> LoadBalancer<T> {
         Some(best)
     }
 
+    /// Fewest in flight; ties go to each endpoint in rotation in turn.
     fn least_in_flight(&self) -> Option<usize> {
         let n = self.inner.endpoints.len();
-        let start = self.inner.next.fetch_add(1, Ordering::Relaxed);
-        (0..n)
-            .map(|k| start.wrapping_add(k) % n)
-            .filter(|&i| self.available(i))
+        let turn = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        let in_rotation = || (0..n).filter(|&i| self.available(i));
+        let count = in_rotation().count();
+        if count == 0 {
+            return None;
+        }
+        let skip = turn % count;
+        in_rotation()
+            .skip(skip)
+            .chain(in_rotation().take(skip))
             .min_by_key(|&i| self.inner.endpoints[i].in_flight.load(Ordering::Relaxed))
     }
 
