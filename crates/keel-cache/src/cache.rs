@@ -391,7 +391,7 @@ where
     fn stats_of_shards(&self) -> CacheStats {
         let mut stats = CacheStats::default();
         for shard in self.inner.shards.iter() {
-            stats.add_shard(&shard.counters);
+            stats.add_shard(&shard.reads, &shard.counters);
         }
         stats
     }

@@ -9,18 +9,25 @@ use crate::sync::{AtomicU64, Ordering};
 
 /// Where a cache reads the time from.
 ///
-/// [`Clock::system`] (the default) reads a monotonic clock (the CPU's
-/// time-stamp counter where it is reliable, through `quanta`). [`Clock::manual`]
-/// returns a clock that only moves when its [`ManualClock`] handle says so, so
+/// [`Clock::system`] (the default) is the system's monotonic clock read with
+/// a resolution of [`TICK`]: one background thread per process stores the
+/// time every tick, so a read is one atomic load instead of a clock call
+/// (which costs 30 to 60 ns on virtual machines, a quarter of a cache hit).
+/// [`Clock::precise`] reads the monotonic clock on every call.
+/// [`Clock::manual`] only moves when its [`ManualClock`] handle says so, so
 /// tests can check expiry without sleeping.
 #[derive(Clone)]
 pub struct Clock {
     kind: Kind,
 }
 
+/// The resolution of [`Clock::system`].
+pub const TICK: Duration = Duration::from_millis(1);
+
 #[derive(Clone)]
 enum Kind {
-    System {
+    Ticker(&'static std::sync::atomic::AtomicU64),
+    Precise {
         clock: quanta::Clock,
         origin: quanta::Instant,
     },
@@ -34,12 +41,24 @@ pub struct ManualClock {
 }
 
 impl Clock {
-    /// The system's monotonic clock.
+    /// The system's monotonic clock with a resolution of [`TICK`] (the
+    /// default). Falls back to [`Clock::precise`] if the ticker thread
+    /// cannot be started.
     pub fn system() -> Self {
+        match ticker() {
+            Some(now) => Self {
+                kind: Kind::Ticker(now),
+            },
+            None => Self::precise(),
+        }
+    }
+
+    /// The system's monotonic clock, read on every call.
+    pub fn precise() -> Self {
         let clock = quanta::Clock::new();
         let origin = clock.now();
         Self {
-            kind: Kind::System { clock, origin },
+            kind: Kind::Precise { clock, origin },
         }
     }
 
@@ -59,13 +78,44 @@ impl Clock {
     #[inline]
     pub(crate) fn now_nanos(&self) -> u64 {
         let nanos = match &self.kind {
-            Kind::System { clock, origin } => {
+            Kind::Ticker(now) => now.load(std::sync::atomic::Ordering::Relaxed),
+            Kind::Precise { clock, origin } => {
                 u64::try_from(clock.now().duration_since(*origin).as_nanos()).unwrap_or(u64::MAX)
             }
             Kind::Manual(nanos) => nanos.load(Ordering::Acquire),
         };
         nanos.min(u64::MAX - 1)
     }
+}
+
+/// The process-wide ticker: nanoseconds since it started, stored every
+/// [`TICK`] by a background thread. `None` if the thread cannot start (or
+/// under loom, which cannot model it).
+fn ticker() -> Option<&'static std::sync::atomic::AtomicU64> {
+    use std::sync::OnceLock;
+    use std::sync::atomic::AtomicU64 as StdAtomicU64;
+
+    static NOW: StdAtomicU64 = StdAtomicU64::new(0);
+    static STARTED: OnceLock<bool> = OnceLock::new();
+    if cfg!(keel_loom) {
+        return None;
+    }
+    let started = *STARTED.get_or_init(|| {
+        let clock = quanta::Clock::new();
+        let origin = clock.now();
+        std::thread::Builder::new()
+            .name("keel-cache-clock".to_owned())
+            .spawn(move || {
+                loop {
+                    let nanos = u64::try_from(clock.now().duration_since(origin).as_nanos())
+                        .unwrap_or(u64::MAX - 1);
+                    NOW.fetch_max(nanos, std::sync::atomic::Ordering::Relaxed);
+                    std::thread::sleep(TICK);
+                }
+            })
+            .is_ok()
+    });
+    started.then_some(&NOW)
 }
 
 impl Default for Clock {
@@ -77,7 +127,8 @@ impl Default for Clock {
 impl fmt::Debug for Clock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            Kind::System { .. } => f.write_str("Clock::System"),
+            Kind::Ticker(_) => f.write_str("Clock::System"),
+            Kind::Precise { .. } => f.write_str("Clock::Precise"),
             Kind::Manual(nanos) => f
                 .debug_tuple("Clock::Manual")
                 .field(&Duration::from_nanos(nanos.load(Ordering::Acquire)))

@@ -69,6 +69,30 @@ impl CacheConfig {
     }
 }
 
+impl CacheConfig {
+    /// Checks what the field types cannot: every problem as
+    /// `(field path, reason)`.
+    pub fn validate(&self) -> Result<(), Vec<(String, String)>> {
+        let mut problems = Vec::new();
+        if self.capacity == 0 {
+            problems.push(("cache.capacity".to_owned(), "must be at least 1".to_owned()));
+        }
+        for (field, value) in [("cache.ttl", self.ttl), ("cache.tti", self.tti)] {
+            if value == Some(Duration::ZERO) {
+                problems.push((
+                    field.to_owned(),
+                    "must be longer than 0s (leave it out for no expiry)".to_owned(),
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+}
+
 fn fraction<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     let v = f64::deserialize(d)?;
     if (0.0..=1.0).contains(&v) {

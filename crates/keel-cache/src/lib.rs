@@ -57,8 +57,11 @@
 //!   passed is never returned, even before it is reclaimed. Memory is
 //!   reclaimed by every write to the shard (which pops due entries from the
 //!   shard's deadline order) and by [`LocalCache::purge_expired`]; until then
-//!   an expired entry still counts in `len`. Time comes from a [`Clock`];
-//!   [`Clock::manual`] gives tests a clock they move.
+//!   an expired entry still counts in `len`. Time comes from a [`Clock`]:
+//!   by default the monotonic clock read with a resolution of [`TICK`] (1
+//!   ms) through a process-wide ticker thread, so a hit costs an atomic load
+//!   rather than a clock call; [`Clock::precise`] reads the clock every time
+//!   and [`Clock::manual`] gives tests a clock they move.
 //! - **What can be dropped.** Any entry, at any time, for capacity; a value
 //!   heavier than one shard's capacity is rejected at once (the listener
 //!   hears [`RemovalCause::Size`]). Nothing else: loads, listener calls and
@@ -96,7 +99,7 @@ mod stats;
 mod sync;
 
 pub use cache::{CacheBuilder, FifoCache, LfuCache, LocalCache, LruCache, Snapshot, TtlCache};
-pub use clock::{Clock, ManualClock};
+pub use clock::{Clock, ManualClock, TICK};
 pub use config::CacheConfig;
 pub use entry::{CacheEntry, RemovalCause};
 pub use error::{LoadError, ParsePolicyError};

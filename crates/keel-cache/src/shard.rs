@@ -12,7 +12,7 @@ use crate::clock::Clock;
 use crate::entry::RemovalCause;
 use crate::expiry::{ExpiryQueue, NEVER};
 use crate::policy::{CachePolicy, Engine};
-use crate::sync::{AtomicU32, AtomicU64, Ordering, ReadGuard, RwLock};
+use crate::sync::{AtomicU8, AtomicU32, AtomicU64, Ordering, ReadGuard, RwLock};
 
 /// Where removed entries go: to the listener (after the lock is released) or
 /// dropped on the spot when there is none.
@@ -38,6 +38,8 @@ pub(crate) struct Slot<K, V> {
     deadline: AtomicU64,
     hits: AtomicU32,
     pub(crate) weight: u32,
+    /// The policy's access bits (S3-FIFO's frequency).
+    freq: AtomicU8,
 }
 
 impl<K, V> Slot<K, V> {
@@ -51,11 +53,16 @@ impl<K, V> Slot<K, V> {
     }
 }
 
-/// Counters of one shard.
+/// The read counters of one shard.
 #[derive(Debug, Default)]
-pub(crate) struct Counters {
+pub(crate) struct ReadCounters {
     pub(crate) hits: AtomicU64,
     pub(crate) misses: AtomicU64,
+}
+
+/// The write counters of one shard.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
     pub(crate) inserts: AtomicU64,
     pub(crate) updates: AtomicU64,
     pub(crate) evicted_size: AtomicU64,
@@ -81,11 +88,14 @@ pub(crate) struct State<K, V> {
     capacity: u64,
 }
 
-#[repr(align(128))]
+/// `repr(C)` keeps the hit and miss counters in the cache line of the lock
+/// word, which a read has just written anyway.
+#[repr(C, align(128))]
 pub(crate) struct Shard<K, V> {
+    pub(crate) reads: ReadCounters,
     state: RwLock<State<K, V>>,
-    pub(crate) counters: Counters,
     shared_reads: bool,
+    pub(crate) counters: Counters,
 }
 
 /// What a read found.
@@ -108,7 +118,11 @@ impl<K, V> Found<'_, K, V> {
                 slot.deadline.store(idle, Ordering::Relaxed);
             }
         }
-        slot.hits.fetch_add(1, Ordering::Relaxed);
+        // A plain load and store, not a locked add: concurrent hits on one
+        // entry may count once, and the hot path stays free of atomic
+        // read-modify-writes on shared entries.
+        let hits = slot.hits.load(Ordering::Relaxed);
+        slot.hits.store(hits.saturating_add(1), Ordering::Relaxed);
     }
 }
 
@@ -124,6 +138,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 weight: 0,
                 capacity,
             }),
+            reads: ReadCounters::default(),
             counters: Counters::default(),
             shared_reads: !policy.reads_reorder(),
         }
@@ -148,7 +163,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             st.find(hash, key).and_then(|idx| {
                 let found = st.live(idx, timing)?;
                 found.touch(timing);
-                st.engine.on_read(idx);
+                st.engine.on_read(&found.slot.freq);
                 Some(f(found))
             })
         } else {
@@ -166,9 +181,9 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         };
         if record {
             bump(if out.is_some() {
-                &self.counters.hits
+                &self.reads.hits
             } else {
-                &self.counters.misses
+                &self.reads.misses
             });
         }
         out
@@ -225,6 +240,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             st.weight = st.weight - u64::from(old_weight) + w;
             st.expiry.schedule(idx, deadline);
             st.engine.on_update(idx, weight, deadline != NEVER);
+            st.engine.on_read(&slot.freq);
             bump(&self.counters.updates);
             bump(&self.counters.replaced);
             if let Some(out) = sink.as_deref_mut() {
@@ -250,6 +266,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 deadline: AtomicU64::new(deadline),
                 hits: AtomicU32::new(0),
                 weight,
+                freq: AtomicU8::new(0),
             };
             let idx = match st.free.pop() {
                 Some(idx) => {
@@ -464,9 +481,11 @@ impl<K: Hash + Eq, V> State<K, V> {
                 slots,
                 ..
             } = self;
-            let Some(idx) = engine.victim(expiry, |i| {
-                slots[i as usize].as_ref().map_or(0, Slot::deadline)
-            }) else {
+            let Some(idx) = engine.victim(
+                expiry,
+                |i| slots[i as usize].as_ref().map_or(0, Slot::deadline),
+                |i| slots[i as usize].as_ref().map(|s| &s.freq),
+            ) else {
                 return;
             };
             let Some((k, v, _)) = self.take(idx) else {

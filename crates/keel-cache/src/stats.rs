@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::shard::Counters;
+use crate::shard::{Counters, ReadCounters};
 use crate::sync::{AtomicU64, Ordering};
 
 /// A snapshot of a cache's counters since it was built.
@@ -58,10 +58,10 @@ impl CacheStats {
         self.hits + self.misses
     }
 
-    pub(crate) fn add_shard(&mut self, c: &Counters) {
+    pub(crate) fn add_shard(&mut self, r: &ReadCounters, c: &Counters) {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        self.hits += get(&c.hits);
-        self.misses += get(&c.misses);
+        self.hits += get(&r.hits);
+        self.misses += get(&r.misses);
         self.inserts += get(&c.inserts);
         self.updates += get(&c.updates);
         self.evictions_size += get(&c.evicted_size);

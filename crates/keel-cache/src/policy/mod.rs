@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::error::ParsePolicyError;
 use crate::expiry::ExpiryQueue;
+use crate::sync::AtomicU8;
 
 /// Which entry a full cache evicts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
@@ -115,11 +116,12 @@ impl Engine {
         }
     }
 
-    /// A hit under the read lock (policies whose reads do not reorder).
+    /// A hit (or a value replacement) on the entry whose frequency bits are
+    /// `freq`, under the read lock.
     #[inline]
-    pub(crate) fn on_read(&self, idx: u32) {
-        if let Engine::S3Fifo(p) = self {
-            p.on_read(idx);
+    pub(crate) fn on_read(&self, freq: &AtomicU8) {
+        if let Engine::S3Fifo(_) = self {
+            s3fifo::S3Fifo::on_read(freq);
         }
     }
 
@@ -128,8 +130,8 @@ impl Engine {
         match self {
             Engine::Lru(p) => p.on_access(idx),
             Engine::Lfu(p) => p.on_access(idx),
-            Engine::Fifo(_) | Engine::Ttl(_) => {}
-            Engine::S3Fifo(p) => p.on_read(idx),
+            // Their hits go through `on_read` under the read lock.
+            Engine::Fifo(_) | Engine::Ttl(_) | Engine::S3Fifo(_) => {}
         }
     }
 
@@ -155,17 +157,18 @@ impl Engine {
     }
 
     /// The entry to evict next; the caller removes it through [`Self::on_remove`].
-    pub(crate) fn victim(
+    pub(crate) fn victim<'a>(
         &mut self,
         expiry: &mut ExpiryQueue,
         deadline_of: impl Fn(u32) -> u64,
+        freq_of: impl Fn(u32) -> Option<&'a AtomicU8>,
     ) -> Option<u32> {
         match self {
             Engine::Lru(p) => p.victim(),
             Engine::Lfu(p) => p.victim(),
             Engine::Fifo(p) => p.victim(),
             Engine::Ttl(p) => p.victim(expiry, deadline_of),
-            Engine::S3Fifo(p) => p.victim(),
+            Engine::S3Fifo(p) => p.victim(freq_of),
         }
     }
 
