@@ -107,7 +107,7 @@ impl Gcra {
     /// Allows a request at `now` (moving TAT) or says how many nanoseconds
     /// until one would be allowed. `tat == 0` is a fresh state.
     #[inline]
-    pub(crate) fn check(&self, tat: &AtomicU64, now: u64) -> Result<(), u64> {
+    pub(crate) fn check(&self, tat: &impl TatWord, now: u64) -> Result<(), u64> {
         let mut prev = tat.load(Ordering::Relaxed);
         loop {
             let start = prev.max(now);
@@ -125,6 +125,106 @@ impl Gcra {
                 Err(actual) => prev = actual,
             }
         }
+    }
+}
+
+/// The atomic word holding a TAT: std's in the limiters, loom's in the
+/// model test of [`Gcra::check`].
+pub(crate) trait TatWord {
+    fn load(&self, order: Ordering) -> u64;
+    fn compare_exchange_weak(
+        &self,
+        current: u64,
+        new: u64,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u64, u64>;
+}
+
+impl TatWord for AtomicU64 {
+    #[inline]
+    fn load(&self, order: Ordering) -> u64 {
+        AtomicU64::load(self, order)
+    }
+
+    #[inline]
+    fn compare_exchange_weak(
+        &self,
+        current: u64,
+        new: u64,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u64, u64> {
+        AtomicU64::compare_exchange_weak(self, current, new, success, failure)
+    }
+}
+
+#[cfg(test)]
+mod loom_model {
+    use loom::sync::Arc;
+    use loom::sync::atomic::AtomicU64 as LoomU64;
+
+    use super::*;
+
+    impl TatWord for LoomU64 {
+        fn load(&self, order: Ordering) -> u64 {
+            LoomU64::load(self, order)
+        }
+
+        fn compare_exchange_weak(
+            &self,
+            current: u64,
+            new: u64,
+            success: Ordering,
+            failure: Ordering,
+        ) -> Result<u64, u64> {
+            LoomU64::compare_exchange_weak(self, current, new, success, failure)
+        }
+    }
+
+    /// Every interleaving (up to `preemptions` forced switches, when
+    /// bounded) of `threads` threads checking once at the same instant:
+    /// exactly `burst` are allowed, and TAT moved once per allowed check.
+    fn model(threads: usize, burst: u32, preemptions: Option<usize>) {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = preemptions;
+        builder.check(move || {
+            let quota = Quota::with_period(Duration::from_nanos(10))
+                .and_then(|q| q.burst(burst))
+                .unwrap();
+            let gcra = Gcra::new(quota);
+            let tat = Arc::new(LoomU64::new(0));
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let tat = tat.clone();
+                    loom::thread::spawn(move || gcra.check(&*tat, 5).is_ok())
+                })
+                .collect();
+            let allowed = handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .filter(|&ok| ok)
+                .count();
+            let expected = threads.min(burst as usize);
+            assert_eq!(allowed, expected);
+            assert_eq!(tat.load(Ordering::Relaxed), 5 + 10 * expected as u64);
+        });
+    }
+
+    #[test]
+    fn two_threads_one_slot() {
+        model(2, 1, None);
+    }
+
+    #[test]
+    fn two_threads_two_slots() {
+        model(2, 2, None);
+    }
+
+    #[test]
+    fn three_threads_two_slots() {
+        // Unbounded, three threads' weak-CAS retries take about a minute.
+        model(3, 2, Some(2));
     }
 }
 
