@@ -31,10 +31,11 @@ const KEYS: u64 = 1_000_000;
 const EXPONENTS: [f64; 3] = [0.8, 0.99, 1.2];
 /// Capacities of the Zipf cases, as a share of [`KEYS`].
 const SHARES: [(&str, usize); 3] = [("0.1%", 1_000), ("1%", 10_000), ("10%", 100_000)];
-/// The development traces (cache2k format) and the capacities they run at.
-const TRACES: [(&str, &[usize]); 2] = [
-    ("web07", &[500, 2_000, 8_000]),
-    ("orm-busy", &[2_000, 5_000, 20_000]),
+/// The development traces (cache2k format), the capacities they run at, and
+/// the one `--quick` keeps.
+const TRACES: [(&str, &[usize], usize); 2] = [
+    ("web07", &[500, 2_000, 8_000], 2_000),
+    ("orm-busy", &[2_000, 5_000, 20_000], 20_000),
 ];
 /// Peers a Keel policy is compared with.
 const PEER_NAMES: [&str; 3] = ["moka", "quick_cache", "tinyufo"];
@@ -158,7 +159,7 @@ fn workloads(ctx: &Ctx) -> anyhow::Result<Vec<Workload>> {
         });
     }
     let dir = traces_dir();
-    for (name, capacities) in TRACES {
+    for (name, capacities, quick) in TRACES {
         let path = dir.join(format!("{name}.trace.xz"));
         if !path.exists() {
             ctx.report.note(&format!(
@@ -168,12 +169,7 @@ fn workloads(ctx: &Ctx) -> anyhow::Result<Vec<Workload>> {
             continue;
         }
         let keys = read_trace(&path, crate::TraceFormat::U32be)?;
-        // Quick runs keep the smallest and largest capacity of each trace.
-        let capacities: Vec<usize> = if ctx.quick {
-            vec![capacities[0], capacities[capacities.len() - 1]]
-        } else {
-            capacities.to_vec()
-        };
+        let capacities = if ctx.quick { &[quick][..] } else { capacities };
         workloads.push(Workload {
             name: name.to_owned(),
             keys,
