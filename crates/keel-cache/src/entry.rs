@@ -46,7 +46,9 @@ impl<V> CacheEntry<V> {
         self.expires_in.and_then(|d| self.read_at.checked_add(d))
     }
 
-    /// How many reads hit this entry since it was written, this one included.
+    /// How many reads hit this entry since it was written, this one
+    /// included: exact up to 1024, an unbiased estimate above (so hot entries
+    /// are not written on every read), and concurrent hits may count once.
     pub fn hits(&self) -> u32 {
         self.hits
     }

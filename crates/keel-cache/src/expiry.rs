@@ -1,79 +1,108 @@
-//! Per-shard deadline order: which entries expire first.
+//! Per-shard reclamation order: which entries are due, in buckets of
+//! [`BUCKET_NANOS`] keyed by deadline.
 //!
-//! Time-to-idle moves an entry's deadline later on every read, under the
-//! shard's *read* lock, so the queue may hold a deadline earlier than the
-//! entry's real one; it is corrected lazily when it reaches the front. The
-//! queued deadline is never later than the real one, so nothing expires late.
+//! Readers never rely on this to hide expired entries (they compare the
+//! entry's own deadline with the clock); it only lets writes and
+//! `purge_expired` find what to reclaim without scanning. Scheduling is a
+//! push onto the bucket's list; unscheduling is lazy (the slot forgets its
+//! bucket and stale list items are skipped when their bucket comes due), so
+//! both are O(1) and a write with a time-to-live costs almost nothing more
+//! than one without.
+//!
+//! Time-to-idle moves an entry's deadline later on reads, under the shard's
+//! *read* lock, so a bucket may hold an entry whose real deadline is later;
+//! it is moved to its real bucket when its old one comes due. A queued
+//! deadline is never later than the real one, so nothing is reclaimed late
+//! by more than a bucket.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 /// "Never expires".
 pub(crate) const NEVER: u64 = u64::MAX;
 
+/// log2 of the bucket width: 2^24 ns, about 17 ms.
+const BUCKET_SHIFT: u32 = 24;
+/// "Not queued".
+const NONE: u64 = u64::MAX;
+
 #[derive(Debug, Default)]
 pub(crate) struct ExpiryQueue {
-    order: BTreeSet<(u64, u32)>,
-    /// The deadline each slot is queued under (`NEVER` if not queued).
+    buckets: BTreeMap<u64, Vec<u32>>,
+    /// The bucket each slot is queued in (`NONE` if not queued).
     queued: Vec<u64>,
 }
 
 impl ExpiryQueue {
     pub(crate) fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.buckets.is_empty()
     }
 
     pub(crate) fn schedule(&mut self, idx: u32, deadline: u64) {
-        self.unschedule(idx);
-        if deadline == NEVER {
-            return;
-        }
         let i = idx as usize;
         if self.queued.len() <= i {
-            self.queued.resize(i + 1, NEVER);
+            self.queued.resize(i + 1, NONE);
         }
-        self.queued[i] = deadline;
-        self.order.insert((deadline, idx));
+        if deadline == NEVER {
+            self.queued[i] = NONE;
+            return;
+        }
+        let bucket = deadline >> BUCKET_SHIFT;
+        if self.queued[i] == bucket {
+            return;
+        }
+        self.queued[i] = bucket;
+        self.buckets.entry(bucket).or_default().push(idx);
     }
 
     pub(crate) fn unschedule(&mut self, idx: u32) {
-        if let Some(q) = self.queued.get_mut(idx as usize)
-            && *q != NEVER
-        {
-            self.order.remove(&(*q, idx));
-            *q = NEVER;
+        if let Some(q) = self.queued.get_mut(idx as usize) {
+            *q = NONE;
         }
     }
 
-    /// The next entry whose real deadline is at or before `now`, if any. The
-    /// caller removes it (which unschedules it).
-    pub(crate) fn next_due(&mut self, now: u64, deadline_of: impl Fn(u32) -> u64) -> Option<u32> {
-        while let Some(&(queued, idx)) = self.order.first() {
-            if queued > now {
-                return None;
+    /// The entries whose real deadline is at or before `now`, from every
+    /// bucket that ended by `now` (and, if `exact`, from the current bucket
+    /// too). The caller removes them (which unschedules them).
+    pub(crate) fn due(
+        &mut self,
+        now: u64,
+        exact: bool,
+        deadline_of: impl Fn(u32) -> u64,
+    ) -> Vec<u32> {
+        let current = now >> BUCKET_SHIFT;
+        let mut due = Vec::new();
+        while let Some(entry) = self.buckets.first_entry() {
+            let bucket = *entry.key();
+            if bucket > current || (bucket == current && !exact) {
+                break;
             }
-            let real = deadline_of(idx);
-            if real <= now {
-                return Some(idx);
+            let items = entry.remove();
+            let mut keep = Vec::new();
+            for idx in items {
+                if self.queued.get(idx as usize) != Some(&bucket) {
+                    continue; // removed or moved since
+                }
+                let real = deadline_of(idx);
+                if real <= now {
+                    due.push(idx);
+                } else if real >> BUCKET_SHIFT == bucket {
+                    keep.push(idx);
+                } else {
+                    self.queued[idx as usize] = NONE;
+                    self.schedule(idx, real);
+                }
             }
-            self.schedule(idx, real);
+            if !keep.is_empty() {
+                // Only the current bucket can keep items; stop after it.
+                self.buckets.insert(bucket, keep);
+                break;
+            }
         }
-        None
-    }
-
-    /// The entry with the earliest real deadline.
-    pub(crate) fn earliest(&mut self, deadline_of: impl Fn(u32) -> u64) -> Option<u32> {
-        while let Some(&(queued, idx)) = self.order.first() {
-            let real = deadline_of(idx);
-            if real == queued {
-                return Some(idx);
-            }
-            self.schedule(idx, real);
-        }
-        None
+        due
     }
 
     pub(crate) fn clear(&mut self) {
-        self.order.clear();
+        self.buckets.clear();
         self.queued.clear();
     }
 }

@@ -18,6 +18,9 @@ use crate::sync::{AtomicU8, AtomicU32, AtomicU64, Ordering, ReadGuard, RwLock};
 /// dropped on the spot when there is none.
 pub(crate) type Sink<'a, K, V> = Option<&'a mut Vec<(K, V, RemovalCause)>>;
 
+/// Per-entry hit counts are exact up to here, estimated above.
+const EXACT_HITS: u32 = 1024;
+
 /// Settings every operation needs.
 #[derive(Debug)]
 pub(crate) struct Timing {
@@ -118,11 +121,20 @@ impl<K, V> Found<'_, K, V> {
                 slot.deadline.store(idle, Ordering::Relaxed);
             }
         }
-        // A plain load and store, not a locked add: concurrent hits on one
-        // entry may count once, and the hot path stays free of atomic
-        // read-modify-writes on shared entries.
+        // Exact up to EXACT_HITS, then an unbiased estimate: add h/EXACT_HITS
+        // with probability EXACT_HITS/h. A hot entry's line is then written
+        // on a vanishing share of hits instead of on every one, so readers on
+        // different cores do not pass it back and forth. A plain load and
+        // store (not a locked add): concurrent hits may count once.
         let hits = slot.hits.load(Ordering::Relaxed);
-        slot.hits.store(hits.saturating_add(1), Ordering::Relaxed);
+        let next = if hits < EXACT_HITS {
+            hits + 1
+        } else if fastrand::u32(..hits) < EXACT_HITS {
+            hits.saturating_add(hits / EXACT_HITS)
+        } else {
+            return;
+        };
+        slot.hits.store(next, Ordering::Relaxed);
     }
 }
 
@@ -223,7 +235,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             ttl_deadline
         };
         let mut st = self.state.write();
-        st.purge_expired(now, &self.counters, sink.as_deref_mut());
+        st.purge_expired(now, false, &self.counters, sink.as_deref_mut());
         let w = u64::from(weight);
         if let Some(idx) = st.find(hash, &key) {
             let st = &mut *st;
@@ -239,7 +251,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             slot.hits.store(0, Ordering::Relaxed);
             st.weight = st.weight - u64::from(old_weight) + w;
             st.expiry.schedule(idx, deadline);
-            st.engine.on_update(idx, weight, deadline != NEVER);
+            st.engine.on_update(idx, weight, deadline);
             st.engine.on_read(&slot.freq);
             bump(&self.counters.updates);
             bump(&self.counters.replaced);
@@ -287,7 +299,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             } = &mut *st;
             table.insert_unique(hash, idx, |&i| slot_hash(slots, i));
             expiry.schedule(idx, deadline);
-            engine.on_insert(idx, hash, weight, deadline != NEVER);
+            engine.on_insert(idx, hash, weight, deadline);
             st.weight += w;
             bump(&self.counters.inserts);
         }
@@ -336,7 +348,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         mut sink: Sink<'_, K, V>,
     ) {
         let mut st = self.state.write();
-        st.purge_expired(now, &self.counters, sink.as_deref_mut());
+        st.purge_expired(now, true, &self.counters, sink.as_deref_mut());
         let doomed: Vec<u32> = st
             .slots
             .iter()
@@ -364,7 +376,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         if st.expiry.is_empty() {
             return;
         }
-        st.purge_expired(now, &self.counters, sink);
+        st.purge_expired(now, true, &self.counters, sink);
         self.publish(&st);
     }
 
@@ -455,14 +467,23 @@ impl<K: Hash + Eq, V> State<K, V> {
         Some((slot.key, slot.value, deadline))
     }
 
-    fn purge_expired(&mut self, now: u64, counters: &Counters, mut sink: Sink<'_, K, V>) {
-        loop {
-            let State { expiry, slots, .. } = self;
-            let Some(idx) = expiry.next_due(now, |i| {
-                slots[i as usize].as_ref().map_or(0, Slot::deadline)
-            }) else {
-                return;
-            };
+    /// Reclaims due entries: those in buckets that ended by `now`, or, if
+    /// `exact`, every entry whose deadline has passed.
+    fn purge_expired(
+        &mut self,
+        now: u64,
+        exact: bool,
+        counters: &Counters,
+        mut sink: Sink<'_, K, V>,
+    ) {
+        if self.expiry.is_empty() {
+            return;
+        }
+        let State { expiry, slots, .. } = self;
+        let due = expiry.due(now, exact, |i| {
+            slots[i as usize].as_ref().map_or(0, Slot::deadline)
+        });
+        for idx in due {
             if let Some((k, v, _)) = self.take(idx) {
                 bump(&counters.expired);
                 if let Some(s) = sink.as_deref_mut() {
@@ -475,14 +496,8 @@ impl<K: Hash + Eq, V> State<K, V> {
     /// Evicts until the total weight is at most `limit`.
     fn evict_to(&mut self, limit: u64, counters: &Counters, mut sink: Sink<'_, K, V>) {
         while self.weight > limit {
-            let State {
-                engine,
-                expiry,
-                slots,
-                ..
-            } = self;
+            let State { engine, slots, .. } = self;
             let Some(idx) = engine.victim(
-                expiry,
                 |i| slots[i as usize].as_ref().map_or(0, Slot::deadline),
                 |i| slots[i as usize].as_ref().map(|s| &s.freq),
             ) else {

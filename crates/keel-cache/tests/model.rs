@@ -196,7 +196,9 @@ proptest! {
         // Each step inserts a key with a TTL, then moves the clock. The model
         // knows every deadline: a key is readable exactly while its deadline
         // is ahead; when the TTL policy must evict, it evicts the live entry
-        // with the earliest deadline.
+        // with the earliest deadline. Writes reclaim entries whose deadline
+        // passed before the current ~17 ms bucket, so deadlines fall on half
+        // seconds and the clock on whole ones (times here are in ms).
         let heard = Heard::default();
         let (clock, time) = Clock::manual();
         let cache: LocalCache<u8, u64> = LocalCache::builder(capacity as u64)
@@ -211,7 +213,8 @@ proptest! {
             deadlines.retain(|_, d| *d > now);
             let full = deadlines.len() == capacity && !deadlines.contains_key(&k);
             let earliest = deadlines.values().min().copied();
-            cache.insert_with_ttl(k, ttl, Duration::from_secs(ttl));
+            let ttl = ttl * 1000 + 500;
+            cache.insert_with_ttl(k, ttl, Duration::from_millis(ttl));
             for (gone, _, cause) in heard.take() {
                 match cause {
                     RemovalCause::Size => {
@@ -228,7 +231,7 @@ proptest! {
             }
             deadlines.insert(k, now + ttl);
             time.advance(Duration::from_secs(step));
-            now += step;
+            now += step * 1000;
             for key in 0u8..16 {
                 let live = deadlines.get(&key).is_some_and(|d| *d > now);
                 prop_assert_eq!(cache.get(&key).is_some(), live, "key {} at {}", key, now);

@@ -14,7 +14,6 @@ use std::str::FromStr;
 use serde::Deserialize;
 
 use crate::error::ParsePolicyError;
-use crate::expiry::ExpiryQueue;
 use crate::sync::AtomicU8;
 
 /// Which entry a full cache evicts.
@@ -106,12 +105,12 @@ impl Engine {
         }
     }
 
-    pub(crate) fn on_insert(&mut self, idx: u32, hash: u64, weight: u32, expires: bool) {
+    pub(crate) fn on_insert(&mut self, idx: u32, hash: u64, weight: u32, deadline: u64) {
         match self {
             Engine::Lru(p) => p.on_insert(idx),
             Engine::Lfu(p) => p.on_insert(idx),
             Engine::Fifo(p) => p.on_insert(idx),
-            Engine::Ttl(p) => p.on_insert(idx, expires),
+            Engine::Ttl(p) => p.on_insert(idx, deadline),
             Engine::S3Fifo(p) => p.on_insert(idx, hash, weight),
         }
     }
@@ -136,12 +135,12 @@ impl Engine {
     }
 
     /// The value of an existing entry was replaced.
-    pub(crate) fn on_update(&mut self, idx: u32, weight: u32, expires: bool) {
+    pub(crate) fn on_update(&mut self, idx: u32, weight: u32, deadline: u64) {
         match self {
             Engine::Lru(p) => p.on_access(idx),
             Engine::Lfu(p) => p.on_access(idx),
             Engine::Fifo(_) => {}
-            Engine::Ttl(p) => p.on_update(idx, expires),
+            Engine::Ttl(p) => p.on_update(idx, deadline),
             Engine::S3Fifo(p) => p.on_update(idx, weight),
         }
     }
@@ -159,7 +158,6 @@ impl Engine {
     /// The entry to evict next; the caller removes it through [`Self::on_remove`].
     pub(crate) fn victim<'a>(
         &mut self,
-        expiry: &mut ExpiryQueue,
         deadline_of: impl Fn(u32) -> u64,
         freq_of: impl Fn(u32) -> Option<&'a AtomicU8>,
     ) -> Option<u32> {
@@ -167,7 +165,7 @@ impl Engine {
             Engine::Lru(p) => p.victim(),
             Engine::Lfu(p) => p.victim(),
             Engine::Fifo(p) => p.victim(),
-            Engine::Ttl(p) => p.victim(expiry, deadline_of),
+            Engine::Ttl(p) => p.victim(deadline_of),
             Engine::S3Fifo(p) => p.victim(freq_of),
         }
     }

@@ -110,7 +110,10 @@ impl S3Fifo {
 
     /// Picks the entry to evict, moving survivors between queues on the way.
     /// The caller removes the victim (through [`Self::on_remove`]).
-    pub(crate) fn victim<'a>(&mut self, freq_of: impl Fn(u32) -> Option<&'a AtomicU8>) -> Option<u32> {
+    pub(crate) fn victim<'a>(
+        &mut self,
+        freq_of: impl Fn(u32) -> Option<&'a AtomicU8>,
+    ) -> Option<u32> {
         let zero = AtomicU8::new(0);
         loop {
             let from_small = self.small_weight >= self.small_target || self.main.len() == 0;

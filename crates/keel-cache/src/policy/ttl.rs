@@ -1,56 +1,80 @@
 //! Time-to-live order: when full, the entry closest to expiry is evicted
-//! (entries without a deadline go last, oldest first). The deadline order
-//! itself is the shard's [`ExpiryQueue`]. Reads take only the read lock.
+//! (entries without a deadline go last, oldest first). Reads take only the
+//! read lock.
+//!
+//! Time-to-idle moves deadlines later under the read lock, so the order may
+//! hold an entry under an earlier deadline than its real one; it is
+//! corrected when it reaches the front.
+
+use std::collections::BTreeSet;
 
 use super::list::{Links, List};
-use crate::expiry::ExpiryQueue;
+use crate::expiry::NEVER;
 
 #[derive(Debug, Default)]
 pub(crate) struct Ttl {
     links: Links,
     /// Entries that never expire, in insertion order.
     never: List,
-    in_never: Vec<bool>,
+    /// Entries with a deadline, by (deadline, slot).
+    order: BTreeSet<(u64, u32)>,
+    /// Per slot: the deadline it is ordered under (`NEVER`: in `never`).
+    queued: Vec<u64>,
+    /// Per slot: true if present.
+    present: Vec<bool>,
 }
 
 impl Ttl {
-    pub(crate) fn on_insert(&mut self, idx: u32, expires: bool) {
+    pub(crate) fn on_insert(&mut self, idx: u32, deadline: u64) {
         let i = idx as usize;
-        if self.in_never.len() <= i {
-            self.in_never.resize(i + 1, false);
+        if self.queued.len() <= i {
+            self.queued.resize(i + 1, NEVER);
+            self.present.resize(i + 1, false);
         }
-        self.in_never[i] = !expires;
-        if !expires {
+        self.present[i] = true;
+        self.queued[i] = deadline;
+        if deadline == NEVER {
             self.never.push_front(&mut self.links, idx);
+        } else {
+            self.order.insert((deadline, idx));
         }
     }
 
-    pub(crate) fn on_update(&mut self, idx: u32, expires: bool) {
-        if self.in_never[idx as usize] != expires {
-            return;
-        }
+    pub(crate) fn on_update(&mut self, idx: u32, deadline: u64) {
         self.on_remove(idx);
-        self.on_insert(idx, expires);
+        self.on_insert(idx, deadline);
     }
 
     pub(crate) fn on_remove(&mut self, idx: u32) {
         let i = idx as usize;
-        if self.in_never[i] {
+        if !self.present[i] {
+            return;
+        }
+        self.present[i] = false;
+        if self.queued[i] == NEVER {
             self.never.remove(&mut self.links, idx);
-            self.in_never[i] = false;
+        } else {
+            self.order.remove(&(self.queued[i], idx));
         }
     }
 
-    pub(crate) fn victim(
-        &mut self,
-        expiry: &mut ExpiryQueue,
-        deadline_of: impl Fn(u32) -> u64,
-    ) -> Option<u32> {
-        expiry.earliest(deadline_of).or_else(|| self.never.back())
+    pub(crate) fn victim(&mut self, deadline_of: impl Fn(u32) -> u64) -> Option<u32> {
+        while let Some(&(queued, idx)) = self.order.first() {
+            let real = deadline_of(idx);
+            if real == queued {
+                return Some(idx);
+            }
+            self.order.remove(&(queued, idx));
+            self.queued[idx as usize] = real;
+            self.order.insert((real, idx));
+        }
+        self.never.back()
     }
 
     pub(crate) fn clear(&mut self) {
         self.never.clear();
-        self.in_never.clear();
+        self.order.clear();
+        self.queued.clear();
+        self.present.clear();
     }
 }
