@@ -94,7 +94,8 @@ impl Schedule {
 }
 
 /// Runs jobs on a [`Schedule`]; [`shutdown`](Scheduler::shutdown) stops
-/// them all.
+/// them all and waits for runs in progress, dropping the scheduler stops
+/// them without waiting.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -238,6 +239,16 @@ impl JobHandle {
     /// The name given to [`Scheduler::spawn`].
     pub fn name(&self) -> &str {
         &self.shared.name
+    }
+}
+
+impl Drop for Scheduler {
+    /// Cancels every job (runs in progress finish on their own).
+    fn drop(&mut self) {
+        let jobs = self.jobs.get_mut().unwrap_or_else(PoisonError::into_inner);
+        for (shared, _) in jobs.iter() {
+            shared.cancel.send_replace(true);
+        }
     }
 }
 

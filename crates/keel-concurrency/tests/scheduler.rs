@@ -197,3 +197,16 @@ async fn cancel_stops_future_runs_and_lets_the_current_one_finish() {
     assert_eq!(finished.load(Ordering::SeqCst), 3);
     assert_eq!(handle.runs(), 3);
 }
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_scheduler_cancels_its_jobs() {
+    let scheduler = Scheduler::new();
+    let origin = Instant::now();
+    let (starts, job) = recorder(origin, Duration::ZERO);
+    let handle = scheduler.spawn("dropped", Schedule::every(100 * MS), job);
+    tokio::time::sleep(250 * MS).await;
+    drop(scheduler);
+    assert!(handle.is_cancelled());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(*starts.lock().unwrap(), vec![100, 200]);
+}

@@ -12,6 +12,7 @@
 //! - `map-cpu` (`ops_per_s`): items of about 1µs of integer work,
 //!   `Executor::map` (one worker per core) against rayon's `par_iter` on
 //!   its global pool and against one `spawn_blocking` per 1024-item chunk.
+//! - `ratelimit`: measured by `suites::ratelimit`, run at the end.
 //!
 //! Implementations alternate round by round (the order rotated) and the
 //! median round is reported, so machine noise hits all of them alike.
@@ -73,7 +74,10 @@ pub(crate) fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         for round in 0..plan.rounds {
             for k in 0..impls.len() {
                 let i = (k + round) % impls.len();
-                let elapsed = runtime.block_on(run_queue(impls[i].1, plan.tasks, workers))?;
+                let run = run_queue(impls[i].1, plan.tasks, workers);
+                let elapsed = runtime
+                    .block_on(async { tokio::time::timeout(Duration::from_secs(120), run).await })
+                    .map_err(|_| anyhow!("{case}: {} stalled", impls[i].0))??;
                 samples[i].push(plan.tasks as f64 / elapsed.as_secs_f64());
             }
         }
@@ -91,7 +95,8 @@ pub(crate) fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     }
 
     map_cpu(ctx, &plan, cores, &runtime)?;
-    Ok(())
+    // `ratelimit` (checks/s against governor) belongs to this suite too.
+    super::ratelimit::run(ctx)
 }
 
 #[derive(Debug, Clone, Copy)]

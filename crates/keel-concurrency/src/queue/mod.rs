@@ -535,8 +535,7 @@ impl<T> Inner<T> {
     fn pop(&self) -> Option<T> {
         for level in &self.levels {
             if let Some(task) = level.pop() {
-                self.len.fetch_sub(1, Ordering::SeqCst);
-                self.not_full.notify_additional(1);
+                self.taken(1);
                 return Some(task);
             }
         }
@@ -555,8 +554,19 @@ impl<T> Inner<T> {
         }
         let taken = batch.len() - before;
         if taken > 0 {
-            self.len.fetch_sub(taken, Ordering::SeqCst);
-            self.not_full.notify_additional(taken);
+            self.taken(taken);
+        }
+    }
+
+    /// Accounts for `n` tasks just popped. A task leaves its ring before
+    /// `len` drops, so a getter of a closed queue can see `len > 0` with
+    /// nothing left to pop and go to sleep; whoever brings `len` to zero
+    /// on a closed queue therefore wakes every getter to see the end.
+    fn taken(&self, n: usize) {
+        let before = self.len.fetch_sub(n, Ordering::SeqCst);
+        self.not_full.notify_additional(n);
+        if before == n && self.closed.load(Ordering::SeqCst) {
+            self.not_empty.notify(usize::MAX);
         }
     }
 
