@@ -6,7 +6,8 @@
 //! Layout: one lock-free bounded ring (`crossbeam_queue::ArrayQueue`) per
 //! priority level, one atomic length that enforces `max_size` across all
 //! levels, and two `event_listener` events (`not_empty`, `not_full`) that
-//! are only touched on the slow path. A getter scans the levels from the
+//! are only touched on the slow path: a waker notifies only while a waiter
+//! has counted itself in. A getter scans the levels from the
 //! highest; within one level order is FIFO.
 
 mod backoff;
@@ -16,7 +17,7 @@ pub(crate) mod redis;
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -239,6 +240,8 @@ impl<T> TaskQueue<T> {
                 closed: AtomicBool::new(false),
                 not_empty: Event::new(),
                 not_full: Event::new(),
+                getters_waiting: AtomicUsize::new(0),
+                putters_waiting: AtomicUsize::new(0),
                 dead: Mutex::new(VecDeque::new()),
                 counters: Counters::default(),
                 config,
@@ -260,6 +263,7 @@ impl<T> TaskQueue<T> {
             Err((task, reason)) => return Err(PutError { task, reason }),
         };
         loop {
+            let _waiting = Waiting::new(&self.inner.putters_waiting);
             let listener = self.inner.not_full.listen();
             task = match self.try_push(task, priority) {
                 Ok(()) => return Ok(()),
@@ -291,6 +295,7 @@ impl<T> TaskQueue<T> {
             if self.is_closed() && self.is_empty() {
                 return None;
             }
+            let _waiting = Waiting::new(&self.inner.getters_waiting);
             let listener = self.inner.not_empty.listen();
             if let Some(task) = self.inner.pop() {
                 return Some(task);
@@ -307,23 +312,26 @@ impl<T> TaskQueue<T> {
         self.inner.pop()
     }
 
-    /// Up to `batch_size` tasks, highest priority first.
+    /// Up to `batch_size` tasks, highest priority first: everything queued
+    /// now, up to that many.
     ///
-    /// Returns as soon as the batch is full; otherwise waits at most `wait`
-    /// for more tasks and returns what it has then (possibly none). Returns
-    /// at once, with what is left, when the queue is closed.
+    /// When the queue is empty it waits at most `wait` for a task, then
+    /// returns what has arrived (possibly nothing). It never waits once it
+    /// holds a task, so a worker is not woken task by task while a batch
+    /// fills. Returns at once when the queue is closed.
     pub async fn get_batch(&self, wait: Duration) -> Vec<T> {
         let max = self.inner.config.batch_size;
         let mut batch = Vec::with_capacity(max);
         self.inner.drain_into(&mut batch, max);
-        if batch.len() == max || self.is_closed() {
+        if !batch.is_empty() || self.is_closed() {
             return batch;
         }
         let deadline = tokio::time::Instant::now() + wait;
         loop {
+            let _waiting = Waiting::new(&self.inner.getters_waiting);
             let listener = self.inner.not_empty.listen();
             self.inner.drain_into(&mut batch, max);
-            if batch.len() == max || self.is_closed() {
+            if !batch.is_empty() || self.is_closed() {
                 return batch;
             }
             if tokio::time::timeout_at(deadline, listener).await.is_err() {
@@ -408,7 +416,11 @@ impl<T> TaskQueue<T> {
             return Err((task, QueueError::Full));
         }
         inner.counters.accepted.fetch_add(1, Ordering::Relaxed);
-        inner.not_empty.notify_additional(1);
+        // Pairs with the fence in `listen` after a getter counted itself.
+        fence(Ordering::SeqCst);
+        if inner.getters_waiting.load(Ordering::Relaxed) > 0 {
+            inner.not_empty.notify_additional_relaxed(1);
+        }
         Ok(())
     }
 }
@@ -513,6 +525,10 @@ struct Inner<T> {
     closed: AtomicBool,
     not_empty: Event,
     not_full: Event,
+    /// Getters (and putters) between counting themselves in and leaving
+    /// the slow path; wakers skip the event, and its lock, while it is 0.
+    getters_waiting: AtomicUsize,
+    putters_waiting: AtomicUsize,
     dead: Mutex<VecDeque<DeadLetter<T>>>,
     counters: Counters,
     config: TaskQueueConfig,
@@ -564,7 +580,10 @@ impl<T> Inner<T> {
     /// on a closed queue therefore wakes every getter to see the end.
     fn taken(&self, n: usize) {
         let before = self.len.fetch_sub(n, Ordering::SeqCst);
-        self.not_full.notify_additional(n);
+        fence(Ordering::SeqCst);
+        if self.putters_waiting.load(Ordering::Relaxed) > 0 {
+            self.not_full.notify_additional_relaxed(n);
+        }
         if before == n && self.closed.load(Ordering::SeqCst) {
             self.not_empty.notify(usize::MAX);
         }
@@ -578,6 +597,24 @@ impl<T> Inner<T> {
             self.counters.dead_dropped.fetch_add(1, Ordering::Relaxed);
         }
         dead.push_back(letter);
+    }
+}
+
+/// Counts one waiter in for as long as it lives. Declared before the
+/// listener so it is dropped after it: a waker that reads 0 knows no
+/// listener of a counted waiter can still be registered.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
