@@ -250,12 +250,12 @@ where
             let deadline = f.slot.deadline();
             CacheEntry {
                 value: f.slot.value.clone(),
-                age: Duration::from_nanos(now.saturating_sub(f.slot.inserted_at)),
+                age: Duration::from_nanos(now.saturating_sub(f.meta.inserted_at)),
                 expires_in: (deadline != NEVER)
                     .then(|| Duration::from_nanos(deadline.saturating_sub(now))),
                 read_at: Instant::now(),
                 hits: f.slot.hits(),
-                weight: f.slot.weight,
+                weight: f.meta.weight,
             }
         })
     }

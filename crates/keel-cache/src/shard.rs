@@ -29,20 +29,27 @@ pub(crate) struct Timing {
     pub(crate) tti: u64,
 }
 
+/// What a hit reads, kept small so it mostly fits one cache line; the rest
+/// of an entry is in its [`Meta`].
 pub(crate) struct Slot<K, V> {
     pub(crate) key: K,
     pub(crate) value: V,
-    hash: u64,
-    pub(crate) inserted_at: u64,
-    /// The deadline set by time-to-live at the last write.
-    ttl_deadline: u64,
     /// The real deadline: `ttl_deadline`, or earlier by time-to-idle. Moved
     /// later by reads (time-to-idle) under the read lock.
     deadline: AtomicU64,
     hits: AtomicU32,
-    pub(crate) weight: u32,
     /// The policy's access bits (S3-FIFO's frequency).
     freq: AtomicU8,
+}
+
+/// The parts of an entry that writes and `get_entry` need, not hits.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Meta {
+    hash: u64,
+    pub(crate) inserted_at: u64,
+    /// The deadline set by time-to-live at the last write.
+    ttl_deadline: u64,
+    pub(crate) weight: u32,
 }
 
 impl<K, V> Slot<K, V> {
@@ -84,6 +91,8 @@ fn bump(c: &AtomicU64) {
 pub(crate) struct State<K, V> {
     table: HashTable<u32>,
     slots: Vec<Option<Slot<K, V>>>,
+    /// Parallel to `slots`.
+    metas: Vec<Meta>,
     free: Vec<u32>,
     engine: Engine,
     expiry: ExpiryQueue,
@@ -104,6 +113,7 @@ pub(crate) struct Shard<K, V> {
 /// What a read found.
 pub(crate) struct Found<'a, K, V> {
     pub(crate) slot: &'a Slot<K, V>,
+    pub(crate) meta: &'a Meta,
     /// The time of the read if the clock was read (entries with a deadline).
     pub(crate) now: Option<u64>,
 }
@@ -114,7 +124,8 @@ impl<K, V> Found<'_, K, V> {
     fn touch(&self, timing: &Timing) {
         let slot = self.slot;
         if let (Some(now), true) = (self.now, timing.tti > 0) {
-            let idle = slot
+            let idle = self
+                .meta
                 .ttl_deadline
                 .min(now.saturating_add(timing.tti).min(NEVER - 1));
             if idle != slot.deadline() {
@@ -144,6 +155,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             state: RwLock::new(State {
                 table: HashTable::new(),
                 slots: Vec::new(),
+                metas: Vec::new(),
                 free: Vec::new(),
                 engine: Engine::new(policy, capacity, entries_hint),
                 expiry: ExpiryQueue::default(),
@@ -185,6 +197,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 st.engine.on_access(idx);
                 let found = Found {
                     slot: st.slot(idx)?,
+                    meta: &st.metas[idx as usize],
                     now,
                 };
                 found.touch(timing);
@@ -242,11 +255,12 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             let Some(slot) = st.slots[idx as usize].as_mut() else {
                 return;
             };
+            let meta = &mut st.metas[idx as usize];
             let old_value = std::mem::replace(&mut slot.value, value);
-            let old_weight = slot.weight;
-            slot.weight = weight;
-            slot.inserted_at = now;
-            slot.ttl_deadline = ttl_deadline;
+            let old_weight = meta.weight;
+            meta.weight = weight;
+            meta.inserted_at = now;
+            meta.ttl_deadline = ttl_deadline;
             slot.deadline.store(deadline, Ordering::Relaxed);
             slot.hits.store(0, Ordering::Relaxed);
             st.weight = st.weight - u64::from(old_weight) + w;
@@ -272,32 +286,36 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             let slot = Slot {
                 key,
                 value,
+                deadline: AtomicU64::new(deadline),
+                hits: AtomicU32::new(0),
+                freq: AtomicU8::new(0),
+            };
+            let meta = Meta {
                 hash,
                 inserted_at: now,
                 ttl_deadline,
-                deadline: AtomicU64::new(deadline),
-                hits: AtomicU32::new(0),
                 weight,
-                freq: AtomicU8::new(0),
             };
             let idx = match st.free.pop() {
                 Some(idx) => {
                     st.slots[idx as usize] = Some(slot);
+                    st.metas[idx as usize] = meta;
                     idx
                 }
                 None => {
                     st.slots.push(Some(slot));
+                    st.metas.push(meta);
                     (st.slots.len() - 1) as u32
                 }
             };
             let State {
                 table,
-                slots,
+                metas,
                 engine,
                 expiry,
                 ..
             } = &mut *st;
-            table.insert_unique(hash, idx, |&i| slot_hash(slots, i));
+            table.insert_unique(hash, idx, |&i| metas[i as usize].hash);
             expiry.schedule(idx, deadline);
             engine.on_insert(idx, hash, weight, deadline);
             st.weight += w;
@@ -405,11 +423,6 @@ impl<K: Hash + Eq, V> Shard<K, V> {
 }
 
 #[inline]
-fn slot_hash<K, V>(slots: &[Option<Slot<K, V>>], idx: u32) -> u64 {
-    slots[idx as usize].as_ref().map_or(0, |s| s.hash)
-}
-
-#[inline]
 fn expired(deadline: u64, clock: &Clock) -> bool {
     deadline != NEVER && clock.now_nanos() >= deadline
 }
@@ -450,19 +463,24 @@ impl<K: Hash + Eq, V> State<K, V> {
         } else {
             None
         };
-        Some(Found { slot, now })
+        Some(Found {
+            slot,
+            meta: &self.metas[idx as usize],
+            now,
+        })
     }
 
     /// Unlinks slot `idx` from everything; returns its key, value and deadline.
     fn take(&mut self, idx: u32) -> Option<(K, V, u64)> {
         let slot = self.slots.get_mut(idx as usize)?.take()?;
-        if let Ok(entry) = self.table.find_entry(slot.hash, |&i| i == idx) {
+        let meta = self.metas[idx as usize];
+        if let Ok(entry) = self.table.find_entry(meta.hash, |&i| i == idx) {
             entry.remove();
         }
         self.expiry.unschedule(idx);
         self.engine.on_remove(idx);
         self.free.push(idx);
-        self.weight -= u64::from(slot.weight);
+        self.weight -= u64::from(meta.weight);
         let deadline = slot.deadline();
         Some((slot.key, slot.value, deadline))
     }
@@ -515,6 +533,7 @@ impl<K: Hash + Eq, V> State<K, V> {
 
     fn clear(&mut self) -> Vec<(K, V)> {
         self.table.clear();
+        self.metas.clear();
         self.free.clear();
         self.expiry.clear();
         self.engine.clear();
