@@ -1,0 +1,130 @@
+//! `keel-bench`: Keel and its peers, same process, same workload, one table.
+//!
+//! ```text
+//! cargo run --release -p keel-bench -- <suite> [--quick] [--json]
+//! ```
+//!
+//! Each suite prints a table of every (case, metric) against every
+//! implementation; `--json` prints one object per measurement instead
+//! (`{"suite":..,"case":..,"impl":..,"metric":..,"value":..}`), the
+//! contract scripts read.
+
+mod caches;
+mod memory;
+mod reference;
+mod report;
+mod suites;
+mod workload;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, ValueEnum};
+
+use report::Report;
+
+/// Side-by-side benchmarks of Keel against peer crates.
+#[derive(Debug, Parser)]
+#[command(name = "keel-bench", version, about)]
+struct Cli {
+    /// Which suite to run.
+    suite: Suite,
+    /// Shorter runs: each suite finishes in under 60 s on 2 cores.
+    #[arg(long)]
+    quick: bool,
+    /// One JSON object per measurement instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// `hitratio`: replay this trace file instead of the built-in workloads.
+    #[arg(long)]
+    trace: Option<PathBuf>,
+    /// `hitratio`: the trace's format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: TraceFormat,
+    /// `hitratio`: cache capacity in entries (repeatable).
+    #[arg(long)]
+    capacity: Vec<usize>,
+}
+
+/// A benchmark suite (DESIGN.md §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Suite {
+    Cache,
+    Hitratio,
+    Tiered,
+    Pool,
+    Monitor,
+    Log,
+    Websocket,
+    Queue,
+    Gateway,
+    All,
+}
+
+/// How a trace file stores its keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum TraceFormat {
+    /// Big-endian u32 keys (cache2k's traces).
+    #[value(alias = "cache2k")]
+    U32be,
+    /// Big-endian u64 keys.
+    U64be,
+    /// One integer key per line; other lines are skipped (LIRS traces).
+    #[value(alias = "lirs")]
+    Text,
+}
+
+/// What every suite gets: the options and where to report.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub(crate) quick: bool,
+    pub(crate) trace: Option<PathBuf>,
+    pub(crate) format: TraceFormat,
+    pub(crate) capacities: Vec<usize>,
+    pub(crate) report: Report,
+}
+
+const ALL: [Suite; 8] = [
+    Suite::Cache,
+    Suite::Hitratio,
+    Suite::Tiered,
+    Suite::Pool,
+    Suite::Monitor,
+    Suite::Log,
+    Suite::Websocket,
+    Suite::Queue,
+];
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut ctx = Ctx {
+        quick: cli.quick,
+        trace: cli.trace,
+        format: cli.format,
+        capacities: cli.capacity,
+        report: Report::new(cli.json),
+    };
+    let suites: Vec<Suite> = match cli.suite {
+        Suite::All => ALL.into_iter().chain([Suite::Gateway]).collect(),
+        one => vec![one],
+    };
+    let mut failed = false;
+    for suite in suites {
+        let name = suite
+            .to_possible_value()
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default();
+        ctx.report.begin(&name);
+        let result = suites::run(&name, &mut ctx);
+        ctx.report.end();
+        if let Err(error) = result {
+            eprintln!("error: suite {name}: {error:#}");
+            failed = true;
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
