@@ -1,5 +1,6 @@
 //! [`CacheConfig`]: the `[cache]` section of the configuration file.
 
+use std::collections::BTreeMap;
 use std::hash::Hash;
 use std::time::Duration;
 
@@ -7,19 +8,42 @@ use serde::{Deserialize, Deserializer};
 
 use crate::cache::{CacheBuilder, LocalCache};
 use crate::policy::CachePolicy;
+use crate::tiered::{BloomSettings, CacheSettings, LockSettings};
 
-/// Settings of a local cache, as written in the `[cache]` section:
+/// The `[cache]` section: defaults for every named cache, the optional
+/// Redis tier, and the named caches.
 ///
 /// ```toml
 /// [cache]
-/// policy = "s3_fifo"   # lru | lfu | fifo | ttl | s3_fifo
-/// capacity = 100000    # entries
-/// ttl = "5m"           # optional
-/// tti = "1m"           # optional
-/// ttl_jitter = 0.1     # 0 to 1
+/// policy = "s3_fifo"      # lru | lfu | fifo | ttl | s3_fifo
+/// capacity = 100000       # entries, per cache
+/// ttl = "5m"              # optional: freshness (also in Redis)
+/// local_ttl = "30s"       # optional: shorter freshness for local copies
+/// tti = "1m"              # optional: time-to-idle of local copies
+/// ttl_jitter = 0.1        # 0 to 1
+/// negative_ttl = "30s"    # optional: cache "not found"
+/// refresh_after = "4m"    # optional: refresh-ahead
+/// max_stale = "1h"        # optional: stale-if-error
+///
+/// [cache.lock]            # optional: one loader per key across instances
+/// ttl = "10s"
+/// wait = "2s"
+///
+/// [cache.redis]           # optional: the shared L2 tier
+/// url = "redis://127.0.0.1:6379"
+/// pool_size = 4
+///
+/// [cache.caches.users]    # a named cache: any field above, overriding
+/// capacity = 50000
+/// ttl = "10m"
+/// bloom = { expected_items = 1000000, false_positive_rate = 0.01 }
 /// ```
+///
+/// A cache named `default` always exists (it backs the string-keyed API
+/// and `#[cached]` without a `cache = ...`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct CacheConfig {
     /// Eviction policy.
     pub policy: CachePolicy,
@@ -28,12 +52,30 @@ pub struct CacheConfig {
     /// Default time-to-live (`None`: entries do not expire by age).
     #[serde(with = "humantime_serde")]
     pub ttl: Option<Duration>,
+    /// Freshness of local copies in a tiered cache (`None`: `ttl`).
+    #[serde(with = "humantime_serde")]
+    pub local_ttl: Option<Duration>,
     /// Time-to-idle (`None`: reads do not matter for expiry).
     #[serde(with = "humantime_serde")]
     pub tti: Option<Duration>,
     /// Random share (0 to 1) by which each time-to-live is shortened.
     #[serde(deserialize_with = "fraction")]
     pub ttl_jitter: f64,
+    /// How long "not found" is cached (`None`: not cached).
+    #[serde(with = "humantime_serde")]
+    pub negative_ttl: Option<Duration>,
+    /// Refresh-ahead age (`None`: off).
+    #[serde(with = "humantime_serde")]
+    pub refresh_after: Option<Duration>,
+    /// Stale-if-error window (`None`: off).
+    #[serde(with = "humantime_serde")]
+    pub max_stale: Option<Duration>,
+    /// The distributed load lock (`None`: off).
+    pub lock: Option<LockSettings>,
+    /// The Redis tier (`None`: local caches only).
+    pub redis: Option<RedisConfig>,
+    /// Named caches, each overriding the defaults above.
+    pub caches: BTreeMap<String, NamedCacheConfig>,
 }
 
 impl Default for CacheConfig {
@@ -42,9 +84,108 @@ impl Default for CacheConfig {
             policy: CachePolicy::default(),
             capacity: 10_000,
             ttl: None,
+            local_ttl: None,
             tti: None,
             ttl_jitter: 0.0,
+            negative_ttl: None,
+            refresh_after: None,
+            max_stale: None,
+            lock: None,
+            redis: None,
+            caches: BTreeMap::new(),
         }
+    }
+}
+
+/// `[cache.caches.<name>]`: a named cache; unset fields take the `[cache]`
+/// defaults.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct NamedCacheConfig {
+    /// Eviction policy.
+    pub policy: Option<CachePolicy>,
+    /// Capacity in entries.
+    pub capacity: Option<u64>,
+    /// Freshness.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Option<Duration>,
+    /// Freshness of local copies.
+    #[serde(with = "humantime_serde")]
+    pub local_ttl: Option<Duration>,
+    /// Time-to-idle of local copies.
+    #[serde(with = "humantime_serde")]
+    pub tti: Option<Duration>,
+    /// TTL jitter, 0 to 1.
+    #[serde(deserialize_with = "optional_fraction")]
+    pub ttl_jitter: Option<f64>,
+    /// Negative caching.
+    #[serde(with = "humantime_serde")]
+    pub negative_ttl: Option<Duration>,
+    /// Refresh-ahead.
+    #[serde(with = "humantime_serde")]
+    pub refresh_after: Option<Duration>,
+    /// Stale-if-error.
+    #[serde(with = "humantime_serde")]
+    pub max_stale: Option<Duration>,
+    /// Use the Redis tier (default true when `[cache.redis]` is set).
+    pub tiered: Option<bool>,
+    /// The distributed load lock.
+    pub lock: Option<LockSettings>,
+    /// A Bloom filter of existing keys.
+    pub bloom: Option<BloomSettings>,
+}
+
+/// `[cache.redis]`: where the L2 tier lives.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// `redis://host:port/db`. Default `redis://127.0.0.1:6379`.
+    pub url: String,
+    /// Number of multiplexed connections commands are spread over. Default 4.
+    pub pool_size: usize,
+    /// First segment of every key: `{key_prefix}:{cache}:{key}`. Default `keel`.
+    pub key_prefix: String,
+    /// How long a command may take before it counts as failed. Default 1s.
+    #[serde(with = "humantime_serde")]
+    pub command_timeout: Duration,
+    /// How long connecting may take. Default 1s.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            pool_size: 4,
+            key_prefix: "keel".into(),
+            command_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+impl RedisConfig {
+    /// A config for `url` with every other field at its default.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets [`RedisConfig::key_prefix`].
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// Sets [`RedisConfig::pool_size`] (at least 1).
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size.max(1);
+        self
     }
 }
 
@@ -67,24 +208,129 @@ impl CacheConfig {
         }
         b
     }
-}
 
-impl CacheConfig {
-    /// Checks what the field types cannot: every problem as
-    /// `(field path, reason)`.
-    pub fn validate(&self) -> Result<(), Vec<(String, String)>> {
-        let mut problems = Vec::new();
-        if self.capacity == 0 {
-            problems.push(("cache.capacity".to_owned(), "must be at least 1".to_owned()));
+    /// The names of the configured caches, `default` included.
+    pub fn cache_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.caches.keys().cloned().collect();
+        if !self.caches.contains_key("default") {
+            names.insert(0, "default".into());
         }
-        for (field, value) in [("cache.ttl", self.ttl), ("cache.tti", self.tti)] {
-            if value == Some(Duration::ZERO) {
+        names
+    }
+
+    /// The resolved settings of cache `name`: its section over the
+    /// defaults. `None` when no such cache is configured (`default` always
+    /// is).
+    pub fn settings(&self, name: &str) -> Option<CacheSettings> {
+        let named = match self.caches.get(name) {
+            Some(named) => named.clone(),
+            None if name == "default" => NamedCacheConfig::default(),
+            None => return None,
+        };
+        Some(self.resolve(&named))
+    }
+
+    /// The settings of a cache with no section of its own.
+    pub fn default_settings(&self) -> CacheSettings {
+        self.resolve(&NamedCacheConfig::default())
+    }
+
+    fn resolve(&self, n: &NamedCacheConfig) -> CacheSettings {
+        CacheSettings {
+            policy: n.policy.unwrap_or(self.policy),
+            capacity: n.capacity.unwrap_or(self.capacity),
+            ttl: n.ttl.or(self.ttl),
+            local_ttl: n.local_ttl.or(self.local_ttl),
+            tti: n.tti.or(self.tti),
+            ttl_jitter: n.ttl_jitter.unwrap_or(self.ttl_jitter),
+            negative_ttl: n.negative_ttl.or(self.negative_ttl),
+            refresh_after: n.refresh_after.or(self.refresh_after),
+            max_stale: n.max_stale.or(self.max_stale),
+            tiered: n.tiered.unwrap_or(true),
+            lock: n.lock.or(self.lock),
+            bloom: n.bloom,
+        }
+    }
+
+    /// Checks what the field types cannot, every problem as `(field path,
+    /// reason)`: capacities of at least 1, TTLs longer than zero, each
+    /// cache's `local_ttl` at most its `ttl` and `refresh_after` below it,
+    /// a usable Redis section.
+    pub fn validate(&self) -> Result<(), Vec<(String, String)>> {
+        let mut problems: Vec<(String, String)> = Vec::new();
+        let mut check = |path: &str, s: &CacheSettings, named: Option<&NamedCacheConfig>| {
+            // Report a field where it is written: the named section when it
+            // sets it, `[cache]` otherwise.
+            let at = |field: &str, set_here: bool| {
+                if set_here {
+                    format!("{path}.{field}")
+                } else {
+                    format!("cache.{field}")
+                }
+            };
+            let n = named.cloned().unwrap_or_default();
+            if s.capacity == 0 {
                 problems.push((
-                    field.to_owned(),
-                    "must be longer than 0s (leave it out for no expiry)".to_owned(),
+                    at("capacity", n.capacity.is_some()),
+                    "must be at least 1".into(),
                 ));
             }
+            for (field, value, set) in [
+                ("ttl", s.ttl, n.ttl.is_some()),
+                ("tti", s.tti, n.tti.is_some()),
+                ("local_ttl", s.local_ttl, n.local_ttl.is_some()),
+                ("negative_ttl", s.negative_ttl, n.negative_ttl.is_some()),
+            ] {
+                if value == Some(Duration::ZERO) {
+                    problems.push((
+                        at(field, set),
+                        "must be longer than 0s (leave it out for no expiry)".into(),
+                    ));
+                }
+            }
+            if let (Some(local), Some(ttl)) = (s.local_ttl, s.ttl)
+                && local > ttl
+            {
+                problems.push((
+                    at("local_ttl", n.local_ttl.is_some()),
+                    format!(
+                        "{} must not exceed ttl {}",
+                        humantime::format_duration(local),
+                        humantime::format_duration(ttl)
+                    ),
+                ));
+            }
+            if let (Some(refresh), Some(ttl)) = (s.refresh_after, s.ttl)
+                && refresh >= ttl
+            {
+                problems.push((
+                    at("refresh_after", n.refresh_after.is_some()),
+                    format!(
+                        "{} must be below ttl {}",
+                        humantime::format_duration(refresh),
+                        humantime::format_duration(ttl)
+                    ),
+                ));
+            }
+        };
+        check("cache", &self.default_settings(), None);
+        for (name, named) in &self.caches {
+            check(
+                &format!("cache.caches.{name}"),
+                &self.resolve(named),
+                Some(named),
+            );
         }
+        if let Some(redis) = &self.redis {
+            if redis.key_prefix.is_empty() {
+                problems.push(("cache.redis.key_prefix".into(), "must not be empty".into()));
+            }
+            if redis.pool_size == 0 {
+                problems.push(("cache.redis.pool_size".into(), "must be at least 1".into()));
+            }
+        }
+        problems.sort();
+        problems.dedup();
         if problems.is_empty() {
             Ok(())
         } else {
@@ -102,4 +348,8 @@ fn fraction<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
             "ttl_jitter must be a fraction from 0 to 1, got {v}"
         )))
     }
+}
+
+fn optional_fraction<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    fraction(d).map(Some)
 }

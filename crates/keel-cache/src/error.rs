@@ -37,3 +37,52 @@ impl<E> LoadError<E> {
 pub struct ParsePolicyError {
     pub(crate) input: String,
 }
+
+/// Errors of the tiered cache, the Redis tier and the manager.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CacheError {
+    /// The configuration cannot work (bad URL, empty prefix, ...).
+    #[error("invalid cache configuration: {0}")]
+    Config(String),
+    /// No cache of that name is configured.
+    #[error("no cache named {name:?} (configured: {known})")]
+    UnknownCache {
+        /// The name asked for.
+        name: String,
+        /// The configured names, comma-separated.
+        known: String,
+    },
+    /// The cache was first used with other key/value types.
+    #[error("cache {name:?} holds {registered}, not {requested}")]
+    TypeMismatch {
+        /// The cache's name.
+        name: String,
+        /// `(K, V)` of the first registration.
+        registered: &'static str,
+        /// `(K, V)` asked for now.
+        requested: &'static str,
+    },
+    /// Redis cannot be reached right now.
+    #[cfg(feature = "redis")]
+    #[error("redis unavailable: {0}")]
+    Unavailable(String),
+    /// Redis answered with an error.
+    #[cfg(feature = "redis")]
+    #[error("redis command failed")]
+    Redis(#[source] redis::RedisError),
+    /// A value could not be encoded.
+    #[error("cannot encode value")]
+    Encode(#[source] postcard::Error),
+    /// A snapshot file could not be read or written.
+    #[error("snapshot {path}: {reason}")]
+    Snapshot {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Loading needs a tokio runtime and none is running.
+    #[error("this needs a tokio runtime and none is running")]
+    NoRuntime,
+}

@@ -86,22 +86,45 @@
 
 #![forbid(unsafe_code)]
 
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
 mod cache;
 mod clock;
+mod codec;
 mod config;
 mod entry;
 mod error;
 mod expiry;
 mod loader;
+mod manager;
 mod policy;
+mod protect;
+#[cfg(feature = "redis")]
+mod remote;
 mod shard;
 mod stats;
 mod sync;
+mod tiered;
 
 pub use cache::{CacheBuilder, FifoCache, LfuCache, LocalCache, LruCache, Snapshot, TtlCache};
 pub use clock::{Clock, ManualClock, TICK};
-pub use config::CacheConfig;
+pub use codec::{CODEC_VERSION, DecodeError, Envelope};
+pub use config::{CacheConfig, NamedCacheConfig, RedisConfig};
 pub use entry::{CacheEntry, RemovalCause};
-pub use error::{LoadError, ParsePolicyError};
+pub use error::{CacheError, LoadError, ParsePolicyError};
+pub use manager::{CacheManager, CacheReport, default_manager, set_default_manager};
 pub use policy::CachePolicy;
+pub use protect::bloom::BloomFilter;
+#[cfg(feature = "redis")]
+pub use redis;
+#[cfg(feature = "redis")]
+pub use remote::{
+    bus::{BusStats, Invalidation, InvalidationBus, InvalidationHandler},
+    redis::{LockToken, RedisCache, RedisStats, RemoteEntry},
+};
 pub use stats::CacheStats;
+pub use tiered::{
+    BloomSettings, CacheKey, CacheSettings, CacheValue, LockSettings, TieredBuilder, TieredCache,
+    TieredStats, WarmSummary,
+};

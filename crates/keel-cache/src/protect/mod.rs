@@ -1,0 +1,3 @@
+//! Protections against penetration (Bloom filter).
+
+pub(crate) mod bloom;

@@ -1,0 +1,497 @@
+//! [`RedisCache`]: the shared L2 tier on Redis.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::{Mutex, OnceCell};
+
+use crate::codec::{self, Envelope};
+use crate::config::RedisConfig;
+use crate::error::CacheError;
+
+/// Counters of one [`RedisCache`], shared by its clones.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisStats {
+    /// Reads that found a decodable entry.
+    pub hits: u64,
+    /// Reads that found nothing.
+    pub misses: u64,
+    /// Reads that found bytes that did not decode (counted as misses too).
+    pub corrupt: u64,
+    /// Commands that failed (connection down, timeout, server error).
+    pub errors: u64,
+    /// Entries written.
+    pub writes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    corrupt: AtomicU64,
+    errors: AtomicU64,
+    writes: AtomicU64,
+}
+
+/// A value read from Redis with its freshness.
+pub type RemoteEntry<V> = Envelope<V>;
+
+/// The L2 tier: values in Redis under `{prefix}:{cache}:{key}`, written with
+/// `SET PX`, read in batches with `MGET`, through a versioned codec.
+///
+/// Cheap to clone. Connections are made on first use and re-made after an
+/// outage by themselves: while Redis is down every call fails fast with
+/// [`CacheError::Unavailable`] (at most one connection attempt per
+/// connection slot at a time), and the tier above keeps serving.
+#[derive(Debug, Clone)]
+pub struct RedisCache {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: redis::Client,
+    slots: Vec<Slot>,
+    next: AtomicUsize,
+    prefix: String,
+    config: RedisConfig,
+    counters: Counters,
+    /// Whether the last command succeeded.
+    healthy: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    conn: OnceCell<ConnectionManager>,
+    /// When the last failed connection attempt ended.
+    failed_at: Mutex<Option<Instant>>,
+}
+
+/// After a failed attempt, a slot waits this long before trying again.
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(250);
+
+impl RedisCache {
+    /// A cache on the server `config.url`. Does not connect yet: the first
+    /// command does, so a service can start while Redis is down.
+    pub fn new(config: RedisConfig) -> Result<Self, CacheError> {
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|e| CacheError::Config(format!("invalid redis url {:?}: {e}", config.url)))?;
+        if config.key_prefix.is_empty() {
+            return Err(CacheError::Config(
+                "redis key_prefix must not be empty".into(),
+            ));
+        }
+        let slots = (0..config.pool_size.max(1))
+            .map(|_| Slot::default())
+            .collect();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                slots,
+                next: AtomicUsize::new(0),
+                prefix: config.key_prefix.clone(),
+                config,
+                counters: Counters::default(),
+                healthy: AtomicBool::new(true),
+            }),
+        })
+    }
+
+    /// Like [`RedisCache::new`], then checks the server answers `PING`.
+    pub async fn connect(config: RedisConfig) -> Result<Self, CacheError> {
+        let cache = Self::new(config)?;
+        cache.ping().await?;
+        Ok(cache)
+    }
+
+    /// The configuration this cache was built with.
+    pub fn config(&self) -> &RedisConfig {
+        &self.inner.config
+    }
+
+    /// The full Redis key of `key` in cache `namespace`.
+    pub fn key(&self, namespace: &str, key: &str) -> String {
+        format!("{}:{namespace}:{key}", self.inner.prefix)
+    }
+
+    /// The key prefix (from the config).
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> RedisStats {
+        let c = &self.inner.counters;
+        RedisStats {
+            hits: c.hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            corrupt: c.corrupt.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+            writes: c.writes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether the last command succeeded: `false` while Redis is down,
+    /// `true` again after the first command that gets through.
+    pub fn is_healthy(&self) -> bool {
+        self.inner.healthy.load(Ordering::Relaxed)
+    }
+
+    fn mark(&self, ok: bool, error: Option<&CacheError>) {
+        let was = self.inner.healthy.swap(ok, Ordering::Relaxed);
+        if was && !ok {
+            if let Some(error) = error {
+                tracing::warn!(%error, "redis is failing; caches serve from their local tier");
+            }
+        } else if !was && ok {
+            tracing::info!("redis is reachable again");
+        }
+    }
+
+    /// Round trip to the server.
+    pub async fn ping(&self) -> Result<(), CacheError> {
+        let mut conn = self.conn().await?;
+        let pong: String = self.run(redis::cmd("PING").query_async(&mut conn)).await?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(CacheError::Unavailable(format!(
+                "unexpected PING reply {pong:?}"
+            )))
+        }
+    }
+
+    /// Reads one entry. Bytes that do not decode are a miss (counted in
+    /// [`RedisStats::corrupt`] and logged), never an error.
+    pub async fn get<V: DeserializeOwned>(
+        &self,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<RemoteEntry<V>>, CacheError> {
+        let full = self.key(namespace, key);
+        let mut conn = self.conn().await?;
+        let bytes: Option<Vec<u8>> = self
+            .run(redis::cmd("GET").arg(&full).query_async(&mut conn))
+            .await?;
+        Ok(self.decode(&full, bytes))
+    }
+
+    /// Reads many entries with one `MGET`; the result is in `keys` order.
+    pub async fn get_many<V: DeserializeOwned, S: AsRef<str>>(
+        &self,
+        namespace: &str,
+        keys: &[S],
+    ) -> Result<Vec<Option<RemoteEntry<V>>>, CacheError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let full: Vec<String> = keys
+            .iter()
+            .map(|k| self.key(namespace, k.as_ref()))
+            .collect();
+        let mut conn = self.conn().await?;
+        let found: Vec<Option<Vec<u8>>> = self
+            .run(redis::cmd("MGET").arg(&full).query_async(&mut conn))
+            .await?;
+        Ok(full
+            .iter()
+            .zip(found)
+            .map(|(k, bytes)| self.decode(k, bytes))
+            .collect())
+    }
+
+    /// Writes `value` (or, with `None`, a cached absence) fresh for
+    /// `fresh_for`; Redis keeps it for `keep_for` (≥ `fresh_for`, longer when
+    /// stale values are served on loader errors). `None` = no expiry.
+    pub async fn set<V: Serialize>(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: Option<&V>,
+        fresh_for: Option<Duration>,
+        keep_for: Option<Duration>,
+    ) -> Result<(), CacheError> {
+        self.set_many(
+            namespace,
+            std::iter::once((key, value)),
+            fresh_for,
+            keep_for,
+        )
+        .await
+    }
+
+    /// Writes many entries in one pipeline, all with the same freshness.
+    pub async fn set_many<'a, V: Serialize + 'a, K: AsRef<str>>(
+        &self,
+        namespace: &str,
+        entries: impl IntoIterator<Item = (K, Option<&'a V>)>,
+        fresh_for: Option<Duration>,
+        keep_for: Option<Duration>,
+    ) -> Result<(), CacheError> {
+        let fresh_until = fresh_for.map(|d| SystemTime::now() + d);
+        let keep_ms = keep_for
+            .or(fresh_for)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1));
+        let mut pipe = redis::pipe();
+        let mut n = 0u64;
+        for (key, value) in entries {
+            let bytes = codec::encode(value, fresh_until).map_err(CacheError::Encode)?;
+            let cmd = pipe
+                .cmd("SET")
+                .arg(self.key(namespace, key.as_ref()))
+                .arg(bytes);
+            if let Some(ms) = keep_ms {
+                cmd.arg("PX").arg(ms);
+            }
+            cmd.ignore();
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        let mut conn = self.conn().await?;
+        self.run(pipe.query_async::<()>(&mut conn)).await?;
+        self.inner.counters.writes.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Deletes entries (`UNLINK`); returns how many existed.
+    pub async fn delete<S: AsRef<str>>(
+        &self,
+        namespace: &str,
+        keys: &[S],
+    ) -> Result<u64, CacheError> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let full: Vec<String> = keys
+            .iter()
+            .map(|k| self.key(namespace, k.as_ref()))
+            .collect();
+        let mut conn = self.conn().await?;
+        self.run(redis::cmd("UNLINK").arg(&full).query_async(&mut conn))
+            .await
+    }
+
+    /// Deletes every entry of `namespace` (`SCAN` + `UNLINK`, in batches).
+    pub async fn clear(&self, namespace: &str) -> Result<u64, CacheError> {
+        let pattern = format!("{}*", glob_escape(&self.key(namespace, "")));
+        let mut conn = self.conn().await?;
+        let mut cursor: u64 = 0;
+        let mut removed = 0;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = self
+                .run(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query_async(&mut conn),
+                )
+                .await?;
+            if !keys.is_empty() {
+                let n: u64 = self
+                    .run(redis::cmd("UNLINK").arg(&keys).query_async(&mut conn))
+                    .await?;
+                removed += n;
+            }
+            if next == 0 {
+                return Ok(removed);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Takes the lock `key` in `namespace` for at most `ttl` if nobody holds
+    /// it (`SET NX PX` with a random token). Returns the token to release
+    /// it with, or `None` when another holder has it.
+    pub async fn try_lock(
+        &self,
+        namespace: &str,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Option<LockToken>, CacheError> {
+        let lock_key = format!("{}:~lock:{namespace}:{key}", self.inner.prefix);
+        let token = random_token();
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut conn = self.conn().await?;
+        let set: Option<String> = self
+            .run(
+                redis::cmd("SET")
+                    .arg(&lock_key)
+                    .arg(&token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ms)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(set.map(|_| LockToken {
+            key: lock_key,
+            token,
+        }))
+    }
+
+    /// Releases a lock if `token` still holds it (check-and-delete in one
+    /// script, so a lock that expired and was taken by another holder is
+    /// left alone). Returns whether it was released.
+    pub async fn unlock(&self, token: &LockToken) -> Result<bool, CacheError> {
+        static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
+            )
+        });
+        let mut conn = self.conn().await?;
+        let n: i64 = self
+            .run(
+                SCRIPT
+                    .key(&token.key)
+                    .arg(&token.token)
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// A connection for the next command, made on first use.
+    pub(crate) async fn conn(&self) -> Result<ConnectionManager, CacheError> {
+        let inner = &self.inner;
+        let i = inner.next.fetch_add(1, Ordering::Relaxed) % inner.slots.len();
+        let slot = &inner.slots[i];
+        if let Some(conn) = slot.conn.get() {
+            return Ok(conn.clone());
+        }
+        {
+            let failed_at = slot.failed_at.lock().await;
+            if failed_at.is_some_and(|t| t.elapsed() < RECONNECT_BACKOFF) {
+                inner.counters.errors.fetch_add(1, Ordering::Relaxed);
+                let error = CacheError::Unavailable("redis is unreachable (retrying)".into());
+                self.mark(false, Some(&error));
+                return Err(error);
+            }
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(inner.config.connect_timeout))
+            .set_response_timeout(Some(inner.config.command_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let result = slot
+            .conn
+            .get_or_try_init(|| inner.client.get_connection_manager_with_config(config))
+            .await;
+        match result {
+            Ok(conn) => Ok(conn.clone()),
+            Err(e) => {
+                *slot.failed_at.lock().await = Some(Instant::now());
+                inner.counters.errors.fetch_add(1, Ordering::Relaxed);
+                let error = CacheError::Unavailable(e.to_string());
+                self.mark(false, Some(&error));
+                Err(error)
+            }
+        }
+    }
+
+    /// Awaits a command, bounding it by the command timeout and counting
+    /// failures.
+    pub(crate) async fn run<T>(
+        &self,
+        command: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, CacheError> {
+        let outcome = tokio::time::timeout(self.inner.config.command_timeout, command).await;
+        let error = match outcome {
+            Ok(Ok(value)) => {
+                self.mark(true, None);
+                return Ok(value);
+            }
+            Ok(Err(e)) => CacheError::Redis(e),
+            Err(_) => CacheError::Unavailable(format!(
+                "redis command timed out after {:?}",
+                self.inner.config.command_timeout
+            )),
+        };
+        self.inner.counters.errors.fetch_add(1, Ordering::Relaxed);
+        self.mark(false, Some(&error));
+        Err(error)
+    }
+
+    fn decode<V: DeserializeOwned>(
+        &self,
+        key: &str,
+        bytes: Option<Vec<u8>>,
+    ) -> Option<RemoteEntry<V>> {
+        let c = &self.inner.counters;
+        let Some(bytes) = bytes else {
+            c.misses.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        match codec::decode(&bytes) {
+            Ok(entry) => {
+                c.hits.fetch_add(1, Ordering::Relaxed);
+                Some(entry)
+            }
+            Err(error) => {
+                c.corrupt.fetch_add(1, Ordering::Relaxed);
+                c.misses.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(key, %error, len = bytes.len(), "undecodable value in redis; treated as a miss");
+                None
+            }
+        }
+    }
+}
+
+/// Proof of holding a lock taken with [`RedisCache::try_lock`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockToken {
+    key: String,
+    token: String,
+}
+
+fn random_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = String::with_capacity(32);
+    for _ in 0..2 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        out.push_str(&format!("{:016x}", h.finish()));
+    }
+    out
+}
+
+/// Escapes Redis glob metacharacters so a literal prefix can be matched.
+pub(crate) fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_metacharacters_are_escaped() {
+        assert_eq!(glob_escape("keel:a*b?[c]\\:"), "keel:a\\*b\\?\\[c\\]\\\\:");
+    }
+
+    #[test]
+    fn tokens_differ() {
+        assert_ne!(random_token(), random_token());
+        assert_eq!(random_token().len(), 32);
+    }
+}

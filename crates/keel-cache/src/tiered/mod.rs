@@ -1,0 +1,847 @@
+//! [`TieredCache`]: a local tier in process, an optional Redis tier shared
+//! by every instance, and a loader behind both, with the protections that
+//! keep a hot key, a missing key or a mass expiry from reaching the loader
+//! all at once.
+
+mod flight;
+mod key;
+mod settings;
+mod warm;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::cache::LocalCache;
+use crate::clock::Clock;
+use crate::error::{CacheError, LoadError};
+use crate::protect::bloom::BloomFilter;
+#[cfg(feature = "redis")]
+use crate::remote::{
+    bus::{Invalidation, InvalidationBus, InvalidationHandler},
+    redis::RedisCache,
+};
+use flight::{Failure, SingleFlight};
+
+pub use key::CacheKey;
+pub use settings::{BloomSettings, CacheSettings, LockSettings};
+pub use warm::WarmSummary;
+
+/// What a [`TieredCache`] value must be: cloneable for the local tier,
+/// serializable for Redis and snapshots.
+pub trait CacheValue: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
+impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> CacheValue for T {}
+
+/// A cache of two tiers and a loader: reads go L1 → L2 → loader and fill
+/// the tiers they missed; writes and deletes go to both tiers and tell the
+/// other instances (through the [`InvalidationBus`]) to drop their copies.
+///
+/// Without Redis it is a local cache with the same protections: one load
+/// per key at a time, negative caching, a Bloom filter, TTL jitter,
+/// refresh-ahead and stale-if-error.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::time::Duration;
+/// use keel_cache::{CacheSettings, TieredCache};
+///
+/// let mut settings = CacheSettings::default();
+/// settings.ttl = Some(Duration::from_secs(300));
+/// settings.negative_ttl = Some(Duration::from_secs(30));
+/// let users: TieredCache<u64, String> = TieredCache::builder("users", settings).build().unwrap();
+///
+/// let name = users
+///     .try_get_or_load(7, || async { Ok::<_, std::io::Error>(Some("ada".to_owned())) })
+///     .await
+///     .unwrap();
+/// assert_eq!(name.as_deref(), Some("ada"));
+/// assert_eq!(users.get(&7).await.as_deref(), Some("ada"));
+/// # }
+/// ```
+///
+/// # Consistency
+///
+/// A write is visible at once on the instance that made it, and on the
+/// others as soon as they receive its invalidation (typically well under a
+/// millisecond on a LAN). If the bus is down, another instance may serve its
+/// local copy for at most `local_ttl` (or until the bus comes back, when
+/// every local copy is dropped). With Redis down, reads and loads keep
+/// working from the local tier and the loader; writes reach the local tier
+/// only, and [`TieredCache::is_degraded`] says so.
+pub struct TieredCache<K, V> {
+    inner: Arc<Inner<K, V>>,
+}
+
+impl<K, V> Clone for TieredCache<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<K, V> std::fmt::Debug for TieredCache<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TieredCache")
+            .field("name", &self.inner.name)
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`TieredCache`].
+#[must_use]
+pub struct TieredBuilder<K, V> {
+    name: String,
+    settings: CacheSettings,
+    clock: Clock,
+    #[cfg(feature = "redis")]
+    remote: Option<(RedisCache, Option<InvalidationBus>)>,
+    _types: std::marker::PhantomData<fn(K, V)>,
+}
+
+impl<K, V> std::fmt::Debug for TieredBuilder<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TieredBuilder")
+            .field("name", &self.name)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counters of a [`TieredCache`] beyond its local tier's [`CacheStats`](crate::CacheStats).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TieredStats {
+    /// Reads answered by the local tier.
+    pub l1_hits: u64,
+    /// Reads answered by Redis.
+    pub l2_hits: u64,
+    /// Reads answered by neither.
+    pub misses: u64,
+    /// Loader calls.
+    pub loads: u64,
+    /// Loader calls that failed or panicked.
+    pub load_failures: u64,
+    /// Stale values served because the loader failed.
+    pub stale_served: u64,
+    /// Background refreshes started (refresh-ahead).
+    pub refreshes: u64,
+    /// Reads answered "absent" from a cached absence.
+    pub negative_hits: u64,
+    /// Reads answered "absent" by the Bloom filter.
+    pub bloom_rejections: u64,
+    /// Loads that waited for another instance holding the lock.
+    pub lock_waits: u64,
+    /// Redis operations that failed (each degrades to the local tier).
+    pub remote_errors: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    l1_hits: AtomicU64,
+    l2_hits: AtomicU64,
+    misses: AtomicU64,
+    loads: AtomicU64,
+    load_failures: AtomicU64,
+    stale_served: AtomicU64,
+    refreshes: AtomicU64,
+    negative_hits: AtomicU64,
+    bloom_rejections: AtomicU64,
+    lock_waits: AtomicU64,
+    remote_errors: AtomicU64,
+}
+
+/// A local copy: the value (or a cached absence) and when it goes stale.
+#[derive(Debug, Clone)]
+struct Slot<V> {
+    value: Option<V>,
+    /// Clock nanoseconds; `u64::MAX` = never.
+    fresh_until: u64,
+    /// Clock nanoseconds after which a hit triggers a refresh.
+    refresh_at: u64,
+}
+
+const NEVER: u64 = u64::MAX;
+
+struct Inner<K, V> {
+    name: String,
+    settings: CacheSettings,
+    l1: LocalCache<K, Slot<V>>,
+    clock: Clock,
+    /// Wall-clock time at clock zero, to write freshness into Redis.
+    wall_origin: SystemTime,
+    flights: Arc<SingleFlight<K, Option<V>>>,
+    bloom: Option<BloomFilter>,
+    #[cfg(feature = "redis")]
+    remote: Option<Remote>,
+    counters: Counters,
+}
+
+#[cfg(feature = "redis")]
+struct Remote {
+    redis: RedisCache,
+    bus: Option<InvalidationBus>,
+}
+
+/// What a lookup found.
+enum Found<V> {
+    /// A fresh value, or a fresh cached absence (`None`).
+    Fresh(Option<V>, bool),
+    /// A stale copy still kept for stale-if-error.
+    Stale(Option<V>, u64),
+    Miss,
+}
+
+impl<K: CacheKey, V: CacheValue> TieredBuilder<K, V> {
+    /// Uses `clock` for freshness (tests move a [`Clock::manual`]).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Adds the Redis tier; with `bus`, invalidations reach the other
+    /// instances and theirs reach this cache.
+    #[cfg(feature = "redis")]
+    pub fn redis(mut self, redis: RedisCache, bus: Option<InvalidationBus>) -> Self {
+        self.remote = Some((redis, bus));
+        self
+    }
+
+    /// Builds the cache. Fails if the settings cannot work.
+    pub fn build(self) -> Result<TieredCache<K, V>, CacheError> {
+        let s = &self.settings;
+        if let (Some(local), Some(ttl)) = (s.local_ttl, s.ttl)
+            && local > ttl
+        {
+            return Err(CacheError::Config(format!(
+                "cache {:?}: local_ttl ({local:?}) must not exceed ttl ({ttl:?})",
+                self.name
+            )));
+        }
+        if !(0.0..=1.0).contains(&s.ttl_jitter) {
+            return Err(CacheError::Config(format!(
+                "cache {:?}: ttl_jitter must be from 0 to 1",
+                self.name
+            )));
+        }
+        let mut l1 = LocalCache::builder(s.capacity)
+            .policy(s.policy)
+            .clock(self.clock.clone());
+        if let Some(tti) = s.tti {
+            l1 = l1.time_to_idle(tti);
+        }
+        let now = self.clock.now_nanos();
+        let wall_origin = SystemTime::now()
+            .checked_sub(Duration::from_nanos(now))
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let bloom = s
+            .bloom
+            .map(|b| BloomFilter::new(b.expected_items, b.false_positive_rate));
+        #[cfg(feature = "redis")]
+        let remote = self
+            .remote
+            .filter(|_| s.tiered)
+            .map(|(redis, bus)| Remote { redis, bus });
+        let inner = Arc::new(Inner {
+            name: self.name,
+            settings: self.settings,
+            l1: l1.build(),
+            clock: self.clock,
+            wall_origin,
+            flights: Arc::default(),
+            bloom,
+            #[cfg(feature = "redis")]
+            remote,
+            counters: Counters::default(),
+        });
+        #[cfg(feature = "redis")]
+        if let Some(bus) = inner.remote.as_ref().and_then(|r| r.bus.as_ref()) {
+            let weak = Arc::downgrade(&inner);
+            let weak: std::sync::Weak<dyn InvalidationHandler> = weak;
+            bus.register(&inner.name, weak);
+        }
+        Ok(TieredCache { inner })
+    }
+}
+
+impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
+    /// A builder for cache `name` (the Redis namespace) with `settings`.
+    pub fn builder(name: impl Into<String>, settings: CacheSettings) -> TieredBuilder<K, V> {
+        TieredBuilder {
+            name: name.into(),
+            settings,
+            clock: Clock::default(),
+            #[cfg(feature = "redis")]
+            remote: None,
+            _types: std::marker::PhantomData,
+        }
+    }
+
+    /// The cache's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The settings it was built with.
+    pub fn settings(&self) -> &CacheSettings {
+        &self.inner.settings
+    }
+
+    /// The local tier's statistics.
+    pub fn local_stats(&self) -> crate::CacheStats {
+        self.inner.l1.stats()
+    }
+
+    /// The tiered counters.
+    pub fn stats(&self) -> TieredStats {
+        let c = &self.inner.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        TieredStats {
+            l1_hits: get(&c.l1_hits),
+            l2_hits: get(&c.l2_hits),
+            misses: get(&c.misses),
+            loads: get(&c.loads),
+            load_failures: get(&c.load_failures),
+            stale_served: get(&c.stale_served),
+            refreshes: get(&c.refreshes),
+            negative_hits: get(&c.negative_hits),
+            bloom_rejections: get(&c.bloom_rejections),
+            lock_waits: get(&c.lock_waits),
+            remote_errors: get(&c.remote_errors),
+        }
+    }
+
+    /// Whether the Redis tier is configured but failing (the cache is
+    /// serving from the local tier and the loader).
+    pub fn is_degraded(&self) -> bool {
+        #[cfg(feature = "redis")]
+        if let Some(remote) = &self.inner.remote {
+            return !remote.redis.is_healthy()
+                || remote.bus.as_ref().is_some_and(|b| !b.is_connected());
+        }
+        false
+    }
+
+    /// The value of `key` if a tier has it fresh. Never calls a loader.
+    pub async fn get(&self, key: &K) -> Option<V> {
+        match self.inner.lookup(key).await {
+            Found::Fresh(value, _) => value,
+            Found::Stale(..) | Found::Miss => None,
+        }
+    }
+
+    /// `Some(Some(v))`: a fresh value; `Some(None)`: a fresh cached
+    /// absence; `None`: no tier knows.
+    pub(crate) async fn lookup_cached(&self, key: &K) -> Option<Option<V>> {
+        match self.inner.lookup(key).await {
+            Found::Fresh(value, _) => Some(value),
+            Found::Stale(..) | Found::Miss => None,
+        }
+    }
+
+    /// Caches "`key` does not exist" for `negative_ttl`; false (and
+    /// nothing stored) when negative caching is off.
+    pub(crate) async fn insert_absent(&self, key: K) -> bool {
+        let Some(ttl) = self.inner.settings.negative_ttl else {
+            return false;
+        };
+        self.inner.write(key, None, Some(ttl)).await;
+        true
+    }
+
+    /// The values of many keys, in order: local hits first, then one Redis
+    /// `MGET` for the rest, back-filling the local tier.
+    pub async fn get_many(&self, keys: &[K]) -> Vec<Option<V>> {
+        let inner = &self.inner;
+        let now = inner.clock.now_nanos();
+        let mut out: Vec<Option<V>> = Vec::with_capacity(keys.len());
+        let mut missing: Vec<usize> = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            match inner.local(key, now) {
+                Found::Fresh(value, _) => out.push(value),
+                _ => {
+                    out.push(None);
+                    missing.push(i);
+                }
+            }
+        }
+        #[cfg(feature = "redis")]
+        if let Some(remote) = inner.remote_up()
+            && !missing.is_empty()
+        {
+            let names: Vec<std::borrow::Cow<'_, str>> =
+                missing.iter().map(|&i| keys[i].to_key()).collect();
+            match remote.redis.get_many::<V, _>(&inner.name, &names).await {
+                Ok(found) => {
+                    let wall = inner.wall(now);
+                    for (&i, entry) in missing.iter().zip(found) {
+                        match entry {
+                            Some(e) if e.is_fresh_at(wall) => {
+                                inner.counters.l2_hits.fetch_add(1, Ordering::Relaxed);
+                                inner.backfill(
+                                    &keys[i],
+                                    e.value.clone(),
+                                    e.remaining_at(wall),
+                                    now,
+                                );
+                                out[i] = e.value;
+                            }
+                            _ => {
+                                inner.counters.misses.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    return out;
+                }
+                Err(error) => inner.remote_failed(&error),
+            }
+        }
+        inner
+            .counters
+            .misses
+            .fetch_add(missing.len() as u64, Ordering::Relaxed);
+        out
+    }
+
+    /// The value of `key`, loading it with `loader` when no tier has it.
+    /// `Ok(None)` from the loader means "does not exist" and is cached for
+    /// `negative_ttl` when negative caching is on.
+    ///
+    /// One load per key runs at a time on this instance, as a task of its
+    /// own: callers that arrive meanwhile wait for it, and a caller that is
+    /// cancelled does not cancel it. A loader error reaches every waiter
+    /// and is not cached; with `max_stale`, a stale value is served instead.
+    pub async fn try_get_or_load<F, Fut, E>(
+        &self,
+        key: K,
+        loader: F,
+    ) -> Result<Option<V>, LoadError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
+        E: Send + Sync + 'static,
+    {
+        let inner = &self.inner;
+        let stale = match inner.lookup(&key).await {
+            Found::Fresh(value, refresh) => {
+                if refresh {
+                    inner.refresh(&key, loader);
+                }
+                return Ok(value);
+            }
+            Found::Stale(value, fresh_until) => Some((value, fresh_until)),
+            Found::Miss => None,
+        };
+        let Some((done, _)) = inner.flights.join_or_start(&key, || {
+            let this = Arc::clone(inner);
+            let fut = loader();
+            let key = key.clone();
+            async move { this.load(key, fut).await }
+        }) else {
+            return Err(LoadError::NoRuntime);
+        };
+        match done.await {
+            Ok(value) => Ok(value),
+            Err(failure) => {
+                if let Some((value, fresh_until)) = stale
+                    && inner.within_max_stale(fresh_until)
+                {
+                    inner.counters.stale_served.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(cache = %inner.name, "loader failed; serving a stale value");
+                    return Ok(value);
+                }
+                Err(match failure {
+                    Failure::Loader(e) => e
+                        .downcast::<E>()
+                        .map_or(LoadError::Aborted, LoadError::Loader),
+                    Failure::Panicked => LoadError::Panicked,
+                    Failure::Aborted => LoadError::Aborted,
+                })
+            }
+        }
+    }
+
+    /// [`try_get_or_load`](Self::try_get_or_load) with a loader that always
+    /// finds a value.
+    pub async fn get_or_load<F, Fut>(&self, key: K, loader: F) -> Result<V, LoadError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = V> + Send + 'static,
+    {
+        let loaded = self
+            .try_get_or_load(key, move || {
+                let fut = loader();
+                async move { Ok(Some(fut.await)) }
+            })
+            .await?;
+        loaded.ok_or(LoadError::Aborted)
+    }
+
+    /// Writes `value` to both tiers with the cache's TTL and tells the
+    /// other instances to drop their copies. A Redis failure degrades to
+    /// the local tier and is not returned.
+    pub async fn insert(&self, key: K, value: V) {
+        let ttl = self.inner.settings.ttl;
+        self.inner.write(key, Some(value), ttl).await;
+    }
+
+    /// [`insert`](Self::insert) with a TTL of its own.
+    pub async fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) {
+        self.inner.write(key, Some(value), Some(ttl)).await;
+    }
+
+    /// Removes `key` from both tiers and from the other instances.
+    pub async fn remove(&self, key: &K) {
+        let inner = &self.inner;
+        inner.l1.remove(key);
+        #[cfg(feature = "redis")]
+        if let Some(remote) = &inner.remote {
+            let name = key.to_key();
+            let result = remote.redis.delete(&inner.name, &[name.as_ref()]).await;
+            inner.remote_result(result.map(drop));
+            inner.publish(remote, vec![name.into_owned()]).await;
+        }
+    }
+
+    /// Removes every entry of this cache, in both tiers and on the other
+    /// instances.
+    pub async fn clear(&self) {
+        let inner = &self.inner;
+        inner.l1.invalidate_all();
+        #[cfg(feature = "redis")]
+        if let Some(remote) = &inner.remote {
+            let result = remote.redis.clear(&inner.name).await;
+            inner.remote_result(result.map(drop));
+            if let Some(bus) = &remote.bus
+                && let Err(error) = bus.publish_clear(&inner.name).await
+            {
+                tracing::warn!(cache = %inner.name, %error, "cannot publish a clear");
+            }
+        }
+    }
+
+    /// Drops this instance's local copy of `key` only.
+    pub fn invalidate_local(&self, key: &K) {
+        self.inner.l1.remove(key);
+    }
+
+    /// Drops every local copy of this instance only.
+    pub fn invalidate_local_all(&self) {
+        self.inner.l1.invalidate_all();
+    }
+
+    /// Tells the Bloom filter that `key` exists (no-op without one).
+    pub fn mark_exists(&self, key: &K) {
+        if let Some(bloom) = &self.inner.bloom {
+            bloom.insert(key.to_key().as_ref());
+        }
+    }
+
+    /// Number of entries in the local tier.
+    pub fn local_len(&self) -> u64 {
+        self.inner.l1.len()
+    }
+}
+
+impl<K: CacheKey, V: CacheValue> Inner<K, V> {
+    fn wall(&self, now: u64) -> SystemTime {
+        self.wall_origin + Duration::from_nanos(now)
+    }
+
+    /// The local tier's view of `key`.
+    fn local(&self, key: &K, now: u64) -> Found<V> {
+        let Some(slot) = self.l1.get(key) else {
+            return Found::Miss;
+        };
+        if now < slot.fresh_until {
+            self.counters.l1_hits.fetch_add(1, Ordering::Relaxed);
+            if slot.value.is_none() {
+                self.counters.negative_hits.fetch_add(1, Ordering::Relaxed);
+            }
+            Found::Fresh(slot.value, now >= slot.refresh_at)
+        } else {
+            Found::Stale(slot.value, slot.fresh_until)
+        }
+    }
+
+    async fn lookup(&self, key: &K) -> Found<V> {
+        let now = self.clock.now_nanos();
+        if let Some(bloom) = &self.bloom
+            && !bloom.contains(key.to_key().as_ref())
+        {
+            self.counters
+                .bloom_rejections
+                .fetch_add(1, Ordering::Relaxed);
+            return Found::Fresh(None, false);
+        }
+        let local = self.local(key, now);
+        if matches!(local, Found::Fresh(..)) {
+            return local;
+        }
+        #[cfg(feature = "redis")]
+        if let Some(remote) = self.remote_up() {
+            match remote.redis.get::<V>(&self.name, &key.to_key()).await {
+                Ok(Some(entry)) => {
+                    let wall = self.wall(now);
+                    if entry.is_fresh_at(wall) {
+                        self.counters.l2_hits.fetch_add(1, Ordering::Relaxed);
+                        self.backfill(key, entry.value.clone(), entry.remaining_at(wall), now);
+                        return Found::Fresh(entry.value, false);
+                    }
+                    if matches!(local, Found::Miss) {
+                        // Kept in Redis past freshness for stale-if-error.
+                        let stale_since = entry
+                            .fresh_until
+                            .and_then(|t| t.duration_since(self.wall_origin).ok())
+                            .map_or(NEVER, |d| u64::try_from(d.as_nanos()).unwrap_or(NEVER));
+                        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                        return Found::Stale(entry.value, stale_since);
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => self.remote_failed(&error),
+            }
+        }
+        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+        local
+    }
+
+    /// Fills the local tier from Redis with the remaining freshness.
+    #[cfg(feature = "redis")]
+    fn backfill(&self, key: &K, value: Option<V>, remaining: Option<Duration>, now: u64) {
+        let local_ttl = self.settings.local_ttl.or(self.settings.ttl);
+        let fresh_for = match (remaining, local_ttl) {
+            (Some(r), Some(l)) => Some(r.min(l)),
+            (r, l) => r.or(l),
+        };
+        self.put_local(key.clone(), value, fresh_for, now);
+    }
+
+    /// Stores a local copy fresh for `fresh_for`, kept `max_stale` longer.
+    fn put_local(&self, key: K, value: Option<V>, fresh_for: Option<Duration>, now: u64) {
+        let fresh_until = fresh_for.map_or(NEVER, |d| add(now, d));
+        let refresh_at = match (self.settings.refresh_after, fresh_for) {
+            (Some(r), _) => add(now, r),
+            _ => NEVER,
+        };
+        let slot = Slot {
+            value,
+            fresh_until,
+            refresh_at,
+        };
+        match fresh_for {
+            Some(fresh) => {
+                let keep = fresh + self.settings.max_stale.unwrap_or_default();
+                self.l1
+                    .insert_with_ttl(key, slot, keep.max(Duration::from_nanos(1)));
+            }
+            None => self.l1.insert(key, slot),
+        }
+    }
+
+    fn within_max_stale(&self, fresh_until: u64) -> bool {
+        let Some(max_stale) = self.settings.max_stale else {
+            return false;
+        };
+        self.clock.now_nanos() < add(fresh_until, max_stale)
+    }
+
+    /// A TTL shortened by up to `ttl_jitter` of itself.
+    fn jitter(&self, ttl: Duration) -> Duration {
+        let j = self.settings.ttl_jitter;
+        if j <= 0.0 {
+            return ttl;
+        }
+        ttl.mul_f64(1.0 - j * fastrand::f64())
+    }
+
+    /// Runs a load (on the flight's task) and stores what it found.
+    async fn load<E: Send + Sync + 'static>(
+        self: Arc<Self>,
+        key: K,
+        fut: impl Future<Output = Result<Option<V>, E>>,
+    ) -> Result<Option<V>, Failure> {
+        #[cfg(feature = "redis")]
+        let mut lock = None;
+        #[cfg(feature = "redis")]
+        if let (Some(settings), Some(remote)) = (self.settings.lock, self.remote_up()) {
+            match remote
+                .redis
+                .try_lock(&self.name, &key.to_key(), settings.ttl)
+                .await
+            {
+                Ok(Some(token)) => lock = Some(token),
+                Ok(None) => {
+                    self.counters.lock_waits.fetch_add(1, Ordering::Relaxed);
+                    if let Some(value) = self.wait_for_holder(&key, settings.wait).await {
+                        return Ok(value);
+                    }
+                }
+                Err(error) => self.remote_failed(&error),
+            }
+        }
+        self.counters.loads.fetch_add(1, Ordering::Relaxed);
+        let outcome = fut.await;
+        let result = match outcome {
+            Ok(value) => {
+                let ttl = match &value {
+                    Some(_) => self.settings.ttl,
+                    None => self.settings.negative_ttl,
+                };
+                if value.is_some() || self.settings.negative_ttl.is_some() {
+                    self.write_loaded(key.clone(), value.clone(), ttl).await;
+                }
+                if value.is_some()
+                    && let Some(bloom) = &self.bloom
+                {
+                    bloom.insert(key.to_key().as_ref());
+                }
+                Ok(value)
+            }
+            Err(e) => {
+                self.counters.load_failures.fetch_add(1, Ordering::Relaxed);
+                Err(Failure::Loader(Arc::new(e)))
+            }
+        };
+        #[cfg(feature = "redis")]
+        if let (Some(token), Some(remote)) = (lock, &self.remote)
+            && let Err(error) = remote.redis.unlock(&token).await
+        {
+            tracing::debug!(cache = %self.name, %error, "cannot release a load lock; it expires by itself");
+        }
+        result
+    }
+
+    /// Another instance holds the load lock: poll Redis for its value.
+    #[cfg(feature = "redis")]
+    async fn wait_for_holder(&self, key: &K, wait: Duration) -> Option<Option<V>> {
+        let remote = self.remote.as_ref()?;
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut pause = Duration::from_millis(5);
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+            let now = self.clock.now_nanos();
+            if let Ok(Some(entry)) = remote.redis.get::<V>(&self.name, &key.to_key()).await {
+                let wall = self.wall(now);
+                if entry.is_fresh_at(wall) {
+                    self.backfill(key, entry.value.clone(), entry.remaining_at(wall), now);
+                    return Some(entry.value);
+                }
+            }
+        }
+        None
+    }
+
+    /// Stores a loaded value in both tiers (no invalidation: nothing
+    /// changed that other instances could hold).
+    async fn write_loaded(&self, key: K, value: Option<V>, ttl: Option<Duration>) {
+        let ttl = ttl.map(|t| self.jitter(t));
+        let now = self.clock.now_nanos();
+        #[cfg(feature = "redis")]
+        if let Some(remote) = self.remote_up() {
+            let keep = ttl.map(|t| t + self.settings.max_stale.unwrap_or_default());
+            let result = remote
+                .redis
+                .set(&self.name, &key.to_key(), value.as_ref(), ttl, keep)
+                .await;
+            self.remote_result(result);
+        }
+        let local = match (ttl, self.settings.local_ttl) {
+            (Some(t), Some(l)) => Some(t.min(l)),
+            (t, l) => t.or(l),
+        };
+        self.put_local(key, value, local, now);
+    }
+
+    /// A write by the application: both tiers, then the other instances.
+    async fn write(&self, key: K, value: Option<V>, ttl: Option<Duration>) {
+        if value.is_some()
+            && let Some(bloom) = &self.bloom
+        {
+            bloom.insert(key.to_key().as_ref());
+        }
+        #[cfg(feature = "redis")]
+        let name = key.to_key().into_owned();
+        self.write_loaded(key, value, ttl).await;
+        #[cfg(feature = "redis")]
+        if let Some(remote) = &self.remote {
+            self.publish(remote, vec![name]).await;
+        }
+    }
+
+    /// Starts a background reload of `key` unless one is running.
+    fn refresh<F, Fut, E>(self: &Arc<Self>, key: &K, loader: F)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
+        E: Send + Sync + 'static,
+    {
+        if self.flights.is_running(key) {
+            return;
+        }
+        let started = self.flights.join_or_start(key, || {
+            let this = Arc::clone(self);
+            let fut = loader();
+            let key = key.clone();
+            async move { this.load(key, fut).await }
+        });
+        if let Some((_, true)) = started {
+            self.counters.refreshes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[cfg(feature = "redis")]
+    fn remote_up(&self) -> Option<&Remote> {
+        self.remote.as_ref()
+    }
+
+    /// Counts a failed Redis operation; the caller carries on without it
+    /// (the Redis tier logs the outage once).
+    #[cfg(feature = "redis")]
+    fn remote_failed(&self, error: &CacheError) {
+        self.counters.remote_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(cache = %self.name, %error, "redis operation failed");
+    }
+
+    #[cfg(feature = "redis")]
+    fn remote_result(&self, result: Result<(), CacheError>) {
+        if let Err(error) = result {
+            self.remote_failed(&error);
+        }
+    }
+
+    #[cfg(feature = "redis")]
+    async fn publish(&self, remote: &Remote, keys: Vec<String>) {
+        if let Some(bus) = &remote.bus
+            && let Err(error) = bus.publish_keys(&self.name, keys).await
+        {
+            tracing::debug!(cache = %self.name, %error, "cannot publish an invalidation");
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+impl<K: CacheKey, V: CacheValue> InvalidationHandler for Inner<K, V> {
+    fn on_invalidation(&self, invalidation: &Invalidation) {
+        match invalidation {
+            Invalidation::Keys { keys, .. } => {
+                for key in keys {
+                    if let Some(key) = K::from_key(key) {
+                        self.l1.remove(&key);
+                    }
+                }
+            }
+            Invalidation::Clear { .. } | Invalidation::Resync => self.l1.invalidate_all(),
+        }
+    }
+}
+
+fn add(now: u64, d: Duration) -> u64 {
+    now.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(NEVER))
+        .min(NEVER - 1)
+}

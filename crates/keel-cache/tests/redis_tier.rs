@@ -1,0 +1,328 @@
+//! The Redis tier against a real server.
+#![cfg(feature = "redis")]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use keel_cache::{Invalidation, InvalidationBus, InvalidationHandler, RedisCache, RedisConfig};
+
+async fn cache() -> Option<(keel_test_support::TestRedis, RedisCache)> {
+    let redis = keel_test_support::redis().await?;
+    let cache = RedisCache::connect(RedisConfig::new(redis.url()).key_prefix(redis.prefix()))
+        .await
+        .expect("connect");
+    Some((redis, cache))
+}
+
+#[tokio::test]
+async fn values_round_trip_with_ttl_and_namespaced_keys() {
+    let Some((redis, cache)) = cache().await else {
+        return;
+    };
+    cache
+        .set(
+            "users",
+            "42",
+            Some(&("ada".to_owned(), 36u8)),
+            Some(Duration::from_secs(60)),
+            None,
+        )
+        .await
+        .unwrap();
+    let entry = cache
+        .get::<(String, u8)>("users", "42")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(entry.value, Some(("ada".to_owned(), 36)));
+    let left = entry.remaining_at(SystemTime::now()).unwrap();
+    assert!(
+        left > Duration::from_secs(55) && left <= Duration::from_secs(60),
+        "{left:?}"
+    );
+
+    // The key is namespaced and carries the TTL in Redis too.
+    let mut conn = redis.connection().await.unwrap();
+    let full = format!("{}:users:42", redis.prefix());
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(&full)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(pttl > 55_000 && pttl <= 60_000, "{pttl}");
+    assert_eq!(
+        cache.get::<(String, u8)>("orders", "42").await.unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn corrupt_bytes_are_a_counted_miss() {
+    let Some((redis, cache)) = cache().await else {
+        return;
+    };
+    let mut conn = redis.connection().await.unwrap();
+    for (key, bytes) in [
+        ("a", b"not an envelope".to_vec()),
+        ("b", vec![0xC7, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+        ("c", vec![0xC7]),
+    ] {
+        let _: () = redis::cmd("SET")
+            .arg(format!("{}:users:{key}", redis.prefix()))
+            .arg(bytes)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    // A value written as one type read as another is corrupt too.
+    cache
+        .set("users", "d", Some(&"text".to_owned()), None, None)
+        .await
+        .unwrap();
+    for key in ["a", "b", "c"] {
+        assert_eq!(
+            cache.get::<String>("users", key).await.unwrap(),
+            None,
+            "{key}"
+        );
+    }
+    assert_eq!(cache.get::<Vec<u64>>("users", "d").await.unwrap(), None);
+    let stats = cache.stats();
+    assert_eq!(stats.corrupt, 4);
+    assert_eq!(stats.hits, 0);
+}
+
+#[tokio::test]
+async fn batches_read_and_write_many_keys_in_order() {
+    let Some((_redis, cache)) = cache().await else {
+        return;
+    };
+    let values: Vec<(String, u64)> = (0..100).map(|i| (format!("k{i}"), i * 10)).collect();
+    cache
+        .set_many(
+            "nums",
+            values.iter().map(|(k, v)| (k.as_str(), Some(v))),
+            Some(Duration::from_secs(30)),
+            None,
+        )
+        .await
+        .unwrap();
+    let mut keys: Vec<String> = values.iter().map(|(k, _)| k.clone()).collect();
+    keys.insert(50, "missing".into());
+    let got = cache.get_many::<u64, _>("nums", &keys).await.unwrap();
+    assert_eq!(got.len(), 101);
+    assert_eq!(got[50], None);
+    assert_eq!(got[0].as_ref().unwrap().value, Some(0));
+    assert_eq!(got[100].as_ref().unwrap().value, Some(990));
+}
+
+#[tokio::test]
+async fn absences_clear_and_delete() {
+    let Some((_redis, cache)) = cache().await else {
+        return;
+    };
+    cache
+        .set::<u32>("users", "ghost", None, Some(Duration::from_secs(5)), None)
+        .await
+        .unwrap();
+    let entry = cache.get::<u32>("users", "ghost").await.unwrap().unwrap();
+    assert_eq!(entry.value, None, "a cached absence reads back as one");
+
+    cache
+        .set("users", "a", Some(&1u32), None, None)
+        .await
+        .unwrap();
+    cache
+        .set("other", "a", Some(&2u32), None, None)
+        .await
+        .unwrap();
+    assert_eq!(cache.delete("users", &["a", "nope"]).await.unwrap(), 1);
+    cache
+        .set("users", "b", Some(&1u32), None, None)
+        .await
+        .unwrap();
+    assert_eq!(cache.clear("users").await.unwrap(), 2);
+    assert_eq!(cache.get::<u32>("users", "b").await.unwrap(), None);
+    assert!(
+        cache.get::<u32>("other", "a").await.unwrap().is_some(),
+        "clear stays in its namespace"
+    );
+}
+
+#[tokio::test]
+async fn a_lock_has_one_holder_and_only_the_holder_releases_it() {
+    let Some((_redis, cache)) = cache().await else {
+        return;
+    };
+    let first = cache
+        .try_lock("users", "42", Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        cache
+            .try_lock("users", "42", Duration::from_secs(5))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let other = cache
+        .try_lock("users", "43", Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(cache.unlock(&first).await.unwrap());
+    assert!(!cache.unlock(&first).await.unwrap(), "released twice");
+    let again = cache
+        .try_lock("users", "42", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(again.is_some());
+    assert!(cache.unlock(&other).await.unwrap());
+}
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<Invalidation>>);
+
+impl InvalidationHandler for Recorder {
+    fn on_invalidation(&self, invalidation: &Invalidation) {
+        self.0.lock().unwrap().push(invalidation.clone());
+    }
+}
+
+fn recorder(bus: &InvalidationBus, namespace: &str) -> Arc<Recorder> {
+    let recorder = Arc::new(Recorder::default());
+    let weak = Arc::downgrade(&recorder);
+    let weak: std::sync::Weak<dyn InvalidationHandler> = weak;
+    bus.register(namespace, weak);
+    recorder
+}
+
+async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn invalidations_reach_other_instances_not_the_sender() {
+    let Some((_redis, cache)) = cache().await else {
+        return;
+    };
+    let a = InvalidationBus::start(cache.clone());
+    let b = InvalidationBus::start(cache.clone());
+    let seen_a = recorder(&a, "users");
+    let seen_b = recorder(&b, "users");
+    let seen_b_orders = recorder(&b, "orders");
+    assert!(a.wait_connected(Duration::from_secs(5)).await);
+    assert!(b.wait_connected(Duration::from_secs(5)).await);
+    assert_ne!(a.instance_id(), b.instance_id());
+
+    a.publish_keys("users", vec!["1".into(), "2".into()])
+        .await
+        .unwrap();
+    a.publish_clear("orders").await.unwrap();
+    wait_until("b receives both", || b.stats().received == 2).await;
+    wait_until("a sees its own", || a.stats().own == 2).await;
+    assert_eq!(
+        *seen_b.0.lock().unwrap(),
+        [Invalidation::Keys {
+            namespace: "users".into(),
+            keys: vec!["1".into(), "2".into()]
+        }]
+    );
+    assert_eq!(
+        *seen_b_orders.0.lock().unwrap(),
+        [Invalidation::Clear {
+            namespace: "orders".into()
+        }]
+    );
+    assert!(seen_a.0.lock().unwrap().is_empty());
+    assert_eq!(a.stats().sent, 2);
+    assert_eq!(b.stats().received, 2);
+    assert_eq!(b.stats().applied, 2);
+}
+
+#[tokio::test]
+async fn an_outage_fails_fast_then_recovers_and_resyncs() {
+    let Some(mut server) = keel_test_support::OwnRedis::start() else {
+        return;
+    };
+    let config = RedisConfig::new(server.url());
+    let cache = RedisCache::connect(config).await.unwrap();
+    let bus = InvalidationBus::start(cache.clone());
+    let seen = recorder(&bus, "users");
+    assert!(bus.wait_connected(Duration::from_secs(5)).await);
+    cache
+        .set("users", "1", Some(&1u32), None, None)
+        .await
+        .unwrap();
+
+    server.stop();
+    for _ in 0..20 {
+        let started = std::time::Instant::now();
+        assert!(cache.get::<u32>("users", "1").await.is_err());
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "a call during an outage must not hang"
+        );
+    }
+    assert!(bus.publish_keys("users", vec!["1".into()]).await.is_err());
+    wait_until("bus notices the loss", || !bus.is_connected()).await;
+
+    server.restart();
+    let mut recovered = false;
+    for _ in 0..200 {
+        if cache
+            .set("users", "1", Some(&2u32), None, None)
+            .await
+            .is_ok()
+        {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(recovered, "the cache reconnects by itself");
+    assert_eq!(
+        cache.get::<u32>("users", "1").await.unwrap().unwrap().value,
+        Some(2)
+    );
+    wait_until("resync after resubscribe", || {
+        seen.0.lock().unwrap().contains(&Invalidation::Resync)
+    })
+    .await;
+    assert_eq!(bus.stats().resyncs, 1);
+    assert!(cache.stats().errors >= 20);
+}
+
+#[tokio::test]
+async fn a_cache_can_be_made_while_redis_is_down() {
+    let Some(mut server) = keel_test_support::OwnRedis::start() else {
+        return;
+    };
+    let url = server.url();
+    server.stop();
+    let cache = RedisCache::new(RedisConfig::new(url)).unwrap();
+    assert!(cache.get::<u32>("x", "1").await.is_err());
+    server.restart();
+    let mut ok = false;
+    for _ in 0..100 {
+        if cache.ping().await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ok);
+}
+
+#[tokio::test]
+async fn a_bad_url_is_a_clear_error() {
+    let err = RedisCache::new(RedisConfig::new("http://nope")).unwrap_err();
+    assert!(err.to_string().contains("invalid redis url"), "{err}");
+}

@@ -1,0 +1,255 @@
+//! Two managers on one real Redis behave as two instances of a service.
+#![cfg(feature = "redis")]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use keel_cache::{
+    CacheConfig, CacheManager, LockSettings, NamedCacheConfig, RedisConfig, TieredCache,
+};
+
+fn config(url: &str, prefix: &str) -> CacheConfig {
+    let mut config = CacheConfig::default();
+    config.ttl = Some(Duration::from_secs(300));
+    config.redis = Some(RedisConfig::new(url).key_prefix(prefix));
+    config
+        .caches
+        .insert("users".into(), NamedCacheConfig::default());
+    config
+}
+
+async fn two_instances(config: CacheConfig) -> (CacheManager, CacheManager) {
+    let a = CacheManager::new(config.clone()).unwrap();
+    let b = CacheManager::new(config).unwrap();
+    (a, b)
+}
+
+async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
+    for _ in 0..400 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn users(m: &CacheManager) -> TieredCache<u64, String> {
+    m.cache("users").unwrap()
+}
+
+async fn bus_ready(caches: &[&TieredCache<u64, String>]) {
+    for c in caches {
+        eventually("bus subscribed", async || !c.is_degraded()).await;
+    }
+}
+
+#[tokio::test]
+async fn a_write_on_one_instance_is_seen_on_the_other() {
+    let Some(redis) = keel_test_support::redis().await else {
+        return;
+    };
+    let (a, b) = two_instances(config(redis.url(), redis.prefix())).await;
+    let (ua, ub) = (users(&a), users(&b));
+    bus_ready(&[&ua, &ub]).await;
+
+    ua.insert(1, "v1".into()).await;
+    assert_eq!(ub.get(&1).await.as_deref(), Some("v1"), "read through L2");
+    assert_eq!(ub.stats().l2_hits, 1);
+    assert_eq!(ub.get(&1).await.as_deref(), Some("v1"));
+    assert_eq!(ub.stats().l1_hits, 1, "back-filled into L1");
+
+    ua.insert(1, "v2".into()).await;
+    eventually("b drops its stale copy", async || {
+        ub.get(&1).await.as_deref() == Some("v2")
+    })
+    .await;
+
+    ua.remove(&1).await;
+    eventually("b sees the delete", async || ub.get(&1).await.is_none()).await;
+
+    // The string-keyed API is shared the same way.
+    a.set("greeting", &"hello", None).await.unwrap();
+    let got: Option<String> = b.get("greeting").await.unwrap();
+    assert_eq!(got.as_deref(), Some("hello"));
+    b.clear().await.unwrap();
+    eventually("a sees the clear", async || {
+        a.get::<String>("greeting").await.unwrap().is_none()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn corrupt_bytes_in_redis_are_a_miss_that_reloads() {
+    let Some(redis) = keel_test_support::redis().await else {
+        return;
+    };
+    let (a, _) = two_instances(config(redis.url(), redis.prefix())).await;
+    let users = users(&a);
+    let mut conn = redis.connection().await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(format!("{}:users:7", redis.prefix()))
+        .arg(b"\xff\x00garbage".as_slice())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(users.get(&7).await, None);
+    let v = users
+        .get_or_load(7, || async { "fresh".to_owned() })
+        .await
+        .unwrap();
+    assert_eq!(v, "fresh");
+    assert_eq!(users.stats().loads, 1);
+    assert_eq!(
+        users.stats().remote_errors,
+        0,
+        "corruption is a miss, not an error"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_callers_load_each_key_once_per_instance() {
+    let Some(redis) = keel_test_support::redis().await else {
+        return;
+    };
+    let (a, _) = two_instances(config(redis.url(), redis.prefix())).await;
+    let users = users(&a);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..100u64 {
+        let users = users.clone();
+        let calls = Arc::clone(&calls);
+        tasks.push(tokio::spawn(async move {
+            let key = i % 10;
+            users
+                .get_or_load(key, move || async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    format!("v{key}")
+                })
+                .await
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        assert_eq!(t.await.unwrap().unwrap(), format!("v{}", i % 10));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_lock_one_instance_loads_for_the_cluster() {
+    let Some(redis) = keel_test_support::redis().await else {
+        return;
+    };
+    let mut config = config(redis.url(), redis.prefix());
+    config.lock = Some(LockSettings::default());
+    let (a, b) = two_instances(config).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let users = users(if i % 2 == 0 { &a } else { &b });
+        let calls = Arc::clone(&calls);
+        tasks.push(tokio::spawn(async move {
+            users
+                .get_or_load(42, move || async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    "hot".to_owned()
+                })
+                .await
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), "hot");
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "one load across both instances"
+    );
+    let waits = users(&a).stats().lock_waits + users(&b).stats().lock_waits;
+    assert_eq!(waits, 1, "the other instance waited for the holder");
+}
+
+#[tokio::test]
+async fn get_many_reads_the_misses_in_one_batch() {
+    let Some(redis) = keel_test_support::redis().await else {
+        return;
+    };
+    let (a, b) = two_instances(config(redis.url(), redis.prefix())).await;
+    let (ua, ub) = (users(&a), users(&b));
+    for k in 0..100u64 {
+        ua.insert(k, format!("v{k}")).await;
+    }
+    ub.insert(5, "local".into()).await;
+    let keys: Vec<u64> = (0..101).collect();
+    let got = ub.get_many(&keys).await;
+    assert_eq!(got.len(), 101);
+    assert_eq!(got[5].as_deref(), Some("local"));
+    assert_eq!(got[99].as_deref(), Some("v99"));
+    assert_eq!(got[100], None);
+    let stats = ub.stats();
+    assert_eq!((stats.l1_hits, stats.l2_hits, stats.misses), (1, 99, 1));
+}
+
+#[tokio::test]
+async fn a_redis_outage_degrades_without_caller_errors_and_recovers() {
+    let Some(mut server) = keel_test_support::OwnRedis::start() else {
+        return;
+    };
+    let (a, b) = two_instances(config(&server.url(), "keel")).await;
+    let (ua, ub) = (users(&a), users(&b));
+    bus_ready(&[&ua, &ub]).await;
+    ua.insert(1, "before".into()).await;
+    assert_eq!(ub.get(&1).await.as_deref(), Some("before"));
+
+    server.stop();
+    // Reads, loads and writes keep working from L1 and the loader.
+    for k in 100..120u64 {
+        let v = ua
+            .get_or_load(k, move || async move { format!("loaded{k}") })
+            .await
+            .unwrap();
+        assert_eq!(v, format!("loaded{k}"));
+    }
+    ua.insert(2, "during".into()).await;
+    assert_eq!(ua.get(&2).await.as_deref(), Some("during"));
+    assert_eq!(ua.get(&1).await.as_deref(), Some("before"));
+    assert!(
+        ua.is_degraded() && a.is_degraded(),
+        "health reports degraded"
+    );
+
+    server.restart();
+    // Once the bus resubscribes, every local copy is dropped: invalidations
+    // sent during the outage may have been missed.
+    eventually("resync clears L1", async || {
+        ua.local_len() == 0 && ub.local_len() == 0
+    })
+    .await;
+    eventually("recovered", async || a.probe().await && b.probe().await).await;
+    ua.insert(3, "after".into()).await;
+    assert_eq!(ub.get(&3).await.as_deref(), Some("after"));
+}
+
+#[tokio::test]
+async fn the_manager_names_unknown_caches_and_type_mismatches() {
+    let manager = CacheManager::new(CacheConfig::default()).unwrap();
+    let err = manager
+        .cache::<u64, String>("nope")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("\"nope\"") && err.contains("default"), "{err}");
+    let mut config = CacheConfig::default();
+    config
+        .caches
+        .insert("users".into(), NamedCacheConfig::default());
+    let manager = CacheManager::new(config).unwrap();
+    manager.cache::<u64, String>("users").unwrap();
+    let err = manager
+        .cache::<String, String>("users")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("(u64, alloc::string::String)"), "{err}");
+}
