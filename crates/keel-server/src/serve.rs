@@ -1,24 +1,27 @@
 //! `keel serve`: bind, serve, and stop gracefully on SIGINT or SIGTERM.
 
-use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tracing_subscriber::EnvFilter;
 
 use crate::app::{self, AppState};
 use crate::cli::{ServeArgs, chain};
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
-    init_tracing();
     let mut config = keel::KeelConfig::load(args.config.as_deref())
         .map_err(|e| anyhow::anyhow!(chain(&e)))
         .context("invalid configuration")?;
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }
+    // Held until the end of `run`: dropping it flushes the log writer.
+    let _log = config
+        .logging
+        .install()
+        .map_err(|e| anyhow::anyhow!(chain(&e)))
+        .context("cannot start logging")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -36,10 +39,16 @@ async fn serve(config: keel::KeelConfig) -> anyhow::Result<()> {
     let local = listener
         .local_addr()
         .context("cannot read the bound address")?;
+    let caches = keel::cache::CacheManager::new(config.cache.clone())
+        .map_err(|e| anyhow::anyhow!(chain(&e)))
+        .context("cannot start the caches")?;
+    if keel::cache::set_default_manager(caches.clone()).is_err() {
+        tracing::warn!("a default cache manager was already set; #[cached] keeps using it");
+    }
     tracing::info!(address = %local, "keel listening on http://{local}");
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let server = axum::serve(listener, app::router(AppState::new()))
+    let server = axum::serve(listener, app::router(AppState::new(caches)))
         .with_graceful_shutdown(async move {
             let _ = stop_rx.await;
         })
@@ -99,13 +108,4 @@ async fn shutdown_signal() -> &'static str {
         let _ = tokio::signal::ctrl_c().await;
         "Ctrl-C"
     }
-}
-
-fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
 }

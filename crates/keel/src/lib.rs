@@ -52,8 +52,18 @@
 //!
 //! # Feature flags
 //!
-//! This crate has no optional features yet; each room joins the facade
-//! behind a feature of its own name as it lands.
+//! Each room is re-exported as a module behind a feature of its name; the
+//! section it reads joins [`KeelConfig`] with it.
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `cache` | yes | [`cache`] (`keel-cache`), `[cache]`, and [`cached`] |
+//! | `concurrency` | yes | [`concurrency`] (`keel-concurrency`), `[thread_pool]`, `[task_queue]` |
+//! | `log` | yes | [`log`] (`keel-log`), `[logging]` |
+//! | `redis` | no | the Redis backends of the rooms: the L2 cache tier and invalidation bus, the durable task queue |
+//!
+//! `#[cached]` expands to paths of `keel_cache`; through this facade write
+//! `#[keel::cached(crate = "keel::cache", ...)]`.
 
 #![forbid(unsafe_code)]
 
@@ -62,3 +72,12 @@ mod error;
 
 pub use config::{KeelConfig, ServerConfig};
 pub use error::{ConfigError, FieldError};
+
+#[cfg(feature = "cache")]
+pub use keel_cache as cache;
+#[cfg(feature = "concurrency")]
+pub use keel_concurrency as concurrency;
+#[cfg(feature = "log")]
+pub use keel_log as log;
+#[cfg(feature = "cache")]
+pub use keel_macros::cached;

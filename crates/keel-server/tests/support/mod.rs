@@ -15,7 +15,16 @@ pub fn keel() -> Command {
     cmd
 }
 
-/// A running `keel serve` whose stderr lines are collected.
+/// Sends every line of `from` down `to`.
+fn forward(from: impl std::io::Read, to: mpsc::Sender<String>) {
+    for line in BufReader::new(from).lines().map_while(Result::ok) {
+        if to.send(line).is_err() {
+            break;
+        }
+    }
+}
+
+/// A running `keel serve` whose stdout and stderr lines are collected.
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
@@ -24,22 +33,20 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `cmd` and waits until it logs the address it listens on.
+    /// Starts `cmd` and waits until it logs the address it listens on
+    /// (the log goes to stdout as JSON lines by default).
     pub fn start(mut cmd: Command) -> Server {
         let mut child = cmd
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn keel");
         let stderr = child.stderr.take().expect("stderr is piped");
+        let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let tx2 = tx.clone();
+        std::thread::spawn(move || forward(stderr, tx));
+        std::thread::spawn(move || forward(stdout, tx2));
         let mut server = Server {
             child,
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -49,8 +56,11 @@ impl Server {
         let line = server
             .wait_for_line("listening on http://", Duration::from_secs(30))
             .unwrap_or_else(|| panic!("keel never said where it listens: {:?}", server.log));
-        let addr = line.rsplit("http://").next().unwrap_or_default();
-        let addr = addr.split_whitespace().next().unwrap_or_default();
+        let after = line.rsplit("http://").next().unwrap_or_default();
+        let addr: String = after
+            .chars()
+            .take_while(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']'))
+            .collect();
         server.addr = addr
             .parse()
             .unwrap_or_else(|_| panic!("bad address in {line:?}"));

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::ConfigError;
+use crate::{ConfigError, FieldError};
 
 pub use server::ServerConfig;
 
@@ -24,6 +24,18 @@ pub use server::ServerConfig;
 pub struct KeelConfig {
     /// `[server]`: where the gateway listens and how it stops.
     pub server: ServerConfig,
+    /// `[cache]`: the named caches, their protections and the Redis tier.
+    #[cfg(feature = "cache")]
+    pub cache: keel_cache::CacheConfig,
+    /// `[logging]`: level, format, files, rotation, the writer's queue.
+    #[cfg(feature = "log")]
+    pub logging: keel_log::LoggingConfig,
+    /// `[thread_pool]`: the executor for blocking and CPU-heavy work.
+    #[cfg(feature = "concurrency")]
+    pub thread_pool: keel_concurrency::ThreadPoolConfig,
+    /// `[task_queue]`: the in-process task queue.
+    #[cfg(feature = "concurrency")]
+    pub task_queue: keel_concurrency::TaskQueueConfig,
 }
 
 impl KeelConfig {
@@ -58,6 +70,92 @@ impl KeelConfig {
         K: Into<OsString>,
         V: Into<OsString>,
     {
-        load::load(toml, env.into_iter().map(|(k, v)| (k.into(), v.into())))
+        load::load(
+            toml,
+            env.into_iter().map(|(k, v)| (k.into(), v.into())),
+            KeelConfig::cross_field_errors,
+        )
+    }
+
+    /// What field types cannot check: each section's fields against each
+    /// other (`thread_pool.min_workers` ≤ `max_workers`, a cache's
+    /// `local_ttl` ≤ its `ttl`, ...).
+    fn cross_field_errors(&self) -> Vec<FieldError> {
+        #[allow(unused_mut)]
+        let mut errors: Vec<FieldError> = Vec::new();
+        #[cfg(feature = "concurrency")]
+        {
+            for result in [self.thread_pool.validate(), self.task_queue.validate()] {
+                if let Err(e) = result {
+                    errors.push(FieldError::new(e.field, e.reason));
+                }
+            }
+        }
+        #[cfg(feature = "cache")]
+        if let Err(problems) = self.cache.validate() {
+            errors.extend(
+                problems
+                    .into_iter()
+                    .map(|(field, reason)| FieldError::new(field, reason)),
+            );
+        }
+        errors
+    }
+}
+
+#[cfg(all(test, feature = "cache", feature = "concurrency", feature = "log"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_room_section_reads_with_defaults() {
+        let config = KeelConfig::from_toml("").unwrap();
+        assert_eq!(config, KeelConfig::default());
+        let config = KeelConfig::from_toml(
+            r#"
+            [cache]
+            capacity = 500
+            [cache.caches.users]
+            ttl = "5m"
+            [logging]
+            level = "warn"
+            [thread_pool]
+            max_workers = 4
+            min_workers = 2
+            [task_queue]
+            batch_size = 10
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.cache.capacity, 500);
+        assert_eq!(config.thread_pool.max_workers, 4);
+        assert_eq!(config.task_queue.batch_size, 10);
+    }
+
+    #[test]
+    fn checks_across_fields_are_reported_with_the_type_errors() {
+        let err = KeelConfig::from_toml(
+            r#"
+            [server]
+            listen = 1
+            [thread_pool]
+            min_workers = 30
+            max_workers = 10
+            [cache.caches.users]
+            ttl = "1m"
+            local_ttl = "5m"
+            "#,
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = err.field_errors().iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "server.listen",
+                "thread_pool.min_workers",
+                "cache.caches.users.local_ttl"
+            ],
+            "{err}"
+        );
     }
 }
