@@ -471,9 +471,9 @@ where
 
 impl<T> ProcessHandle<T> {
     /// Graceful shutdown: closes the queue, lets every worker finish the
-    /// attempt it is running, and returns the tasks that were not run —
-    /// still queued, or waiting out a retry backoff — highest priority
-    /// first.
+    /// attempt it is running, and returns the tasks that were not run:
+    /// the still queued ones (highest priority first), then those that
+    /// were waiting out a retry backoff.
     pub async fn shutdown(self) -> Vec<T> {
         self.queue.close();
         self.stop.send_replace(true);
