@@ -5,6 +5,7 @@ mod hitratio;
 mod log;
 mod queue;
 mod ratelimit;
+mod tiered;
 
 use crate::Ctx;
 
@@ -15,6 +16,7 @@ pub(crate) fn run(name: &str, ctx: &mut Ctx) -> anyhow::Result<()> {
         "hitratio" => hitratio::run(ctx),
         "log" => log::run(ctx),
         "queue" => queue::run(ctx),
+        "tiered" => tiered::run(ctx),
         _ => {
             ctx.report.note(&format!(
                 "suite {name}: not available yet (lands with its room)"

@@ -1,0 +1,409 @@
+//! `tiered`: the two-level cache on a real Redis, against the raw `redis`
+//! client doing the same work on the same connection setup.
+//!
+//! Cases: `l1-hit`, `l2-hit` (64 requests in flight), `get-many-100` vs
+//! `get-100-sequential` (keys per second), `invalidation` (write on one
+//! instance → the other instance has dropped its copy, p50/p99, vs a raw
+//! PUBLISH → subscriber round trip), `stampede` (loader calls when 1000
+//! callers ask two instances for one missing key).
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use futures_util::StreamExt as _;
+use keel_cache::{
+    CacheConfig, CacheManager, Invalidation, InvalidationHandler, LockSettings, NamedCacheConfig,
+    RedisConfig, TieredCache,
+};
+
+use crate::Ctx;
+use crate::workload::median;
+
+const IN_FLIGHT: usize = 64;
+const POOL: usize = 4;
+
+pub(crate) fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run_async(ctx))
+}
+
+fn redis_url() -> String {
+    std::env::var("KEEL_BENCH_REDIS_URL")
+        .or_else(|_| std::env::var("KEEL_TEST_REDIS_URL"))
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn config(url: &str, prefix: &str, local_capacity: u64) -> CacheConfig {
+    let mut config = CacheConfig::default();
+    config.ttl = Some(Duration::from_secs(600));
+    config.capacity = local_capacity;
+    config.redis = Some(RedisConfig::new(url).key_prefix(prefix).pool_size(POOL));
+    config
+        .caches
+        .insert("bench".into(), NamedCacheConfig::default());
+    config
+}
+
+async fn run_async(ctx: &mut Ctx) -> anyhow::Result<()> {
+    let url = redis_url();
+    let client = redis::Client::open(url.as_str())?;
+    let mut probe = client
+        .get_multiplexed_async_connection()
+        .await
+        .with_context(|| {
+            format!("the tiered suite needs Redis at {url} (set KEEL_BENCH_REDIS_URL)")
+        })?;
+    let prefix = format!("keel-bench-{}", std::process::id());
+    let keys: u64 = if ctx.quick { 20_000 } else { 100_000 };
+    let rounds = if ctx.quick { 3 } else { 5 };
+    let value = "x".repeat(100);
+
+    // Fill Redis through one instance.
+    let writer = CacheManager::new(config(&url, &prefix, 1_000))?;
+    let cache: TieredCache<u64, String> = writer.cache("bench")?;
+    let all: Vec<u64> = (0..keys).collect();
+    for chunk in all.chunks(1_000) {
+        for &k in chunk {
+            cache.insert(k, value.clone()).await;
+        }
+    }
+
+    // l1-hit: one hot key set that fits the local tier.
+    {
+        let manager = CacheManager::new(config(&url, &prefix, 100_000))?;
+        let c: TieredCache<u64, String> = manager.cache("bench")?;
+        for k in 0..1_000 {
+            c.get(&k).await;
+        }
+        let mut samples = Vec::new();
+        for _ in 0..rounds {
+            samples.push(
+                throughput(IN_FLIGHT, 2_000_000 / rounds as u64, |i| {
+                    let c = c.clone();
+                    async move {
+                        std::hint::black_box(c.get(&(i % 1_000)).await);
+                    }
+                })
+                .await,
+            );
+        }
+        ctx.report
+            .record("l1-hit", "keel", "ops_per_s", median(&mut samples));
+    }
+
+    // l2-hit: a local tier of one entry, so every read goes to Redis and
+    // back-fills; against raw GET + decode on the same number of
+    // multiplexed connections.
+    let ops = if ctx.quick { 100_000 } else { 400_000 };
+    {
+        let manager = CacheManager::new(config(&url, &prefix, 1))?;
+        let c: TieredCache<u64, String> = manager.cache("bench")?;
+        let mut conns = Vec::new();
+        for _ in 0..POOL {
+            conns.push(client.get_multiplexed_async_connection().await?);
+        }
+        let raw_keys: Arc<Vec<String>> =
+            Arc::new((0..keys).map(|k| format!("{prefix}:bench:{k}")).collect());
+        let (mut keel, mut raw) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            keel.push(
+                throughput(IN_FLIGHT, ops, |i| {
+                    let c = c.clone();
+                    async move {
+                        std::hint::black_box(c.get(&(i % keys)).await);
+                    }
+                })
+                .await,
+            );
+            raw.push(
+                throughput(IN_FLIGHT, ops, |i| {
+                    let mut conn = conns[i as usize % POOL].clone();
+                    let raw_keys = Arc::clone(&raw_keys);
+                    async move {
+                        let bytes: Option<Vec<u8>> = redis::cmd("GET")
+                            .arg(&raw_keys[(i % keys) as usize])
+                            .query_async(&mut conn)
+                            .await
+                            .unwrap_or(None);
+                        // The same work a typed read does: decode the envelope.
+                        if let Some(bytes) = bytes {
+                            std::hint::black_box(
+                                keel_cache::Envelope::<String>::decode(&bytes).ok(),
+                            );
+                        }
+                    }
+                })
+                .await,
+            );
+        }
+        let (k, r) = (median(&mut keel), median(&mut raw));
+        ctx.report.record("l2-hit", "keel", "ops_per_s", k);
+        ctx.report.record("l2-hit", "redis", "ops_per_s", r);
+        ctx.report
+            .note(&format!("l2-hit: keel / raw redis = {:.2}", k / r));
+    }
+
+    // get-many-100 vs get-100-sequential, in keys per second.
+    {
+        let manager = CacheManager::new(config(&url, &prefix, 1))?;
+        let c: TieredCache<u64, String> = manager.cache("bench")?;
+        let batches = if ctx.quick { 200 } else { 1_000 };
+        let (mut many, mut seq) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let started = Instant::now();
+            for b in 0..batches {
+                let batch: Vec<u64> = (0..100).map(|i| (b * 100 + i) % keys).collect();
+                std::hint::black_box(c.get_many(&batch).await);
+            }
+            many.push((batches * 100) as f64 / started.elapsed().as_secs_f64());
+            let started = Instant::now();
+            for b in 0..batches / 10 {
+                for i in 0..100 {
+                    std::hint::black_box(c.get(&((b * 100 + i) % keys)).await);
+                }
+            }
+            seq.push((batches / 10 * 100) as f64 / started.elapsed().as_secs_f64());
+        }
+        let (m, s) = (median(&mut many), median(&mut seq));
+        ctx.report.record("get-many-100", "keel", "ops_per_s", m);
+        ctx.report
+            .record("get-100-sequential", "keel", "ops_per_s", s);
+        ctx.report.note(&format!(
+            "get_many(100) / 100 sequential gets = {:.1}x",
+            m / s
+        ));
+    }
+
+    invalidation(ctx, &url, &prefix, &client).await?;
+    stampede(ctx, &url, &prefix).await?;
+
+    cache.clear().await;
+    let _: () = redis::cmd("PING")
+        .query_async(&mut probe)
+        .await
+        .unwrap_or(());
+    Ok(())
+}
+
+/// Runs `n` operations with `in_flight` of them outstanding; ops/s.
+async fn throughput<F, Fut>(in_flight: usize, n: u64, op: F) -> f64
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let started = Instant::now();
+    futures_util::stream::iter(0..n)
+        .map(&op)
+        .buffer_unordered(in_flight)
+        .for_each(|()| async {})
+        .await;
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Records when an invalidation arrives.
+struct Arrivals(Mutex<Vec<(String, Instant)>>);
+
+impl InvalidationHandler for Arrivals {
+    fn on_invalidation(&self, invalidation: &Invalidation) {
+        if let Invalidation::Keys { keys, .. } = invalidation {
+            let now = Instant::now();
+            let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            for k in keys {
+                seen.push((k.clone(), now));
+            }
+        }
+    }
+}
+
+async fn invalidation(
+    ctx: &mut Ctx,
+    url: &str,
+    prefix: &str,
+    client: &redis::Client,
+) -> anyhow::Result<()> {
+    let samples = if ctx.quick { 500 } else { 2_000 };
+    let a = CacheManager::new(config(url, prefix, 10_000))?;
+    let b = CacheManager::new(config(url, prefix, 10_000))?;
+    let ca: TieredCache<u64, String> = a.cache("bench")?;
+    let cb: TieredCache<u64, String> = b.cache("bench")?;
+    let arrivals = Arc::new(Arrivals(Mutex::new(Vec::new())));
+    let bus = b
+        .bus()
+        .context("the bench config has Redis, so the manager has a bus")?;
+    let weak = Arc::downgrade(&arrivals);
+    let weak: std::sync::Weak<dyn InvalidationHandler> = weak;
+    bus.register("bench", weak);
+    for _ in 0..200 {
+        if a.probe().await && b.probe().await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut keel_us = Vec::with_capacity(samples);
+    for i in 0..samples as u64 {
+        cb.get(&i).await;
+        let started = Instant::now();
+        ca.insert(i, "changed".into()).await;
+        let key = i.to_string();
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            let arrived = arrivals
+                .0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, t)| *t);
+            if let Some(t) = arrived {
+                keel_us.push(t.duration_since(started).as_secs_f64() * 1e6);
+                break;
+            }
+            if Instant::now() > deadline {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
+    // Raw: PUBLISH on one connection → a subscriber on another.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let mut pubsub = client.get_async_pubsub().await?;
+    let channel = format!("{prefix}:raw-bench");
+    pubsub.subscribe(&channel).await?;
+    let listener = tokio::spawn(async move {
+        let mut messages = pubsub.on_message();
+        while messages.next().await.is_some() {
+            if tx.send(Instant::now()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut raw_us = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let started = Instant::now();
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(i)
+            .query_async(&mut conn)
+            .await?;
+        if let Ok(Some(t)) = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
+            raw_us.push(t.duration_since(started).as_secs_f64() * 1e6);
+        }
+    }
+    listener.abort();
+    for (name, mut v) in [("keel", keel_us), ("redis", raw_us)] {
+        v.sort_by(f64::total_cmp);
+        let pick = |q: f64| {
+            v.get(((v.len() as f64 - 1.0) * q) as usize)
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        ctx.report.record("invalidation", name, "p50_us", pick(0.5));
+        ctx.report
+            .record("invalidation", name, "p99_us", pick(0.99));
+    }
+    if let (Some(k), Some(r)) = (
+        ctx.report.get("invalidation", "keel", "p99_us"),
+        ctx.report.get("invalidation", "redis", "p99_us"),
+    ) {
+        ctx.report.note(&format!(
+            "invalidation: keel write → other instance notified, p99 = {:.2}x a raw PUBLISH → subscriber",
+            k / r
+        ));
+    }
+    let _ = ca.clear().await;
+    Ok(())
+}
+
+async fn stampede(ctx: &mut Ctx, url: &str, prefix: &str) -> anyhow::Result<()> {
+    let callers = 1_000;
+    for (name, lock) in [("keel", true), ("keel-nolock", false)] {
+        let mut cfg = config(url, &format!("{prefix}-{name}"), 10_000);
+        cfg.lock = lock.then(LockSettings::default);
+        let a = CacheManager::new(cfg.clone())?;
+        let b = CacheManager::new(cfg)?;
+        let loads = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for i in 0..callers {
+            let c: TieredCache<u64, String> = if i % 2 == 0 {
+                a.cache("bench")?
+            } else {
+                b.cache("bench")?
+            };
+            let loads = Arc::clone(&loads);
+            tasks.push(tokio::spawn(async move {
+                c.get_or_load(1, move || async move {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    "v".to_owned()
+                })
+                .await
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        ctx.report.record(
+            "stampede",
+            name,
+            "loads",
+            loads.load(Ordering::SeqCst) as f64,
+        );
+        let c: TieredCache<u64, String> = a.cache("bench")?;
+        c.clear().await;
+    }
+    // Cache-aside on the raw client, as most code does it: GET, and on a
+    // miss load and SET. Every caller that misses loads.
+    let client = redis::Client::open(url)?;
+    let conn = client.get_multiplexed_async_connection().await?;
+    let key = format!("{prefix}-raw:stampede");
+    let raw_loads = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..callers {
+        let raw_loads = Arc::clone(&raw_loads);
+        let mut conn = conn.clone();
+        let key = key.clone();
+        tasks.push(tokio::spawn(async move {
+            let found: Option<String> = redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .ok()?;
+            if found.is_none() {
+                raw_loads.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let _: Option<()> = redis::cmd("SET")
+                    .arg(&key)
+                    .arg("v")
+                    .arg("EX")
+                    .arg(60)
+                    .query_async(&mut conn)
+                    .await
+                    .ok();
+            }
+            Some(())
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let mut conn = conn.clone();
+    let _: Option<()> = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .ok();
+    ctx.report.record(
+        "stampede",
+        "redis",
+        "loads",
+        raw_loads.load(Ordering::SeqCst) as f64,
+    );
+    Ok(())
+}
