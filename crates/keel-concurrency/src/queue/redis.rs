@@ -71,7 +71,10 @@ pub struct Delivery<T> {
 /// A durable task queue on Redis Streams: at-least-once delivery that
 /// survives a worker process being killed.
 ///
-/// Tasks are stored as JSON.
+/// Tasks are stored as JSON. Needs Redis 6.2 or later (`XAUTOCLAIM`).
+/// One value reads with one connection, so its `fetch` calls take turns;
+/// workers that should read in parallel each connect their own queue
+/// (under distinct consumer names).
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), keel_concurrency::QueueError> {
