@@ -252,3 +252,73 @@ async fn entry_that_is_not_a_task_goes_to_the_dead_letter_stream() {
         "{fields:?}"
     );
 }
+
+#[tokio::test]
+async fn task_handed_out_more_than_max_deliveries_is_dead_lettered() {
+    let Some(redis) = keel_test_support::redis().await else {
+        return;
+    };
+    let client = Client::open(redis.url()).unwrap();
+    let worker = |name: &str| {
+        let mut options = options(redis.prefix(), name, Duration::ZERO);
+        options.max_deliveries = Some(2);
+        RedisTaskQueue::<String>::connect(&client, options)
+    };
+    let first = worker("first").await.unwrap();
+    first
+        .enqueue(&"crashes every worker".to_owned())
+        .await
+        .unwrap();
+
+    // Delivery 1 (read) and 2 (reclaim): handed out, never acknowledged.
+    assert_eq!(
+        first
+            .fetch(1, Duration::from_millis(50))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let second = worker("second").await.unwrap();
+    assert_eq!(
+        second
+            .fetch(1, Duration::from_millis(50))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // Delivery 3 would exceed the limit: buried instead of handed out.
+    let third = worker("third").await.unwrap();
+    assert!(
+        third
+            .fetch(1, Duration::from_millis(50))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(third.pending().await.unwrap(), 0);
+    assert_eq!(third.stream_len().await.unwrap(), 0);
+
+    let mut conn = redis.connection().await.unwrap();
+    let dead: Vec<(String, Vec<(String, String)>)> = keel_concurrency::redis::cmd("XRANGE")
+        .arg(redis.key("jobs:dead"))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    let fields = &dead[0].1;
+    assert!(
+        fields.contains(&("task".to_owned(), "\"crashes every worker\"".to_owned())),
+        "{fields:?}"
+    );
+    assert!(
+        fields.contains(&(
+            "error".to_owned(),
+            "handed out 3 times without an ack".to_owned()
+        )),
+        "{fields:?}"
+    );
+}

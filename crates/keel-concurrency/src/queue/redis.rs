@@ -39,10 +39,15 @@ pub struct RedisQueueOptions {
     /// How long a taken task may stay unacknowledged before another worker
     /// may take it over (default 30s). Longer than the longest task.
     pub visibility_timeout: Duration,
-    /// Where entries that do not decode as a task are moved, with the
-    /// reason, instead of being handed out forever (default
-    /// `<stream>:dead`).
+    /// Where entries that do not decode as a task, or were handed out
+    /// more than `max_deliveries` times, are moved with the reason instead
+    /// of being handed out forever (default `<stream>:dead`).
     pub dead_letter_stream: String,
+    /// Most times one task is handed out (first delivery included) before
+    /// a reclaim moves it to the dead-letter stream: a task that kills
+    /// every worker that takes it stops there (default 10; `None`: no
+    /// limit).
+    pub max_deliveries: Option<u64>,
 }
 
 impl RedisQueueOptions {
@@ -51,6 +56,7 @@ impl RedisQueueOptions {
         let stream = stream.into();
         Self {
             dead_letter_stream: format!("{stream}:dead"),
+            max_deliveries: Some(10),
             stream,
             group: "keel".to_owned(),
             consumer: format!("keel-{}-{:08x}", std::process::id(), fastrand::u32(..)),
@@ -218,36 +224,79 @@ where
                     reason,
                     payload,
                 } => {
-                    tracing::warn!(
-                        stream = %self.options.stream,
-                        %id,
-                        %reason,
-                        "stream entry is not a task; moved to the dead-letter stream"
-                    );
-                    let _: Value = redis::pipe()
-                        .atomic()
-                        .cmd("XADD")
-                        .arg(&self.options.dead_letter_stream)
-                        .arg("*")
-                        .arg("id")
-                        .arg(&id)
-                        .arg("error")
-                        .arg(&reason)
-                        .arg(FIELD)
-                        .arg(payload)
-                        .cmd("XACK")
-                        .arg(&self.options.stream)
-                        .arg(&self.options.group)
-                        .arg(&id)
-                        .cmd("XDEL")
-                        .arg(&self.options.stream)
-                        .arg(&id)
-                        .query_async(&mut self.commands.clone())
-                        .await?;
+                    self.bury(&id, &reason, &payload).await?;
                 }
             }
         }
         Ok(good)
+    }
+
+    /// Moves entry `id` to the dead-letter stream with `reason`, in one
+    /// `MULTI` with its acknowledgement.
+    async fn bury(&self, id: &str, reason: &str, payload: &[u8]) -> Result<(), QueueError> {
+        tracing::warn!(
+            stream = %self.options.stream,
+            %id,
+            %reason,
+            "task moved to the dead-letter stream"
+        );
+        let _: Value = redis::pipe()
+            .atomic()
+            .cmd("XADD")
+            .arg(&self.options.dead_letter_stream)
+            .arg("*")
+            .arg("id")
+            .arg(id)
+            .arg("error")
+            .arg(reason)
+            .arg(FIELD)
+            .arg(payload)
+            .cmd("XACK")
+            .arg(&self.options.stream)
+            .arg(&self.options.group)
+            .arg(id)
+            .cmd("XDEL")
+            .arg(&self.options.stream)
+            .arg(id)
+            .query_async(&mut self.commands.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Buries the claimed entries handed out more than `max_deliveries`
+    /// times and returns the others.
+    async fn enforce_max_deliveries(
+        &self,
+        claimed: Vec<Delivery<T>>,
+    ) -> Result<Vec<Delivery<T>>, QueueError> {
+        let Some(limit) = self.options.max_deliveries else {
+            return Ok(claimed);
+        };
+        if claimed.is_empty() {
+            return Ok(claimed);
+        }
+        let mut pipe = redis::pipe();
+        for delivery in &claimed {
+            pipe.cmd("XPENDING")
+                .arg(&self.options.stream)
+                .arg(&self.options.group)
+                .arg(&delivery.id)
+                .arg(&delivery.id)
+                .arg(1);
+        }
+        let replies: Vec<Value> = pipe.query_async(&mut self.commands.clone()).await?;
+        let mut keep = Vec::with_capacity(claimed.len());
+        for (delivery, reply) in claimed.into_iter().zip(replies) {
+            match delivered_times(&reply) {
+                Some(times) if times > limit => {
+                    let payload = serde_json::to_vec(&delivery.task).map_err(QueueError::Codec)?;
+                    let reason = format!("handed out {times} times without an ack");
+                    self.bury(&delivery.id, &reason, &payload).await?;
+                }
+                _ => keep.push(delivery),
+            }
+        }
+        Ok(keep)
     }
 
     /// Marks a delivery done and deletes it from the stream.
@@ -316,6 +365,7 @@ where
             return Err(malformed("XAUTOCLAIM reply"));
         }
         let claimed = self.sort_out(decode_entries(parts.swap_remove(1))?).await?;
+        let claimed = self.enforce_max_deliveries(claimed).await?;
         if !claimed.is_empty() {
             tracing::info!(
                 stream = %self.options.stream,
@@ -397,6 +447,21 @@ fn decode_entries<T: DeserializeOwned>(entries: Value) -> Result<Vec<Entry<T>>, 
         });
     }
     Ok(out)
+}
+
+/// The delivery count in an `XPENDING key group id id 1` reply:
+/// `[[id, consumer, idle_ms, times_delivered]]`.
+fn delivered_times(reply: &Value) -> Option<u64> {
+    let Value::Array(rows) = reply else {
+        return None;
+    };
+    let Some(Value::Array(row)) = rows.first() else {
+        return None;
+    };
+    match row.get(3) {
+        Some(Value::Int(n)) => u64::try_from(*n).ok(),
+        _ => None,
+    }
 }
 
 fn text(value: &Value) -> Option<String> {
