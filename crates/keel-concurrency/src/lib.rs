@@ -50,7 +50,9 @@
 //! - `RedisTaskQueue`: at least once. A task whose `enqueue` returned is
 //!   handed out again, after `visibility_timeout`, until a worker `ack`s
 //!   it, even if workers are killed mid-task; a handler must therefore be
-//!   idempotent. Durability across a Redis restart is Redis's own (AOF).
+//!   idempotent. A task handed out more than `max_deliveries` times (or
+//!   one that does not decode) is moved to a dead-letter stream, not
+//!   dropped. Durability across a Redis restart is Redis's own (AOF).
 //! - `Scheduler`: runs of one job never overlap; a run's error or panic is
 //!   counted and logged and the schedule goes on; `cancel` stops future
 //!   runs and lets a run in progress finish. Time is tokio's clock, so
