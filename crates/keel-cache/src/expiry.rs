@@ -39,12 +39,13 @@ impl ExpiryQueue {
 
     pub(crate) fn schedule(&mut self, idx: u32, deadline: u64) {
         let i = idx as usize;
+        if deadline == NEVER {
+            // Only caches with deadlines pay for the per-slot bucket record.
+            self.unschedule(idx);
+            return;
+        }
         if self.queued.len() <= i {
             self.queued.resize(i + 1, NONE);
-        }
-        if deadline == NEVER {
-            self.queued[i] = NONE;
-            return;
         }
         let bucket = deadline >> BUCKET_SHIFT;
         if self.queued[i] == bucket {

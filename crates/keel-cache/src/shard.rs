@@ -11,7 +11,7 @@ use hashbrown::HashTable;
 use crate::clock::Clock;
 use crate::entry::RemovalCause;
 use crate::expiry::{ExpiryQueue, NEVER};
-use crate::policy::{CachePolicy, Engine};
+use crate::policy::{CachePolicy, Engine, SlotInfo};
 use crate::sync::{AtomicU8, AtomicU32, AtomicU64, Ordering, ReadGuard, RwLock};
 
 /// Where removed entries go: to the listener (after the lock is released) or
@@ -265,7 +265,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             slot.hits.store(0, Ordering::Relaxed);
             st.weight = st.weight - u64::from(old_weight) + w;
             st.expiry.schedule(idx, deadline);
-            st.engine.on_update(idx, weight, deadline);
+            st.engine.on_update(idx, old_weight, weight, deadline);
             st.engine.on_read(&slot.freq);
             bump(&self.counters.updates);
             bump(&self.counters.replaced);
@@ -478,7 +478,7 @@ impl<K: Hash + Eq, V> State<K, V> {
             entry.remove();
         }
         self.expiry.unschedule(idx);
-        self.engine.on_remove(idx);
+        self.engine.on_remove(idx, meta.weight);
         self.free.push(idx);
         self.weight -= u64::from(meta.weight);
         let deadline = slot.deadline();
@@ -514,11 +514,22 @@ impl<K: Hash + Eq, V> State<K, V> {
     /// Evicts until the total weight is at most `limit`.
     fn evict_to(&mut self, limit: u64, counters: &Counters, mut sink: Sink<'_, K, V>) {
         while self.weight > limit {
-            let State { engine, slots, .. } = self;
-            let Some(idx) = engine.victim(
-                |i| slots[i as usize].as_ref().map_or(0, Slot::deadline),
-                |i| slots[i as usize].as_ref().map(|s| &s.freq),
-            ) else {
+            let State {
+                engine,
+                slots,
+                metas,
+                ..
+            } = self;
+            let Some(idx) = engine.victim(|i| {
+                let slot = slots[i as usize].as_ref();
+                let meta = &metas[i as usize];
+                SlotInfo {
+                    deadline: slot.map_or(0, Slot::deadline),
+                    freq: slot.map(|s| &s.freq),
+                    weight: meta.weight,
+                    hash: meta.hash,
+                }
+            }) else {
                 return;
             };
             let Some((k, v, _)) = self.take(idx) else {

@@ -84,6 +84,15 @@ impl FromStr for CachePolicy {
     }
 }
 
+/// What a policy may read about an entry while choosing a victim.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SlotInfo<'a> {
+    pub(crate) deadline: u64,
+    pub(crate) freq: Option<&'a AtomicU8>,
+    pub(crate) weight: u32,
+    pub(crate) hash: u64,
+}
+
 /// The per-shard state of one policy.
 #[derive(Debug)]
 pub(crate) enum Engine {
@@ -135,38 +144,34 @@ impl Engine {
     }
 
     /// The value of an existing entry was replaced.
-    pub(crate) fn on_update(&mut self, idx: u32, weight: u32, deadline: u64) {
+    pub(crate) fn on_update(&mut self, idx: u32, old_weight: u32, weight: u32, deadline: u64) {
         match self {
             Engine::Lru(p) => p.on_access(idx),
             Engine::Lfu(p) => p.on_access(idx),
             Engine::Fifo(_) => {}
             Engine::Ttl(p) => p.on_update(idx, deadline),
-            Engine::S3Fifo(p) => p.on_update(idx, weight),
+            Engine::S3Fifo(p) => p.on_update(idx, old_weight, weight),
         }
     }
 
-    pub(crate) fn on_remove(&mut self, idx: u32) {
+    pub(crate) fn on_remove(&mut self, idx: u32, weight: u32) {
         match self {
             Engine::Lru(p) => p.on_remove(idx),
             Engine::Lfu(p) => p.on_remove(idx),
             Engine::Fifo(p) => p.on_remove(idx),
             Engine::Ttl(p) => p.on_remove(idx),
-            Engine::S3Fifo(p) => p.on_remove(idx),
+            Engine::S3Fifo(p) => p.on_remove(idx, weight),
         }
     }
 
     /// The entry to evict next; the caller removes it through [`Self::on_remove`].
-    pub(crate) fn victim<'a>(
-        &mut self,
-        deadline_of: impl Fn(u32) -> u64,
-        freq_of: impl Fn(u32) -> Option<&'a AtomicU8>,
-    ) -> Option<u32> {
+    pub(crate) fn victim<'a>(&mut self, info: impl Fn(u32) -> SlotInfo<'a>) -> Option<u32> {
         match self {
             Engine::Lru(p) => p.victim(),
             Engine::Lfu(p) => p.victim(),
             Engine::Fifo(p) => p.victim(),
-            Engine::Ttl(p) => p.victim(deadline_of),
-            Engine::S3Fifo(p) => p.victim(freq_of),
+            Engine::Ttl(p) => p.victim(|i| info(i).deadline),
+            Engine::S3Fifo(p) => p.victim(info),
         }
     }
 

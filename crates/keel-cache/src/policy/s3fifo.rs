@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 
 use hashbrown::HashSet;
 
+use super::SlotInfo;
 use super::list::{Links, List};
 use crate::sync::{AtomicU8, Ordering};
 
@@ -31,10 +32,6 @@ pub(crate) struct S3Fifo {
     main: List,
     /// Per slot: true while in the main queue.
     in_main: Vec<bool>,
-    /// Per slot: the hash, for the ghost queue.
-    hashes: Vec<u64>,
-    /// Per slot: the weight.
-    weights: Vec<u32>,
     small_weight: u64,
     small_target: u64,
     ghost: Ghost,
@@ -47,8 +44,6 @@ impl S3Fifo {
             small: List::default(),
             main: List::default(),
             in_main: Vec::new(),
-            hashes: Vec::new(),
-            weights: Vec::new(),
             small_weight: 0,
             small_target: (capacity / SMALL_SHARE).max(1),
             ghost: Ghost::new(entries_hint),
@@ -59,16 +54,12 @@ impl S3Fifo {
         let need = idx as usize + 1;
         if self.in_main.len() < need {
             self.in_main.resize(need, false);
-            self.hashes.resize(need, 0);
-            self.weights.resize(need, 0);
         }
     }
 
     pub(crate) fn on_insert(&mut self, idx: u32, hash: u64, weight: u32) {
         self.ensure(idx);
         let i = idx as usize;
-        self.hashes[i] = hash;
-        self.weights[i] = weight;
         if self.ghost.take(hash) {
             self.in_main[i] = true;
             self.main.push_front(&mut self.links, idx);
@@ -90,49 +81,45 @@ impl S3Fifo {
         }
     }
 
-    pub(crate) fn on_update(&mut self, idx: u32, weight: u32) {
-        let i = idx as usize;
-        if !self.in_main[i] {
-            self.small_weight = self.small_weight - u64::from(self.weights[i]) + u64::from(weight);
+    pub(crate) fn on_update(&mut self, idx: u32, old_weight: u32, weight: u32) {
+        if !self.in_main[idx as usize] {
+            self.small_weight = self.small_weight - u64::from(old_weight) + u64::from(weight);
         }
-        self.weights[i] = weight;
     }
 
-    pub(crate) fn on_remove(&mut self, idx: u32) {
-        let i = idx as usize;
-        if self.in_main[i] {
+    pub(crate) fn on_remove(&mut self, idx: u32, weight: u32) {
+        if self.in_main[idx as usize] {
             self.main.remove(&mut self.links, idx);
         } else {
             self.small.remove(&mut self.links, idx);
-            self.small_weight -= u64::from(self.weights[i]);
+            self.small_weight -= u64::from(weight);
         }
     }
 
     /// Picks the entry to evict, moving survivors between queues on the way.
     /// The caller removes the victim (through [`Self::on_remove`]).
-    pub(crate) fn victim<'a>(
-        &mut self,
-        freq_of: impl Fn(u32) -> Option<&'a AtomicU8>,
-    ) -> Option<u32> {
+    pub(crate) fn victim<'a>(&mut self, info: impl Fn(u32) -> SlotInfo<'a>) -> Option<u32> {
         let zero = AtomicU8::new(0);
         loop {
             let from_small = self.small_weight >= self.small_target || self.main.len() == 0;
             if from_small && let Some(t) = self.small.back() {
                 let i = t as usize;
-                let f = freq_of(t).unwrap_or(&zero);
+                let slot = info(t);
+                let f = slot.freq.unwrap_or(&zero);
                 if f.load(Ordering::Relaxed) > 0 {
                     self.small.remove(&mut self.links, t);
-                    self.small_weight -= u64::from(self.weights[i]);
+                    self.small_weight -= u64::from(slot.weight);
                     f.store(0, Ordering::Relaxed);
                     self.in_main[i] = true;
                     self.main.push_front(&mut self.links, t);
                     continue;
                 }
-                self.ghost.put(self.hashes[i]);
+                self.ghost.put(slot.hash);
                 return Some(t);
             }
             let t = self.main.back()?;
-            let f = freq_of(t).unwrap_or(&zero);
+            let slot = info(t);
+            let f = slot.freq.unwrap_or(&zero);
             let v = f.load(Ordering::Relaxed);
             if v > 0 {
                 f.store(v - 1, Ordering::Relaxed);
