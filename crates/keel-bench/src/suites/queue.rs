@@ -45,8 +45,8 @@ struct Plan {
 pub(crate) fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let plan = if ctx.quick {
         Plan {
-            tasks: 400_000,
-            items: 300_000,
+            tasks: 300_000,
+            items: 200_000,
             rounds: 3,
         }
     } else {
