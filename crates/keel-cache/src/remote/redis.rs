@@ -143,6 +143,11 @@ impl RedisCache {
     }
 
     fn mark(&self, ok: bool, error: Option<&CacheError>) {
+        // Read first: the common case changes nothing and must not write
+        // a line every connection's callers share.
+        if self.inner.healthy.load(Ordering::Relaxed) == ok {
+            return;
+        }
         let was = self.inner.healthy.swap(ok, Ordering::Relaxed);
         if was && !ok {
             if let Some(error) = error {
@@ -398,23 +403,23 @@ impl RedisCache {
         }
     }
 
-    /// Awaits a command, bounding it by the command timeout and counting
-    /// failures.
+    /// Awaits a command, counting failures.
     pub(crate) async fn run<T>(
         &self,
         command: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, CacheError> {
-        let outcome = tokio::time::timeout(self.inner.config.command_timeout, command).await;
-        let error = match outcome {
-            Ok(Ok(value)) => {
+        // The connection manager bounds each command by `command_timeout`
+        // (its response timeout), so no timer of our own is needed here.
+        let error = match command.await {
+            Ok(value) => {
                 self.mark(true, None);
                 return Ok(value);
             }
-            Ok(Err(e)) => CacheError::Redis(e),
-            Err(_) => CacheError::Unavailable(format!(
+            Err(e) if e.is_timeout() => CacheError::Unavailable(format!(
                 "redis command timed out after {:?}",
                 self.inner.config.command_timeout
             )),
+            Err(e) => CacheError::Redis(e),
         };
         self.inner.counters.errors.fetch_add(1, Ordering::Relaxed);
         self.mark(false, Some(&error));
