@@ -55,8 +55,9 @@
 //!   snapshot across shards.
 //! - **Expiry** is exact from the caller's view: an entry whose deadline has
 //!   passed is never returned, even before it is reclaimed. Memory is
-//!   reclaimed by every write to the shard (which pops due entries from the
-//!   shard's deadline order) and by [`LocalCache::purge_expired`]; until then
+//!   reclaimed by every write to the shard (which takes the entries of the
+//!   shard's deadline buckets, about 17 ms wide, that have ended) and
+//!   exactly by [`LocalCache::purge_expired`]; until then
 //!   an expired entry still counts in `len`. Time comes from a [`Clock`]:
 //!   by default the monotonic clock read with a resolution of [`TICK`] (1
 //!   ms) through a process-wide ticker thread, so a hit costs an atomic load
