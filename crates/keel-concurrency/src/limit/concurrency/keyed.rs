@@ -174,8 +174,11 @@ impl<K: Hash + Eq> Drop for KeyedConcurrencyPermit<K> {
         {
             keys.remove(&self.key);
         }
-        drop(keys);
+        // The permit goes while the lock is held: released after it, two
+        // last holders could each see the other's permit still alive and
+        // both leave the idle key in the map.
         drop(permit);
+        drop(keys);
     }
 }
 
