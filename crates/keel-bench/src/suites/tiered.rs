@@ -98,14 +98,17 @@ async fn run_async(ctx: &mut Ctx) -> anyhow::Result<()> {
 
     // l2-hit: a local tier of 1% of the keys read uniformly, so 99% of
     // reads go to Redis and back-fill (as on a real instance); against raw
-    // GET + decode on the same number of multiplexed connections.
+    // GET + decode on the same connections: as many reconnecting
+    // multiplexed `ConnectionManager`s.
     let ops = if ctx.quick { 100_000 } else { 400_000 };
     {
         let manager = CacheManager::new(config(&url, &prefix, keys / 100))?;
         let c: TieredCache<u64, String> = manager.cache("bench")?;
         let mut conns = Vec::new();
         for _ in 0..POOL {
-            conns.push(client.get_multiplexed_async_connection().await?);
+            // The same connection type keel's Redis tier uses: a
+            // reconnecting multiplexed connection.
+            conns.push(client.get_connection_manager().await?);
         }
         let raw_keys: Arc<Vec<String>> =
             Arc::new((0..keys).map(|k| format!("{prefix}:bench:{k}")).collect());
