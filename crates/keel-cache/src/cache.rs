@@ -168,18 +168,12 @@ where
                 jitter: self.jitter,
                 weigher: self.weigher,
                 listener: self.listener,
-                flights: Flights::new(count),
+                flights: Flights::default(),
                 loads: LoadCounters::default(),
                 policy: self.policy,
                 capacity: self.capacity,
             }),
         }
-    }
-}
-
-impl<K, V> Inner<K, V> {
-    pub(crate) fn hasher(&self) -> &foldhash::fast::RandomState {
-        &self.hasher
     }
 }
 

@@ -112,6 +112,7 @@ mod config;
 mod entry;
 mod error;
 mod expiry;
+mod flight;
 mod loader;
 mod manager;
 mod policy;

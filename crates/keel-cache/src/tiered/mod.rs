@@ -3,7 +3,6 @@
 //! keep a hot key, a missing key or a mass expiry from reaching the loader
 //! all at once.
 
-mod flight;
 mod key;
 mod settings;
 mod warm;
@@ -18,13 +17,13 @@ use serde::de::DeserializeOwned;
 use crate::cache::LocalCache;
 use crate::clock::Clock;
 use crate::error::{CacheError, LoadError};
+use crate::flight::{Failure, SingleFlight};
 use crate::protect::bloom::BloomFilter;
 #[cfg(feature = "redis")]
 use crate::remote::{
     bus::{Invalidation, InvalidationBus, InvalidationHandler},
     redis::RedisCache,
 };
-use flight::{Failure, SingleFlight};
 
 pub use key::CacheKey;
 pub use settings::{BloomSettings, CacheSettings, LockSettings};

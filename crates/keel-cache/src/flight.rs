@@ -1,5 +1,6 @@
-//! Single flight for the tiered cache: one load per key per instance, run
-//! as a task of its own so a cancelled caller does not cancel it.
+//! Single flight: one load per key at a time, run as a task of its own so
+//! a cancelled caller does not cancel it. Used by `LocalCache`'s loads and
+//! by the tiered cache.
 
 use std::any::Any;
 use std::collections::HashMap;
