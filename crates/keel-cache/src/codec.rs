@@ -77,12 +77,7 @@ pub struct Envelope<V> {
     pub fresh_until: Option<SystemTime>,
 }
 
-impl<V: Serialize + DeserializeOwned> Envelope<V> {
-    /// The bytes of this envelope, as written to Redis.
-    pub fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
-        encode(self.value.as_ref(), self.fresh_until)
-    }
-
+impl<V: DeserializeOwned> Envelope<V> {
     /// An envelope from bytes read from Redis.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         decode(bytes)

@@ -6,6 +6,7 @@ use std::sync::Arc;
 /// (or `get_or_load`) returned no value. Every caller waiting on the same load
 /// receives the same error; nothing is cached.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LoadError<E = std::convert::Infallible> {
     /// The loader returned an error (shared by all waiters).
     #[error("loader failed")]
@@ -19,6 +20,11 @@ pub enum LoadError<E = std::convert::Infallible> {
     /// Loads run as tokio tasks, and this call was made outside a runtime.
     #[error("loading needs a tokio runtime and none is running")]
     NoRuntime,
+    /// [`TieredCache::get_or_load`](crate::TieredCache::get_or_load) only:
+    /// the key is known not to exist (the Bloom filter has never seen it,
+    /// or its absence is cached), so there is no value to return.
+    #[error("the key is known not to exist")]
+    NotFound,
 }
 
 impl<E> LoadError<E> {

@@ -202,6 +202,12 @@ async fn the_bloom_filter_answers_absent_without_loading_and_never_forgets_a_key
     );
     assert_eq!(cache.stats().bloom_rejections as usize, 10_000 - leaked);
 
+    // get_or_load has no value to give for a key known not to exist.
+    let err = cache
+        .get_or_load(2_000_000, || async { "v".to_owned() })
+        .await;
+    assert!(matches!(err, Err(LoadError::NotFound)), "{err:?}");
+
     // A value written by the application is known from then on.
     cache.insert(77_777_777, "new".into()).await;
     assert_eq!(cache.get(&77_777_777).await.as_deref(), Some("new"));

@@ -465,7 +465,9 @@ impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
     }
 
     /// [`try_get_or_load`](Self::try_get_or_load) with a loader that always
-    /// finds a value.
+    /// finds a value. A key the Bloom filter has never seen (or whose
+    /// absence is cached) is [`LoadError::NotFound`]: mark keys that exist
+    /// before loading them through a cache with a Bloom filter.
     pub async fn get_or_load<F, Fut>(&self, key: K, loader: F) -> Result<V, LoadError>
     where
         F: FnOnce() -> Fut,
@@ -477,7 +479,7 @@ impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
                 async move { Ok(Some(fut.await)) }
             })
             .await?;
-        loaded.ok_or(LoadError::Aborted)
+        loaded.ok_or(LoadError::NotFound)
     }
 
     /// Writes `value` to both tiers with the cache's TTL and tells the
@@ -521,16 +523,6 @@ impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
                 tracing::warn!(cache = %inner.name, %error, "cannot publish a clear");
             }
         }
-    }
-
-    /// Drops this instance's local copy of `key` only.
-    pub fn invalidate_local(&self, key: &K) {
-        self.inner.l1.remove(key);
-    }
-
-    /// Drops every local copy of this instance only.
-    pub fn invalidate_local_all(&self) {
-        self.inner.l1.invalidate_all();
     }
 
     /// Tells the Bloom filter that `key` exists (no-op without one).
