@@ -240,8 +240,8 @@ where
             %reason,
             "task moved to the dead-letter stream"
         );
-        let _: Value = redis::pipe()
-            .atomic()
+        let mut pipe = redis::pipe();
+        pipe.atomic()
             .cmd("XADD")
             .arg(&self.options.dead_letter_stream)
             .arg("*")
@@ -250,17 +250,23 @@ where
             .arg("error")
             .arg(reason)
             .arg(FIELD)
-            .arg(payload)
-            .cmd("XACK")
+            .arg(payload);
+        let _: Value = self
+            .push_ack(&mut pipe, id)
+            .query_async(&mut self.commands.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Adds the acknowledgement of `id` (`XACK`, then `XDEL`) to `pipe`.
+    fn push_ack<'p>(&self, pipe: &'p mut redis::Pipeline, id: &str) -> &'p mut redis::Pipeline {
+        pipe.cmd("XACK")
             .arg(&self.options.stream)
             .arg(&self.options.group)
             .arg(id)
             .cmd("XDEL")
             .arg(&self.options.stream)
             .arg(id)
-            .query_async(&mut self.commands.clone())
-            .await?;
-        Ok(())
     }
 
     /// Buries the claimed entries handed out more than `max_deliveries`
@@ -301,15 +307,8 @@ where
 
     /// Marks a delivery done and deletes it from the stream.
     pub async fn ack(&self, id: &str) -> Result<(), QueueError> {
-        let _: Value = redis::pipe()
-            .atomic()
-            .cmd("XACK")
-            .arg(&self.options.stream)
-            .arg(&self.options.group)
-            .arg(id)
-            .cmd("XDEL")
-            .arg(&self.options.stream)
-            .arg(id)
+        let _: Value = self
+            .push_ack(redis::pipe().atomic(), id)
             .query_async(&mut self.commands.clone())
             .await?;
         Ok(())
