@@ -151,7 +151,7 @@ where
             .map(|i| {
                 let cap = per + u64::from(i < extra);
                 let hint = usize::try_from(cap.min(1 << 22)).unwrap_or(1 << 22);
-                Shard::new(self.policy, cap, hint)
+                Shard::new(self.policy, cap, hint, self.weigher.is_some())
             })
             .collect::<Box<[_]>>();
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(NEVER - 1);

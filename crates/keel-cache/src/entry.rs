@@ -47,7 +47,7 @@ impl<V> CacheEntry<V> {
     }
 
     /// How many reads hit this entry since it was written, this one
-    /// included: exact up to 1024, an unbiased estimate above (so hot entries
+    /// included: exact up to 64, an unbiased estimate above (so hot entries
     /// are not written on every read), and concurrent hits may count once.
     pub fn hits(&self) -> u32 {
         self.hits

@@ -4,7 +4,7 @@
 //! Readers never rely on this to hide expired entries (they compare the
 //! entry's own deadline with the clock); it only lets writes and
 //! `purge_expired` find what to reclaim without scanning. Scheduling is a
-//! push onto the bucket's list; unscheduling is lazy (the slot forgets its
+//! push onto the bucket's list; unscheduling is lazy (the node forgets its
 //! bucket and stale list items are skipped when their bucket comes due), so
 //! both are O(1) and a write with a time-to-live costs almost nothing more
 //! than one without.
@@ -28,7 +28,7 @@ const NONE: u64 = u64::MAX;
 #[derive(Debug, Default)]
 pub(crate) struct ExpiryQueue {
     buckets: BTreeMap<u64, Vec<u32>>,
-    /// The bucket each slot is queued in (`NONE` if not queued).
+    /// The bucket each node is queued in (`NONE` if not queued).
     queued: Vec<u64>,
 }
 
@@ -40,7 +40,7 @@ impl ExpiryQueue {
     pub(crate) fn schedule(&mut self, idx: u32, deadline: u64) {
         let i = idx as usize;
         if deadline == NEVER {
-            // Only caches with deadlines pay for the per-slot bucket record.
+            // Only caches with deadlines pay for the per-node bucket record.
             self.unschedule(idx);
             return;
         }

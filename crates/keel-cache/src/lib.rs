@@ -40,12 +40,13 @@
 //! - **Sharding.** Keys are spread over a power-of-two number of shards (four
 //!   per CPU by default, fewer for small capacities) by their hash; each
 //!   shard has its own capacity (the total split evenly) and runs the policy
-//!   on its own entries. A shard is a hash table of slot indices, a slab of
-//!   slots, the policy's queues and an expiry order, behind one
-//!   reader-writer lock.
+//!   on its own entries. A shard is a hash table that holds the entries
+//!   themselves (a hit reads the table's control bytes, then the entry: two
+//!   memory accesses), per-entry metadata only writes need, the policy's
+//!   queues and an expiry order, behind one reader-writer lock.
 //! - **Reads.** With `S3Fifo`, `Fifo` and `Ttl` a hit takes only the shard's
-//!   read lock: it records the access with a relaxed store of a 2-bit
-//!   frequency (S3-FIFO) and bumps the entry's hit count. `Lru` and `Lfu` must
+//!   read lock: it records the access in one word of the entry (a 2-bit
+//!   frequency for S3-FIFO and the hit count), stored only when it changes. `Lru` and `Lfu` must
 //!   reorder on every hit, so their reads take the write lock; only the
 //!   default policy has speed goals.
 //! - **Consistency.** Each operation on one key is linearizable: a `get`

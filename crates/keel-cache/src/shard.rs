@@ -1,7 +1,13 @@
-//! One shard: a hash table of slot indices, the slots, the policy engine and
-//! the expiry order, behind one reader-writer lock. Hits take the read lock
-//! (except for policies whose hits reorder) and count with atomics that sit
-//! next to the lock word.
+//! One shard: a hash table holding the entries themselves, the policy
+//! engine and the expiry order, behind one reader-writer lock. Hits take the
+//! read lock (except for policies whose hits reorder) and count with atomics
+//! that sit next to the lock word.
+//!
+//! A hit reads the table's control bytes and then the entry, two memory
+//! accesses: the entry lives in the table, not behind an index. What only
+//! writes need (the policy's links, the expiry order, [`Meta`]) is kept per
+//! *node*, a small integer each entry holds and keeps for its lifetime;
+//! writes find an entry from its node through the hash stored in its meta.
 
 use std::borrow::Borrow;
 use std::hash::Hash;
@@ -12,14 +18,20 @@ use crate::clock::Clock;
 use crate::entry::RemovalCause;
 use crate::expiry::{ExpiryQueue, NEVER};
 use crate::policy::{CachePolicy, Engine, SlotInfo};
-use crate::sync::{AtomicU8, AtomicU32, AtomicU64, Ordering, ReadGuard, RwLock};
+use crate::sync::{AtomicU32, AtomicU64, Ordering, ReadGuard, RwLock};
 
 /// Where removed entries go: to the listener (after the lock is released) or
 /// dropped on the spot when there is none.
 pub(crate) type Sink<'a, K, V> = Option<&'a mut Vec<(K, V, RemovalCause)>>;
 
 /// Per-entry hit counts are exact up to here, estimated above.
-const EXACT_HITS: u32 = 1024;
+const EXACT_HITS: u32 = 64;
+/// Low bits of the access word: the policy's frequency (0..=3).
+const FREQ_MASK: u32 = 0b11;
+const MAX_FREQ: u32 = 3;
+/// The hit count is kept in the access word above the frequency bits.
+const HITS_SHIFT: u32 = 2;
+const MAX_HITS: u32 = u32::MAX >> HITS_SHIFT;
 
 /// Settings every operation needs.
 #[derive(Debug)]
@@ -29,20 +41,87 @@ pub(crate) struct Timing {
     pub(crate) tti: u64,
 }
 
-/// What a hit reads, kept small so it mostly fits one cache line; the rest
-/// of an entry is in its [`Meta`].
+/// An entry's access word: the policy's saturating 2-bit frequency
+/// (S3-FIFO) in the low bits, the hit count above. Reads update it with a
+/// plain load and store (not a locked add) and only when it changes, so a
+/// hot entry's cache line stays shared between the cores reading it;
+/// concurrent hits may count once.
+#[derive(Debug)]
+pub(crate) struct Access(AtomicU32);
+
+impl Access {
+    fn new() -> Self {
+        Self(AtomicU32::new(0))
+    }
+
+    /// The policy's frequency bits.
+    pub(crate) fn freq(&self) -> u8 {
+        (self.0.load(Ordering::Relaxed) & FREQ_MASK) as u8
+    }
+
+    /// Sets the frequency bits; only under the shard's write lock.
+    pub(crate) fn set_freq(&self, freq: u8) {
+        let word = self.0.load(Ordering::Relaxed);
+        let next = (word & !FREQ_MASK) | (u32::from(freq) & FREQ_MASK);
+        self.0.store(next, Ordering::Relaxed);
+    }
+
+    pub(crate) fn hits(&self) -> u32 {
+        self.0.load(Ordering::Relaxed) >> HITS_SHIFT
+    }
+
+    /// A read hit: the hit count goes up (exact up to [`EXACT_HITS`], then
+    /// an unbiased estimate: add `h / EXACT_HITS` with probability
+    /// `EXACT_HITS / h`), and the frequency too if the policy uses it.
+    #[inline]
+    fn hit(&self, count_freq: bool) {
+        let word = self.0.load(Ordering::Relaxed);
+        let hits = word >> HITS_SHIFT;
+        let mut freq = word & FREQ_MASK;
+        if count_freq && freq < MAX_FREQ {
+            freq += 1;
+        }
+        let hits = if hits < EXACT_HITS {
+            hits + 1
+        } else if fastrand::u32(..hits) < EXACT_HITS {
+            hits.saturating_add(hits / EXACT_HITS).min(MAX_HITS)
+        } else {
+            hits
+        };
+        let next = (hits << HITS_SHIFT) | freq;
+        if next != word {
+            self.0.store(next, Ordering::Relaxed);
+        }
+    }
+
+    /// A write replaced the value: no hits yet, and the write counts as an
+    /// access for the policy.
+    fn rewritten(&self, count_freq: bool) {
+        let freq = self.0.load(Ordering::Relaxed) & FREQ_MASK;
+        let freq = if count_freq && freq < MAX_FREQ {
+            freq + 1
+        } else {
+            freq
+        };
+        self.0.store(freq, Ordering::Relaxed);
+    }
+}
+
+/// An entry as the table holds it: what a hit reads, in one small record
+/// (32 bytes for `u64` keys and values). The rest is in its [`Meta`].
 pub(crate) struct Slot<K, V> {
     pub(crate) key: K,
     pub(crate) value: V,
     /// The real deadline: `ttl_deadline`, or earlier by time-to-idle. Moved
     /// later by reads (time-to-idle) under the read lock.
     deadline: AtomicU64,
-    hits: AtomicU32,
-    /// The policy's access bits (S3-FIFO's frequency).
-    freq: AtomicU8,
+    pub(crate) access: Access,
+    /// The entry's node: its index into the per-node arrays.
+    node: u32,
 }
 
-/// The parts of an entry that writes and `get_entry` need, not hits.
+/// The parts of an entry that writes and `get_entry` need, not hits; kept
+/// per node.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Meta {
     hash: u64,
@@ -59,7 +138,7 @@ impl<K, V> Slot<K, V> {
     }
 
     pub(crate) fn hits(&self) -> u32 {
-        self.hits.load(Ordering::Relaxed)
+        self.access.hits()
     }
 }
 
@@ -89,10 +168,10 @@ fn bump(c: &AtomicU64) {
 }
 
 pub(crate) struct State<K, V> {
-    table: HashTable<u32>,
-    slots: Vec<Option<Slot<K, V>>>,
-    /// Parallel to `slots`.
+    table: HashTable<Slot<K, V>>,
+    /// By node.
     metas: Vec<Meta>,
+    /// Nodes no entry holds.
     free: Vec<u32>,
     engine: Engine,
     expiry: ExpiryQueue,
@@ -107,6 +186,11 @@ pub(crate) struct Shard<K, V> {
     pub(crate) reads: ReadCounters,
     state: RwLock<State<K, V>>,
     shared_reads: bool,
+    /// Whether hits count towards the policy's frequency bits.
+    count_freq: bool,
+    /// Whether entries have weights of their own (a weigher); without one
+    /// every entry weighs 1 and an update need not read the old weight.
+    weighted: bool,
     pub(crate) counters: Counters,
 }
 
@@ -121,7 +205,7 @@ pub(crate) struct Found<'a, K, V> {
 impl<K, V> Found<'_, K, V> {
     /// Counts the hit on the entry and applies time-to-idle.
     #[inline]
-    fn touch(&self, timing: &Timing) {
+    fn touch(&self, timing: &Timing, count_freq: bool) {
         let slot = self.slot;
         if let (Some(now), true) = (self.now, timing.tti > 0) {
             let idle = self
@@ -132,29 +216,55 @@ impl<K, V> Found<'_, K, V> {
                 slot.deadline.store(idle, Ordering::Relaxed);
             }
         }
-        // Exact up to EXACT_HITS, then an unbiased estimate: add h/EXACT_HITS
-        // with probability EXACT_HITS/h. A hot entry's line is then written
-        // on a vanishing share of hits instead of on every one, so readers on
-        // different cores do not pass it back and forth. A plain load and
-        // store (not a locked add): concurrent hits may count once.
-        let hits = slot.hits.load(Ordering::Relaxed);
-        let next = if hits < EXACT_HITS {
-            hits + 1
-        } else if fastrand::u32(..hits) < EXACT_HITS {
-            hits.saturating_add(hits / EXACT_HITS)
-        } else {
-            return;
-        };
-        slot.hits.store(next, Ordering::Relaxed);
+        slot.access.hit(count_freq);
     }
 }
 
+/// The entry holding `node`, found through the hash in its meta.
+#[inline]
+fn by_node<'a, K, V>(
+    table: &'a HashTable<Slot<K, V>>,
+    metas: &[Meta],
+    node: u32,
+) -> Option<&'a Slot<K, V>> {
+    let hash = metas.get(node as usize)?.hash;
+    table.find(hash, |s| s.node == node)
+}
+
+/// The entry if it has not expired.
+#[inline]
+fn live<'a, K, V>(
+    slot: &'a Slot<K, V>,
+    metas: &'a [Meta],
+    timing: &Timing,
+) -> Option<Found<'a, K, V>> {
+    let deadline = slot.deadline();
+    let now = if deadline != NEVER || timing.tti > 0 {
+        let now = timing.clock.now_nanos();
+        if now >= deadline {
+            return None;
+        }
+        Some(now)
+    } else {
+        None
+    };
+    Some(Found {
+        slot,
+        meta: metas.get(slot.node as usize)?,
+        now,
+    })
+}
+
 impl<K: Hash + Eq, V> Shard<K, V> {
-    pub(crate) fn new(policy: CachePolicy, capacity: u64, entries_hint: usize) -> Self {
+    pub(crate) fn new(
+        policy: CachePolicy,
+        capacity: u64,
+        entries_hint: usize,
+        weighted: bool,
+    ) -> Self {
         Self {
             state: RwLock::new(State {
                 table: HashTable::new(),
-                slots: Vec::new(),
                 metas: Vec::new(),
                 free: Vec::new(),
                 engine: Engine::new(policy, capacity, entries_hint),
@@ -165,10 +275,12 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             reads: ReadCounters::default(),
             counters: Counters::default(),
             shared_reads: !policy.reads_reorder(),
+            count_freq: policy.counts_freq(),
+            weighted,
         }
     }
 
-    /// Looks `key` up, records the hit (or miss) and hands the live slot to `f`.
+    /// Looks `key` up, records the hit (or miss) and hands the live entry to `f`.
     #[inline]
     pub(crate) fn get<Q, R>(
         &self,
@@ -184,25 +296,27 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     {
         let out = if self.shared_reads {
             let st = self.state.read();
-            st.find(hash, key).and_then(|idx| {
-                let found = st.live(idx, timing)?;
-                found.touch(timing);
-                st.engine.on_read(&found.slot.freq);
+            st.find(hash, key).and_then(|slot| {
+                let found = live(slot, &st.metas, timing)?;
+                found.touch(timing, self.count_freq);
                 Some(f(found))
             })
         } else {
             let mut st = self.state.write();
-            st.find(hash, key).and_then(|idx| {
-                let now = st.live(idx, timing)?.now;
-                st.engine.on_access(idx);
-                let found = Found {
-                    slot: st.slot(idx)?,
-                    meta: &st.metas[idx as usize],
-                    now,
-                };
-                found.touch(timing);
-                Some(f(found))
-            })
+            let State {
+                table,
+                metas,
+                engine,
+                ..
+            } = &mut *st;
+            table
+                .find(hash, |s| s.key.borrow() == key)
+                .and_then(|slot| {
+                    let found = live(slot, metas, timing)?;
+                    engine.on_access(slot.node);
+                    found.touch(timing, self.count_freq);
+                    Some(f(found))
+                })
         };
         if record {
             bump(if out.is_some() {
@@ -222,7 +336,6 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     {
         let st = self.state.read();
         st.find(hash, key)
-            .and_then(|idx| st.slot(idx))
             .is_some_and(|s| !expired(s.deadline(), &timing.clock))
     }
 
@@ -237,9 +350,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         ttl: Option<u64>,
         timing: &Timing,
         mut sink: Sink<'_, K, V>,
-    ) where
-        K: Clone,
-    {
+    ) {
         let now = timing.clock.now_nanos();
         let ttl_deadline = ttl.map_or(NEVER, |t| now.saturating_add(t).min(NEVER - 1));
         let deadline = if timing.tti > 0 {
@@ -250,23 +361,22 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         let mut st = self.state.write();
         st.purge_expired(now, false, &self.counters, sink.as_deref_mut());
         let w = u64::from(weight);
-        if let Some(idx) = st.find(hash, &key) {
-            let st = &mut *st;
-            let Some(slot) = st.slots[idx as usize].as_mut() else {
-                return;
-            };
-            let meta = &mut st.metas[idx as usize];
+        let st = &mut *st;
+        if let Some(slot) = st.table.find_mut(hash, |s| s.key == key) {
+            let node = slot.node;
             let old_value = std::mem::replace(&mut slot.value, value);
-            let old_weight = meta.weight;
+            slot.deadline.store(deadline, Ordering::Relaxed);
+            slot.access.rewritten(self.count_freq);
+            let meta = &mut st.metas[node as usize];
+            // Without a weigher the old weight is known: reading it would
+            // only wait on the meta's cache line.
+            let old_weight = if self.weighted { meta.weight } else { 1 };
             meta.weight = weight;
             meta.inserted_at = now;
             meta.ttl_deadline = ttl_deadline;
-            slot.deadline.store(deadline, Ordering::Relaxed);
-            slot.hits.store(0, Ordering::Relaxed);
             st.weight = st.weight - u64::from(old_weight) + w;
-            st.expiry.schedule(idx, deadline);
-            st.engine.on_update(idx, old_weight, weight, deadline);
-            st.engine.on_read(&slot.freq);
+            st.expiry.schedule(node, deadline);
+            st.engine.on_update(node, old_weight, weight, deadline);
             bump(&self.counters.updates);
             bump(&self.counters.replaced);
             if let Some(out) = sink.as_deref_mut() {
@@ -283,30 +393,28 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             }
             let limit = st.capacity - w;
             st.evict_to(limit, &self.counters, sink);
-            let slot = Slot {
-                key,
-                value,
-                deadline: AtomicU64::new(deadline),
-                hits: AtomicU32::new(0),
-                freq: AtomicU8::new(0),
-            };
             let meta = Meta {
                 hash,
                 inserted_at: now,
                 ttl_deadline,
                 weight,
             };
-            let idx = match st.free.pop() {
-                Some(idx) => {
-                    st.slots[idx as usize] = Some(slot);
-                    st.metas[idx as usize] = meta;
-                    idx
+            let node = match st.free.pop() {
+                Some(node) => {
+                    st.metas[node as usize] = meta;
+                    node
                 }
                 None => {
-                    st.slots.push(Some(slot));
                     st.metas.push(meta);
-                    (st.slots.len() - 1) as u32
+                    (st.metas.len() - 1) as u32
                 }
+            };
+            let slot = Slot {
+                key,
+                value,
+                deadline: AtomicU64::new(deadline),
+                access: Access::new(),
+                node,
             };
             let State {
                 table,
@@ -315,16 +423,13 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 expiry,
                 ..
             } = &mut *st;
-            table.insert_unique(hash, idx, |&i| metas[i as usize].hash);
-            expiry.schedule(idx, deadline);
-            engine.on_insert(idx, hash, weight, deadline);
+            table.insert_unique(hash, slot, |s| metas[s.node as usize].hash);
+            expiry.schedule(node, deadline);
+            engine.on_insert(node, hash, weight, deadline);
             st.weight += w;
             bump(&self.counters.inserts);
         }
-        self.counters
-            .len
-            .store(st.table.len() as u64, Ordering::Relaxed);
-        self.counters.weight.store(st.weight, Ordering::Relaxed);
+        self.publish(st);
     }
 
     /// Removes `key`; returns its value if it was live.
@@ -336,14 +441,15 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         sink: Sink<'_, K, V>,
     ) -> Option<V>
     where
-        K: Borrow<Q> + Clone,
+        K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
         V: Clone,
     {
         let mut st = self.state.write();
-        let idx = st.find(hash, key)?;
-        let (k, v, deadline) = st.take(idx)?;
+        let node = st.find(hash, key)?.node;
+        let (k, v, deadline) = st.take(node)?;
         self.publish(&st);
+        drop(st);
         let (cause, out) = if expired(deadline, &timing.clock) {
             bump(&self.counters.expired);
             (RemovalCause::Expired, None)
@@ -351,7 +457,6 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             bump(&self.counters.invalidated);
             (RemovalCause::Explicit, Some(v.clone()))
         };
-        drop(st);
         if let Some(s) = sink {
             s.push((k, v, cause));
         }
@@ -368,17 +473,13 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         let mut st = self.state.write();
         st.purge_expired(now, true, &self.counters, sink.as_deref_mut());
         let doomed: Vec<u32> = st
-            .slots
+            .table
             .iter()
-            .enumerate()
-            .filter_map(|(i, s)| {
-                s.as_ref()
-                    .filter(|s| pred(&s.key, &s.value))
-                    .map(|_| i as u32)
-            })
+            .filter(|s| pred(&s.key, &s.value))
+            .map(|s| s.node)
             .collect();
-        for idx in doomed {
-            if let Some((k, v, _)) = st.take(idx) {
+        for node in doomed {
+            if let Some((k, v, _)) = st.take(node) {
                 bump(&self.counters.invalidated);
                 if let Some(s) = sink.as_deref_mut() {
                     s.push((k, v, RemovalCause::Explicit));
@@ -406,9 +507,8 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     {
         let st: ReadGuard<'_, State<K, V>> = self.state.read();
         out.extend(
-            st.slots
+            st.table
                 .iter()
-                .flatten()
                 .filter(|s| s.deadline() > now)
                 .map(|s| (s.key.clone(), s.value.clone())),
         );
@@ -429,57 +529,23 @@ fn expired(deadline: u64, clock: &Clock) -> bool {
 
 impl<K: Hash + Eq, V> State<K, V> {
     #[inline]
-    fn find<Q>(&self, hash: u64, key: &Q) -> Option<u32>
+    fn find<Q>(&self, hash: u64, key: &Q) -> Option<&Slot<K, V>>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let slots = &self.slots;
-        self.table
-            .find(hash, |&i| {
-                slots[i as usize]
-                    .as_ref()
-                    .is_some_and(|s| s.key.borrow() == key)
-            })
-            .copied()
+        self.table.find(hash, |s| s.key.borrow() == key)
     }
 
-    #[inline]
-    fn slot(&self, idx: u32) -> Option<&Slot<K, V>> {
-        self.slots.get(idx as usize).and_then(Option::as_ref)
-    }
-
-    /// The slot if it has not expired.
-    #[inline]
-    fn live(&self, idx: u32, timing: &Timing) -> Option<Found<'_, K, V>> {
-        let slot = self.slot(idx)?;
-        let deadline = slot.deadline();
-        let now = if deadline != NEVER || timing.tti > 0 {
-            let now = timing.clock.now_nanos();
-            if now >= deadline {
-                return None;
-            }
-            Some(now)
-        } else {
-            None
-        };
-        Some(Found {
-            slot,
-            meta: &self.metas[idx as usize],
-            now,
-        })
-    }
-
-    /// Unlinks slot `idx` from everything; returns its key, value and deadline.
-    fn take(&mut self, idx: u32) -> Option<(K, V, u64)> {
-        let slot = self.slots.get_mut(idx as usize)?.take()?;
-        let meta = self.metas[idx as usize];
-        if let Ok(entry) = self.table.find_entry(meta.hash, |&i| i == idx) {
-            entry.remove();
-        }
-        self.expiry.unschedule(idx);
-        self.engine.on_remove(idx, meta.weight);
-        self.free.push(idx);
+    /// Unlinks the entry holding `node` from everything; returns its key,
+    /// value and deadline.
+    fn take(&mut self, node: u32) -> Option<(K, V, u64)> {
+        let meta = *self.metas.get(node as usize)?;
+        let entry = self.table.find_entry(meta.hash, |s| s.node == node).ok()?;
+        let (slot, _) = entry.remove();
+        self.expiry.unschedule(node);
+        self.engine.on_remove(node, meta.weight);
+        self.free.push(node);
         self.weight -= u64::from(meta.weight);
         let deadline = slot.deadline();
         Some((slot.key, slot.value, deadline))
@@ -497,12 +563,17 @@ impl<K: Hash + Eq, V> State<K, V> {
         if self.expiry.is_empty() {
             return;
         }
-        let State { expiry, slots, .. } = self;
-        let due = expiry.due(now, exact, |i| {
-            slots[i as usize].as_ref().map_or(0, Slot::deadline)
+        let State {
+            expiry,
+            table,
+            metas,
+            ..
+        } = self;
+        let due = expiry.due(now, exact, |n| {
+            by_node(table, metas, n).map_or(0, Slot::deadline)
         });
-        for idx in due {
-            if let Some((k, v, _)) = self.take(idx) {
+        for node in due {
+            if let Some((k, v, _)) = self.take(node) {
                 bump(&counters.expired);
                 if let Some(s) = sink.as_deref_mut() {
                     s.push((k, v, RemovalCause::Expired));
@@ -516,23 +587,23 @@ impl<K: Hash + Eq, V> State<K, V> {
         while self.weight > limit {
             let State {
                 engine,
-                slots,
+                table,
                 metas,
                 ..
             } = self;
-            let Some(idx) = engine.victim(|i| {
-                let slot = slots[i as usize].as_ref();
-                let meta = &metas[i as usize];
+            let Some(node) = engine.victim(|n| {
+                let slot = by_node(table, metas, n);
+                let meta = metas.get(n as usize).copied().unwrap_or_default();
                 SlotInfo {
                     deadline: slot.map_or(0, Slot::deadline),
-                    freq: slot.map(|s| &s.freq),
+                    access: slot.map(|s| &s.access),
                     weight: meta.weight,
                     hash: meta.hash,
                 }
             }) else {
                 return;
             };
-            let Some((k, v, _)) = self.take(idx) else {
+            let Some((k, v, _)) = self.take(node) else {
                 return;
             };
             bump(&counters.evicted_size);
@@ -543,17 +614,12 @@ impl<K: Hash + Eq, V> State<K, V> {
     }
 
     fn clear(&mut self) -> Vec<(K, V)> {
-        self.table.clear();
         self.metas.clear();
         self.free.clear();
         self.expiry.clear();
         self.engine.clear();
         self.weight = 0;
-        std::mem::take(&mut self.slots)
-            .into_iter()
-            .flatten()
-            .map(|s| (s.key, s.value))
-            .collect()
+        self.table.drain().map(|s| (s.key, s.value)).collect()
     }
 }
 

@@ -2,9 +2,9 @@
 //! the model tests explore every interleaving of the shard core.
 
 #[cfg(keel_loom)]
-pub(crate) use loom::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 #[cfg(not(keel_loom))]
-pub(crate) use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// A reader-writer lock whose guards are returned directly (no poisoning).
 #[derive(Debug)]

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 #[derive(Debug, Default)]
 pub(crate) struct Lfu {
-    /// (frequency, last-use tick) per slot index.
+    /// (frequency, last-use tick) per node.
     meta: Vec<(u64, u64)>,
     order: BTreeSet<(u64, u64, u32)>,
     tick: u64,

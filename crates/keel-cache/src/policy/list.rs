@@ -1,7 +1,7 @@
-//! Intrusive doubly-linked lists over slot indices, shared by the list-based
+//! Intrusive doubly-linked lists over entry nodes (see `shard.rs`), shared by the list-based
 //! policies. Front = newest, back = oldest.
 
-/// "No slot".
+/// "No node".
 pub(crate) const NIL: u32 = u32::MAX;
 
 #[derive(Debug, Clone, Copy)]
@@ -10,8 +10,8 @@ struct Link {
     next: u32,
 }
 
-/// The links of every slot (one pair per slot index), shared by all lists of
-/// one policy: a slot is in at most one list at a time.
+/// The links of every node (one pair per node), shared by all lists of
+/// one policy: a node is in at most one list at a time.
 #[derive(Debug, Default)]
 pub(crate) struct Links {
     links: Vec<Link>,
@@ -55,7 +55,7 @@ impl List {
         self.len
     }
 
-    /// The oldest slot.
+    /// The oldest node.
     pub(crate) fn back(&self) -> Option<u32> {
         (self.tail != NIL).then_some(self.tail)
     }

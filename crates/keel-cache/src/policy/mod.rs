@@ -14,7 +14,7 @@ use std::str::FromStr;
 use serde::Deserialize;
 
 use crate::error::ParsePolicyError;
-use crate::sync::AtomicU8;
+use crate::shard::Access;
 
 /// Which entry a full cache evicts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
@@ -63,6 +63,12 @@ impl CachePolicy {
     pub(crate) fn reads_reorder(self) -> bool {
         matches!(self, CachePolicy::Lru | CachePolicy::Lfu)
     }
+
+    /// True if hits count towards an entry's frequency bits (read under
+    /// the write lock when choosing a victim).
+    pub(crate) fn counts_freq(self) -> bool {
+        matches!(self, CachePolicy::S3Fifo)
+    }
 }
 
 impl fmt::Display for CachePolicy {
@@ -88,7 +94,7 @@ impl FromStr for CachePolicy {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SlotInfo<'a> {
     pub(crate) deadline: u64,
-    pub(crate) freq: Option<&'a AtomicU8>,
+    pub(crate) access: Option<&'a Access>,
     pub(crate) weight: u32,
     pub(crate) hash: u64,
 }
@@ -124,21 +130,12 @@ impl Engine {
         }
     }
 
-    /// A hit (or a value replacement) on the entry whose frequency bits are
-    /// `freq`, under the read lock.
-    #[inline]
-    pub(crate) fn on_read(&self, freq: &AtomicU8) {
-        if let Engine::S3Fifo(_) = self {
-            s3fifo::S3Fifo::on_read(freq);
-        }
-    }
-
     /// A hit under the write lock (policies whose reads reorder).
     pub(crate) fn on_access(&mut self, idx: u32) {
         match self {
             Engine::Lru(p) => p.on_access(idx),
             Engine::Lfu(p) => p.on_access(idx),
-            // Their hits go through `on_read` under the read lock.
+            // Their hits only set the entry's access bits, under the read lock.
             Engine::Fifo(_) | Engine::Ttl(_) | Engine::S3Fifo(_) => {}
         }
     }

@@ -3,9 +3,9 @@
 //! recently evicted from the small queue.
 //!
 //! A new key enters the small queue, or the main queue if its hash is in the
-//! ghost queue. A hit only bumps a saturating 2-bit frequency with a relaxed
-//! atomic store (skipped once saturated), so reads need only the shard's read
-//! lock and hot keys stop writing to shared memory. Eviction from the small
+//! ghost queue. A hit only bumps a saturating 2-bit frequency kept in the
+//! entry's access word (see `shard::Access`), so reads need only the shard's
+//! read lock. Eviction from the small
 //! queue promotes entries that were hit to the main queue and forgets the
 //! others into the ghost queue; the main queue gives entries with a non-zero
 //! frequency another round (decrementing it), CLOCK-style.
@@ -16,9 +16,7 @@ use hashbrown::HashSet;
 
 use super::SlotInfo;
 use super::list::{Links, List};
-use crate::sync::{AtomicU8, Ordering};
 
-const MAX_FREQ: u8 = 3;
 /// The small queue's target: 1/20 of the shard's capacity. The paper uses
 /// 1/10; on the `hitratio` suite 1/20 gains at small capacities (+0.3 points
 /// at 0.1% of the keys) and loses a little on the traces' smallest
@@ -30,7 +28,7 @@ pub(crate) struct S3Fifo {
     links: Links,
     small: List,
     main: List,
-    /// Per slot: true while in the main queue.
+    /// Per node: true while in the main queue.
     in_main: Vec<bool>,
     small_weight: u64,
     small_target: u64,
@@ -70,19 +68,8 @@ impl S3Fifo {
         }
     }
 
-    /// Records a hit on an entry whose frequency is `freq` (kept in the
-    /// entry's slot, so a hit touches no other memory); callable under the
-    /// read lock.
-    #[inline]
-    pub(crate) fn on_read(freq: &AtomicU8) {
-        let v = freq.load(Ordering::Relaxed);
-        if v < MAX_FREQ {
-            freq.store(v + 1, Ordering::Relaxed);
-        }
-    }
-
     pub(crate) fn on_update(&mut self, idx: u32, old_weight: u32, weight: u32) {
-        if !self.in_main[idx as usize] {
+        if old_weight != weight && !self.in_main[idx as usize] {
             self.small_weight = self.small_weight - u64::from(old_weight) + u64::from(weight);
         }
     }
@@ -99,17 +86,15 @@ impl S3Fifo {
     /// Picks the entry to evict, moving survivors between queues on the way.
     /// The caller removes the victim (through [`Self::on_remove`]).
     pub(crate) fn victim<'a>(&mut self, info: impl Fn(u32) -> SlotInfo<'a>) -> Option<u32> {
-        let zero = AtomicU8::new(0);
         loop {
             let from_small = self.small_weight >= self.small_target || self.main.len() == 0;
             if from_small && let Some(t) = self.small.back() {
                 let i = t as usize;
                 let slot = info(t);
-                let f = slot.freq.unwrap_or(&zero);
-                if f.load(Ordering::Relaxed) > 0 {
+                if let Some(access) = slot.access.filter(|a| a.freq() > 0) {
                     self.small.remove(&mut self.links, t);
                     self.small_weight -= u64::from(slot.weight);
-                    f.store(0, Ordering::Relaxed);
+                    access.set_freq(0);
                     self.in_main[i] = true;
                     self.main.push_front(&mut self.links, t);
                     continue;
@@ -119,10 +104,9 @@ impl S3Fifo {
             }
             let t = self.main.back()?;
             let slot = info(t);
-            let f = slot.freq.unwrap_or(&zero);
-            let v = f.load(Ordering::Relaxed);
-            if v > 0 {
-                f.store(v - 1, Ordering::Relaxed);
+            let freq = slot.access.map_or(0, |a| a.freq());
+            if let Some(access) = slot.access.filter(|_| freq > 0) {
+                access.set_freq(freq - 1);
                 self.main.move_to_front(&mut self.links, t);
                 continue;
             }

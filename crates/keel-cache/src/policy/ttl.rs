@@ -16,11 +16,11 @@ pub(crate) struct Ttl {
     links: Links,
     /// Entries that never expire, in insertion order.
     never: List,
-    /// Entries with a deadline, by (deadline, slot).
+    /// Entries with a deadline, by (deadline, node).
     order: BTreeSet<(u64, u32)>,
-    /// Per slot: the deadline it is ordered under (`NEVER`: in `never`).
+    /// Per node: the deadline it is ordered under (`NEVER`: in `never`).
     queued: Vec<u64>,
-    /// Per slot: true if present.
+    /// Per node: true if present.
     present: Vec<bool>,
 }
 
