@@ -1,10 +1,11 @@
-//! Offline hit-ratio references: an exact LRU (`lru-exact`) and Belady's
-//! optimum (`belady`), the ceiling no online policy can pass.
+//! Offline hit-ratio references: an exact LRU (`lru-exact`), an exact FIFO
+//! (`fifo-exact`) and Belady's optimum (`belady`), the ceiling no online
+//! policy can pass.
 //!
 //! Both are written for obviousness, not speed: ordered maps instead of
 //! intrusive lists.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 /// Marks "never accessed again" in a [`next_use`] array.
 pub(crate) const NEVER: usize = usize::MAX;
@@ -31,6 +32,32 @@ pub(crate) fn lru_hits(trace: &[u64], capacity: usize) -> u64 {
             last_use.insert(key, now);
         }
         by_age.insert(now, key);
+    }
+    hits
+}
+
+/// Hits of an exact FIFO cache holding `capacity` entries over `trace`: a
+/// hit changes nothing; a miss admits the key and, when full, evicts the
+/// key admitted longest ago.
+pub(crate) fn fifo_hits(trace: &[u64], capacity: usize) -> u64 {
+    if capacity == 0 {
+        return 0;
+    }
+    let mut cached: HashSet<u64> = HashSet::with_capacity(capacity + 1);
+    let mut order: VecDeque<u64> = VecDeque::with_capacity(capacity + 1);
+    let mut hits = 0;
+    for &key in trace {
+        if cached.contains(&key) {
+            hits += 1;
+            continue;
+        }
+        if cached.len() == capacity
+            && let Some(victim) = order.pop_front()
+        {
+            cached.remove(&victim);
+        }
+        cached.insert(key);
+        order.push_back(key);
     }
     hits
 }
@@ -100,6 +127,16 @@ mod tests {
         assert_eq!(lru_hits(&trace, 2), 1);
         assert_eq!(lru_hits(&trace, 3), 4);
         assert_eq!(lru_hits(&trace, 0), 0);
+    }
+
+    #[test]
+    fn fifo_evicts_the_oldest_admitted_even_if_it_was_hit() {
+        // Capacity 2: 1 hits, then 3 evicts 1 (admitted first) despite the hit.
+        let trace = [1, 2, 1, 3, 1, 2];
+        assert_eq!(fifo_hits(&trace, 2), 1);
+        assert_eq!(lru_hits(&trace, 2), 2);
+        assert_eq!(fifo_hits(&trace, 3), 3);
+        assert_eq!(fifo_hits(&trace, 0), 0);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! `hitratio`: the share of accesses each cache answers, on Zipf workloads
-//! and real traces, for every Keel policy, the peers, an exact LRU and
+//! and real traces, for every Keel policy, the peers, exact LRU and FIFO references and
 //! Belady's offline optimum (DESIGN.md §5).
 //!
 //! Every cache replays the same key stream single-threaded: a `get`, and on
@@ -22,7 +22,7 @@ use anyhow::bail;
 
 use crate::Ctx;
 use crate::caches::{KEEL, PEERS, Spec};
-use crate::reference::{belady_hits, lru_hits, next_use};
+use crate::reference::{belady_hits, fifo_hits, lru_hits, next_use};
 use crate::workload::{read_trace, trace_name, zipf};
 
 /// Zipf workloads draw from this many distinct keys.
@@ -52,6 +52,7 @@ struct Workload {
 enum Replayer {
     Cache(Spec),
     LruExact,
+    FifoExact,
     Belady,
 }
 
@@ -60,6 +61,7 @@ impl Replayer {
         match self {
             Replayer::Cache(spec) => spec.name,
             Replayer::LruExact => "lru-exact",
+            Replayer::FifoExact => "fifo-exact",
             Replayer::Belady => "belady",
         }
     }
@@ -86,6 +88,7 @@ impl Replayer {
                 hits
             }
             Replayer::LruExact => lru_hits(keys, capacity),
+            Replayer::FifoExact => fifo_hits(keys, capacity),
             Replayer::Belady => belady_hits(keys, next, capacity),
         }
     }
@@ -98,7 +101,7 @@ pub(crate) fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         .iter()
         .chain(&PEERS)
         .map(|spec| Replayer::Cache(*spec))
-        .chain([Replayer::LruExact, Replayer::Belady])
+        .chain([Replayer::LruExact, Replayer::FifoExact, Replayer::Belady])
         .collect();
     let nexts: Vec<Vec<usize>> = workloads.iter().map(|w| next_use(&w.keys)).collect();
     let mut cases = Vec::new();
@@ -235,6 +238,18 @@ fn notes(ctx: &Ctx, cases: &[String], names: &[&str]) {
         line.push_str(&format!(" {name} {:.2}%;", mean(&values) * 100.0));
     }
     report.note(line.trim_end_matches(';'));
+
+    for (own, exact) in [("keel-lru", "lru-exact"), ("keel-fifo", "fifo-exact")] {
+        let worst = cases
+            .iter()
+            .filter_map(|c| Some((ratio(c, own)? - ratio(c, exact)?) * 100.0))
+            .max_by(|a, b| a.abs().total_cmp(&b.abs()));
+        if let Some(points) = worst {
+            report.note(&format!(
+                "{own} vs {exact}: largest difference over all cases {points:+.2} points"
+            ));
+        }
+    }
 
     if !names.contains(&"keel-default") {
         report.note("keel-default not measured: no gap or deficit figures");
