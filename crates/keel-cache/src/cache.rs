@@ -5,7 +5,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::ops::Deref;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crate::clock::Clock;
@@ -15,6 +15,7 @@ use crate::loader::Flights;
 use crate::policy::CachePolicy;
 use crate::shard::{Shard, Sink, Timing};
 use crate::stats::{CacheStats, LoadCounters};
+use crate::sweeper::{self, Sweep};
 
 type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
 type Listener<K, V> = Arc<dyn Fn(K, V, RemovalCause) + Send + Sync>;
@@ -54,6 +55,8 @@ pub struct CacheBuilder<K, V> {
     listener: Option<Listener<K, V>>,
     clock: Option<Clock>,
     shards: Option<usize>,
+    /// `None`: the default for the clock.
+    sweep: Option<Option<Duration>>,
 }
 
 impl<K, V> CacheBuilder<K, V>
@@ -72,6 +75,7 @@ where
             listener: None,
             clock: None,
             shards: None,
+            sweep: None,
         }
     }
 
@@ -138,6 +142,16 @@ where
         self
     }
 
+    /// How often a background thread reclaims this cache's expired entries
+    /// (`None`: never), for caches that go quiet: writes reclaim their
+    /// shard's expired entries anyway. Default: every second, or never on a
+    /// [`Clock::manual`] clock, so tests decide when entries are reclaimed.
+    /// The eviction listener hears these removals on the sweeper's thread.
+    pub fn sweep_every(mut self, every: Option<Duration>) -> Self {
+        self.sweep = Some(every);
+        self
+    }
+
     /// Builds the cache.
     pub fn build(self) -> LocalCache<K, V> {
         let count = self
@@ -155,13 +169,17 @@ where
             })
             .collect::<Box<[_]>>();
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(NEVER - 1);
-        LocalCache {
+        let clock = self.clock.unwrap_or_default();
+        let sweep = self
+            .sweep
+            .unwrap_or_else(|| (!clock.is_manual()).then_some(DEFAULT_SWEEP));
+        let cache = LocalCache {
             inner: Arc::new(Inner {
                 shards,
                 shard_mask: count as u64 - 1,
                 hasher: foldhash::fast::RandomState::default(),
                 timing: Timing {
-                    clock: self.clock.unwrap_or_default(),
+                    clock,
                     tti: self.tti.map_or(0, |d| nanos(d).max(1)),
                 },
                 ttl: self.ttl.map_or(0, |d| nanos(d).max(1)),
@@ -173,6 +191,32 @@ where
                 policy: self.policy,
                 capacity: self.capacity,
             }),
+        };
+        if let Some(every) = sweep {
+            sweeper::register(Box::new(WeakCache(Arc::downgrade(&cache.inner))), every);
+        }
+        cache
+    }
+}
+
+/// How often the sweeper reclaims a cache's expired entries by default.
+const DEFAULT_SWEEP: Duration = Duration::from_secs(1);
+
+/// The sweeper's handle on a cache: it does not keep the cache alive.
+struct WeakCache<K, V>(Weak<Inner<K, V>>);
+
+impl<K, V> Sweep for WeakCache<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    fn sweep(&self) -> bool {
+        match self.0.upgrade() {
+            Some(inner) => {
+                LocalCache { inner }.purge_expired();
+                true
+            }
+            None => false,
         }
     }
 }

@@ -73,6 +73,11 @@ impl Clock {
         )
     }
 
+    /// True for a [`Clock::manual`] clock.
+    pub(crate) fn is_manual(&self) -> bool {
+        matches!(self.kind, Kind::Manual(_))
+    }
+
     /// Nanoseconds since the clock's origin. Never reaches `u64::MAX`, which
     /// the cache uses to mean "never".
     #[inline]

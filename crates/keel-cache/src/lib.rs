@@ -57,8 +57,10 @@
 //! - **Expiry** is exact from the caller's view: an entry whose deadline has
 //!   passed is never returned, even before it is reclaimed. Memory is
 //!   reclaimed by every write to the shard (which takes the entries of the
-//!   shard's deadline buckets, about 17 ms wide, that have ended) and
-//!   exactly by [`LocalCache::purge_expired`]; until then
+//!   shard's deadline buckets, about 17 ms wide, that have ended), by a
+//!   process-wide sweeper thread every second for caches nobody writes to
+//!   ([`CacheBuilder::sweep_every`]), and exactly by
+//!   [`LocalCache::purge_expired`]; until then
 //!   an expired entry still counts in `len`. Time comes from a [`Clock`]:
 //!   by default the monotonic clock read with a resolution of [`TICK`] (1
 //!   ms) through a process-wide ticker thread, so a hit costs an atomic load
@@ -122,6 +124,7 @@ mod protect;
 mod remote;
 mod shard;
 mod stats;
+mod sweeper;
 mod sync;
 mod tiered;
 

@@ -173,3 +173,36 @@ fn ttl_policy_evicts_the_entry_closest_to_expiry() {
     // Entries that never expire go once no entry has a deadline.
     assert!(cache.contains_key("forever"));
 }
+
+#[test]
+fn a_quiet_cache_is_swept_in_the_background() {
+    let heard = Heard::default();
+    let (clock, time) = Clock::manual();
+    let cache: LocalCache<u64, u64> = LocalCache::builder(1000)
+        .time_to_live(SEC)
+        .clock(clock)
+        .sweep_every(Some(Duration::from_millis(10)))
+        .eviction_listener(heard.listener())
+        .build();
+    for k in 0..50 {
+        cache.insert(k, k);
+    }
+    cache.insert_with_ttl(100, 100, 10 * SEC);
+    time.advance(2 * SEC);
+    // Nobody touches the cache from here: the sweeper reclaims what expired
+    // (the wait is for the sweeper thread, not for time to pass).
+    let started = std::time::Instant::now();
+    while cache.len() > 1 && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(cache.len(), 1);
+    assert_eq!(cache.get(&100), Some(100));
+    let mut expired = Vec::new();
+    while expired.len() < 50 && started.elapsed() < Duration::from_secs(10) {
+        expired.extend(heard.take());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(expired.len(), 50);
+    assert!(expired.iter().all(|e| e.2 == RemovalCause::Expired));
+    assert_eq!(cache.stats().expirations, 50);
+}
