@@ -33,17 +33,23 @@ pub(crate) struct ExpiryQueue {
 }
 
 impl ExpiryQueue {
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.buckets.is_empty()
     }
 
+    #[inline]
     pub(crate) fn schedule(&mut self, idx: u32, deadline: u64) {
-        let i = idx as usize;
         if deadline == NEVER {
             // Only caches with deadlines pay for the per-node bucket record.
             self.unschedule(idx);
-            return;
+        } else {
+            self.schedule_at(idx, deadline);
         }
+    }
+
+    fn schedule_at(&mut self, idx: u32, deadline: u64) {
+        let i = idx as usize;
         if self.queued.len() <= i {
             self.queued.resize(i + 1, NONE);
         }
@@ -55,6 +61,7 @@ impl ExpiryQueue {
         self.buckets.entry(bucket).or_default().push(idx);
     }
 
+    #[inline]
     pub(crate) fn unschedule(&mut self, idx: u32) {
         if let Some(q) = self.queued.get_mut(idx as usize) {
             *q = NONE;

@@ -162,9 +162,19 @@ pub(crate) struct Counters {
     pub(crate) weight: AtomicU64,
 }
 
+/// Counts a read: readers share the lock, so the add must be atomic.
 #[inline]
 fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Counts a write, under the shard's write lock: no other writer can race,
+/// so a plain load and store will do. (A locked add would also make the CPU
+/// wait for every store before it, such as an entry's metadata that missed
+/// the cache.)
+#[inline]
+fn bump_locked(c: &AtomicU64, by: u64) {
+    c.store(c.load(Ordering::Relaxed) + by, Ordering::Relaxed);
 }
 
 pub(crate) struct State<K, V> {
@@ -359,7 +369,9 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             ttl_deadline
         };
         let mut st = self.state.write();
-        st.purge_expired(now, false, &self.counters, sink.as_deref_mut());
+        if !st.expiry.is_empty() {
+            st.purge_expired(now, false, &self.counters, sink.as_deref_mut());
+        }
         let w = u64::from(weight);
         let st = &mut *st;
         if let Some(slot) = st.table.find_mut(hash, |s| s.key == key) {
@@ -377,15 +389,15 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             st.weight = st.weight - u64::from(old_weight) + w;
             st.expiry.schedule(node, deadline);
             st.engine.on_update(node, old_weight, weight, deadline);
-            bump(&self.counters.updates);
-            bump(&self.counters.replaced);
+            bump_locked(&self.counters.updates, 1);
+            bump_locked(&self.counters.replaced, 1);
             if let Some(out) = sink.as_deref_mut() {
                 out.push((key, old_value, RemovalCause::Replaced));
             }
             st.evict_to(st.capacity, &self.counters, sink);
         } else {
             if w > st.capacity {
-                bump(&self.counters.evicted_size);
+                bump_locked(&self.counters.evicted_size, 1);
                 if let Some(out) = sink {
                     out.push((key, value, RemovalCause::Size));
                 }
@@ -427,7 +439,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             expiry.schedule(node, deadline);
             engine.on_insert(node, hash, weight, deadline);
             st.weight += w;
-            bump(&self.counters.inserts);
+            bump_locked(&self.counters.inserts, 1);
         }
         self.publish(st);
     }
@@ -448,15 +460,15 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         let mut st = self.state.write();
         let node = st.find(hash, key)?.node;
         let (k, v, deadline) = st.take(node)?;
-        self.publish(&st);
-        drop(st);
         let (cause, out) = if expired(deadline, &timing.clock) {
-            bump(&self.counters.expired);
+            bump_locked(&self.counters.expired, 1);
             (RemovalCause::Expired, None)
         } else {
-            bump(&self.counters.invalidated);
+            bump_locked(&self.counters.invalidated, 1);
             (RemovalCause::Explicit, Some(v.clone()))
         };
+        self.publish(&st);
+        drop(st);
         if let Some(s) = sink {
             s.push((k, v, cause));
         }
@@ -480,7 +492,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             .collect();
         for node in doomed {
             if let Some((k, v, _)) = st.take(node) {
-                bump(&self.counters.invalidated);
+                bump_locked(&self.counters.invalidated, 1);
                 if let Some(s) = sink.as_deref_mut() {
                     s.push((k, v, RemovalCause::Explicit));
                 }
@@ -574,7 +586,7 @@ impl<K: Hash + Eq, V> State<K, V> {
         });
         for node in due {
             if let Some((k, v, _)) = self.take(node) {
-                bump(&counters.expired);
+                bump_locked(&counters.expired, 1);
                 if let Some(s) = sink.as_deref_mut() {
                     s.push((k, v, RemovalCause::Expired));
                 }
@@ -606,7 +618,7 @@ impl<K: Hash + Eq, V> State<K, V> {
             let Some((k, v, _)) = self.take(node) else {
                 return;
             };
-            bump(&counters.evicted_size);
+            bump_locked(&counters.evicted_size, 1);
             if let Some(s) = sink.as_deref_mut() {
                 s.push((k, v, RemovalCause::Size));
             }
@@ -628,11 +640,9 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     pub(crate) fn clear(&self, sink: Sink<'_, K, V>) {
         let mut st = self.state.write();
         let all = st.clear();
+        bump_locked(&self.counters.invalidated, all.len() as u64);
         self.publish(&st);
         drop(st);
-        self.counters
-            .invalidated
-            .fetch_add(all.len() as u64, Ordering::Relaxed);
         if let Some(s) = sink {
             s.extend(all.into_iter().map(|(k, v)| (k, v, RemovalCause::Explicit)));
         }

@@ -8,6 +8,9 @@ pub(crate) const NIL: u32 = u32::MAX;
 struct Link {
     prev: u32,
     next: u32,
+    /// A bit the policy may keep per node (S3-FIFO: in the main queue),
+    /// here so that it shares the links' cache line.
+    flag: bool,
 }
 
 /// The links of every node (one pair per node), shared by all lists of
@@ -26,9 +29,26 @@ impl Links {
                 Link {
                     prev: NIL,
                     next: NIL,
+                    flag: false,
                 },
             );
         }
+    }
+
+    /// The policy's bit for `idx` (false for a node never linked).
+    pub(crate) fn flag(&self, idx: u32) -> bool {
+        self.links.get(idx as usize).is_some_and(|l| l.flag)
+    }
+
+    /// Sets the policy's bit for `idx`.
+    pub(crate) fn set_flag(&mut self, idx: u32, flag: bool) {
+        self.ensure(idx);
+        self.links[idx as usize].flag = flag;
+    }
+
+    /// Clears every node's bit.
+    pub(crate) fn clear_flags(&mut self) {
+        self.links.iter_mut().for_each(|l| l.flag = false);
     }
 }
 
@@ -62,10 +82,9 @@ impl List {
 
     pub(crate) fn push_front(&mut self, links: &mut Links, idx: u32) {
         links.ensure(idx);
-        links.links[idx as usize] = Link {
-            prev: NIL,
-            next: self.head,
-        };
+        let link = &mut links.links[idx as usize];
+        link.prev = NIL;
+        link.next = self.head;
         if self.head != NIL {
             links.links[self.head as usize].prev = idx;
         } else {
@@ -77,7 +96,7 @@ impl List {
 
     /// Unlinks `idx`, which must be in this list.
     pub(crate) fn remove(&mut self, links: &mut Links, idx: u32) {
-        let Link { prev, next } = links.links[idx as usize];
+        let Link { prev, next, .. } = links.links[idx as usize];
         if prev != NIL {
             links.links[prev as usize].next = next;
         } else {

@@ -22,14 +22,14 @@ use super::list::{Links, List};
 /// at 0.1% of the keys) and loses a little on the traces' smallest
 /// capacities, still well ahead of the peers there.
 const SMALL_SHARE: u64 = 20;
+/// The links' per-node flag: set while the node is in the main queue.
+const IN_MAIN: bool = true;
 
 #[derive(Debug)]
 pub(crate) struct S3Fifo {
     links: Links,
     small: List,
     main: List,
-    /// Per node: true while in the main queue.
-    in_main: Vec<bool>,
     small_weight: u64,
     small_target: u64,
     ghost: Ghost,
@@ -41,41 +41,31 @@ impl S3Fifo {
             links: Links::default(),
             small: List::default(),
             main: List::default(),
-            in_main: Vec::new(),
             small_weight: 0,
             small_target: (capacity / SMALL_SHARE).max(1),
             ghost: Ghost::new(entries_hint),
         }
     }
 
-    fn ensure(&mut self, idx: u32) {
-        let need = idx as usize + 1;
-        if self.in_main.len() < need {
-            self.in_main.resize(need, false);
-        }
-    }
-
     pub(crate) fn on_insert(&mut self, idx: u32, hash: u64, weight: u32) {
-        self.ensure(idx);
-        let i = idx as usize;
         if self.ghost.take(hash) {
-            self.in_main[i] = true;
+            self.links.set_flag(idx, IN_MAIN);
             self.main.push_front(&mut self.links, idx);
         } else {
-            self.in_main[i] = false;
+            self.links.set_flag(idx, !IN_MAIN);
             self.small.push_front(&mut self.links, idx);
             self.small_weight += u64::from(weight);
         }
     }
 
     pub(crate) fn on_update(&mut self, idx: u32, old_weight: u32, weight: u32) {
-        if old_weight != weight && !self.in_main[idx as usize] {
+        if old_weight != weight && self.links.flag(idx) != IN_MAIN {
             self.small_weight = self.small_weight - u64::from(old_weight) + u64::from(weight);
         }
     }
 
     pub(crate) fn on_remove(&mut self, idx: u32, weight: u32) {
-        if self.in_main[idx as usize] {
+        if self.links.flag(idx) == IN_MAIN {
             self.main.remove(&mut self.links, idx);
         } else {
             self.small.remove(&mut self.links, idx);
@@ -89,13 +79,12 @@ impl S3Fifo {
         loop {
             let from_small = self.small_weight >= self.small_target || self.main.len() == 0;
             if from_small && let Some(t) = self.small.back() {
-                let i = t as usize;
                 let slot = info(t);
                 if let Some(access) = slot.access.filter(|a| a.freq() > 0) {
                     self.small.remove(&mut self.links, t);
                     self.small_weight -= u64::from(slot.weight);
                     access.set_freq(0);
-                    self.in_main[i] = true;
+                    self.links.set_flag(t, IN_MAIN);
                     self.main.push_front(&mut self.links, t);
                     continue;
                 }
@@ -118,7 +107,7 @@ impl S3Fifo {
         self.small.clear();
         self.main.clear();
         self.small_weight = 0;
-        self.in_main.iter_mut().for_each(|m| *m = false);
+        self.links.clear_flags();
     }
 }
 
