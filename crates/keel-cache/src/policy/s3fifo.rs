@@ -1,5 +1,5 @@
 //! S3-FIFO: a small probationary FIFO queue (a twentieth of the capacity),
-//! a main FIFO queue, and a ghost queue remembering the hashes of entries
+//! a main FIFO queue, and a ghost table remembering the hashes of entries
 //! recently evicted from the small queue.
 //!
 //! A new key enters the small queue, or the main queue if its hash is in the
@@ -9,10 +9,6 @@
 //! queue promotes entries that were hit to the main queue and forgets the
 //! others into the ghost queue; the main queue gives entries with a non-zero
 //! frequency another round (decrementing it), CLOCK-style.
-
-use std::collections::VecDeque;
-
-use hashbrown::HashSet;
 
 use super::SlotInfo;
 use super::list::{Links, List};
@@ -111,37 +107,50 @@ impl S3Fifo {
     }
 }
 
-/// Hashes of keys recently evicted from the small queue, bounded FIFO.
+/// Hashes of keys recently evicted from the small queue: a direct-mapped
+/// table of 32-bit fingerprints as large as the shard's capacity (rounded
+/// up to a power of two). A newer hash that lands on an older one's place
+/// replaces it, so a ghost is forgotten after about as many evictions as
+/// the shard holds entries, like a FIFO of that length, and both `put` and
+/// `take` touch one word. The table is allocated at the first eviction.
 #[derive(Debug)]
 struct Ghost {
-    order: VecDeque<u64>,
-    set: HashSet<u64, foldhash::fast::FixedState>,
-    limit: usize,
+    prints: Vec<u32>,
+    size: usize,
 }
 
 impl Ghost {
     fn new(limit: usize) -> Self {
         Self {
-            order: VecDeque::new(),
-            set: HashSet::with_hasher(foldhash::fast::FixedState::default()),
-            limit: limit.max(1),
+            prints: Vec::new(),
+            size: limit.max(1).next_power_of_two(),
         }
+    }
+
+    /// The place and the non-zero fingerprint of `hash`: the place from the
+    /// low bits (random within a shard), the print from the high ones.
+    fn locate(&self, hash: u64) -> (usize, u32) {
+        let place = (hash as usize) & (self.size - 1);
+        (place, ((hash >> 32) as u32) | 1)
     }
 
     fn put(&mut self, hash: u64) {
-        if !self.set.insert(hash) {
-            return;
+        if self.prints.is_empty() {
+            self.prints = vec![0; self.size];
         }
-        self.order.push_back(hash);
-        while self.order.len() > self.limit {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
-        }
+        let (place, print) = self.locate(hash);
+        self.prints[place] = print;
     }
 
-    /// True if `hash` was in the queue (and removes it).
+    /// True if `hash` was remembered (and forgets it).
     fn take(&mut self, hash: u64) -> bool {
-        self.set.remove(&hash)
+        let (place, print) = self.locate(hash);
+        match self.prints.get_mut(place) {
+            Some(p) if *p == print => {
+                *p = 0;
+                true
+            }
+            _ => false,
+        }
     }
 }
