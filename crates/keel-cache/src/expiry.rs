@@ -30,7 +30,17 @@ pub(crate) struct ExpiryQueue {
     buckets: BTreeMap<u64, Vec<u32>>,
     /// The bucket each node is queued in (`NONE` if not queued).
     queued: Vec<u64>,
+    /// Items in all bucket lists, stale ones included.
+    items: usize,
+    /// Nodes queued (items that are not stale).
+    live: usize,
 }
+
+/// Stale items allowed beyond twice the live ones before the lists are
+/// rebuilt: rewriting a key under a long time-to-live leaves one stale
+/// item per bucket it moved out of, which would otherwise stay until that
+/// bucket came due.
+const SLACK: usize = 1024;
 
 impl ExpiryQueue {
     #[inline]
@@ -45,6 +55,9 @@ impl ExpiryQueue {
             self.unschedule(idx);
         } else {
             self.schedule_at(idx, deadline);
+            if self.items > 2 * self.live + SLACK {
+                self.compact();
+            }
         }
     }
 
@@ -54,17 +67,34 @@ impl ExpiryQueue {
             self.queued.resize(i + 1, NONE);
         }
         let bucket = deadline >> BUCKET_SHIFT;
-        if self.queued[i] == bucket {
-            return;
+        match self.queued[i] {
+            b if b == bucket => return,
+            NONE => self.live += 1,
+            _ => {}
         }
         self.queued[i] = bucket;
         self.buckets.entry(bucket).or_default().push(idx);
+        self.items += 1;
+    }
+
+    /// Rebuilds the bucket lists from `queued`, dropping stale items.
+    fn compact(&mut self) {
+        self.buckets.clear();
+        for (i, &bucket) in self.queued.iter().enumerate() {
+            if bucket != NONE {
+                self.buckets.entry(bucket).or_default().push(i as u32);
+            }
+        }
+        self.items = self.live;
     }
 
     #[inline]
     pub(crate) fn unschedule(&mut self, idx: u32) {
-        if let Some(q) = self.queued.get_mut(idx as usize) {
+        if let Some(q) = self.queued.get_mut(idx as usize)
+            && *q != NONE
+        {
             *q = NONE;
+            self.live -= 1;
         }
     }
 
@@ -85,6 +115,7 @@ impl ExpiryQueue {
                 break;
             }
             let items = entry.remove();
+            self.items -= items.len();
             let mut keep = Vec::new();
             for idx in items {
                 if self.queued.get(idx as usize) != Some(&bucket) {
@@ -96,12 +127,14 @@ impl ExpiryQueue {
                 } else if real >> BUCKET_SHIFT == bucket {
                     keep.push(idx);
                 } else {
-                    self.queued[idx as usize] = NONE;
-                    self.schedule(idx, real);
+                    // Not `schedule`: no compaction while a bucket is out.
+                    self.unschedule(idx);
+                    self.schedule_at(idx, real);
                 }
             }
             if !keep.is_empty() {
                 // Only the current bucket can keep items; stop after it.
+                self.items += keep.len();
                 self.buckets.insert(bucket, keep);
                 break;
             }
@@ -112,5 +145,51 @@ impl ExpiryQueue {
     pub(crate) fn clear(&mut self) {
         self.buckets.clear();
         self.queued.clear();
+        self.items = 0;
+        self.live = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BUCKET: u64 = 1 << BUCKET_SHIFT;
+
+    #[test]
+    fn rewrites_under_a_long_ttl_do_not_pile_up_stale_items() {
+        let mut q = ExpiryQueue::default();
+        let mut deadlines = vec![0u64; 10];
+        // Ten keys rewritten 100,000 times, each time one bucket later.
+        for round in 0..100_000u64 {
+            let node = (round % 10) as u32;
+            let deadline = (1_000 + round) * BUCKET;
+            deadlines[node as usize] = deadline;
+            q.schedule(node, deadline);
+            assert!(q.items <= 2 * q.live + SLACK + 1, "{} items", q.items);
+        }
+        assert_eq!(q.live, 10);
+        // Everything still comes due, each node once, at its last deadline.
+        let last = *deadlines.iter().max().unwrap_or(&0);
+        let mut due = q.due(last, true, |n| deadlines[n as usize]);
+        due.sort_unstable();
+        assert_eq!(due, (0..10).collect::<Vec<u32>>());
+        let early = deadlines.iter().min().copied().unwrap_or(0) - 1;
+        let mut q2 = ExpiryQueue::default();
+        for (n, &d) in deadlines.iter().enumerate() {
+            q2.schedule(n as u32, d);
+        }
+        assert!(q2.due(early, true, |n| deadlines[n as usize]).is_empty());
+    }
+
+    #[test]
+    fn unscheduled_nodes_never_come_due() {
+        let mut q = ExpiryQueue::default();
+        q.schedule(1, 5 * BUCKET);
+        q.schedule(2, 5 * BUCKET);
+        q.unschedule(1);
+        q.schedule(3, NEVER);
+        assert_eq!(q.due(10 * BUCKET, true, |_| 5 * BUCKET), vec![2]);
+        assert_eq!(q.live, 1);
     }
 }
