@@ -159,7 +159,7 @@ mod tests {
     #[test]
     fn rewrites_under_a_long_ttl_do_not_pile_up_stale_items() {
         let mut q = ExpiryQueue::default();
-        let mut deadlines = vec![0u64; 10];
+        let mut deadlines = [0u64; 10];
         // Ten keys rewritten 100,000 times, each time one bucket later.
         for round in 0..100_000u64 {
             let node = (round % 10) as u32;
