@@ -423,10 +423,19 @@ impl RedisCache {
     pub(crate) async fn conn(&self) -> Result<ConnectionManager, CacheError> {
         let inner = &self.inner;
         let i = inner.next.fetch_add(1, Ordering::Relaxed) % inner.slots.len();
-        let slot = &inner.slots[i];
-        if let Some(conn) = slot.conn.get() {
+        if let Some(conn) = inner.slots[i].conn.get() {
             return Ok(conn.clone());
         }
+        // Boxed: the connecting state is large and rare, and every read's
+        // future would otherwise carry it.
+        Box::pin(self.connect_slot(i)).await
+    }
+
+    /// Makes the connection of slot `i` (once; concurrent callers share
+    /// the attempt), unless an attempt failed within the backoff.
+    async fn connect_slot(&self, i: usize) -> Result<ConnectionManager, CacheError> {
+        let inner = &self.inner;
+        let slot = &inner.slots[i];
         {
             let failed_at = slot.failed_at.lock().await;
             if failed_at.is_some_and(|t| t.elapsed() < RECONNECT_BACKOFF) {
