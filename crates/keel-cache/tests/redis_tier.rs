@@ -117,6 +117,34 @@ async fn batches_read_and_write_many_keys_in_order() {
 }
 
 #[tokio::test]
+async fn corrupt_bytes_in_a_batch_are_counted_misses_among_good_values() {
+    let Some((redis, cache)) = cache().await else {
+        return;
+    };
+    cache
+        .set("nums", "1", Some(&1u64), None, None)
+        .await
+        .unwrap();
+    cache
+        .set("nums", "3", Some(&3u64), None, None)
+        .await
+        .unwrap();
+    let mut conn = redis.connection().await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(format!("{}:nums:2", redis.prefix()))
+        .arg(b"not an envelope".to_vec())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let keys = ["1", "2", "3", "4"];
+    let got = cache.get_many::<u64, _>("nums", &keys).await.unwrap();
+    let values: Vec<Option<u64>> = got.into_iter().map(|e| e.and_then(|e| e.value)).collect();
+    assert_eq!(values, [Some(1), None, Some(3), None]);
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.misses, stats.corrupt), (2, 2, 1));
+}
+
+#[tokio::test]
 async fn absences_clear_and_delete() {
     let Some((_redis, cache)) = cache().await else {
         return;

@@ -116,7 +116,20 @@ impl RedisCache {
 
     /// The full Redis key of `key` in cache `namespace`.
     pub fn key(&self, namespace: &str, key: &str) -> String {
-        format!("{}:{namespace}:{key}", self.inner.prefix)
+        let mut full = self.key_head(namespace, key.len());
+        full.push_str(key);
+        full
+    }
+
+    /// `{prefix}:{namespace}:`, with room for a key of `key_len` bytes.
+    fn key_head(&self, namespace: &str, key_len: usize) -> String {
+        let prefix = &self.inner.prefix;
+        let mut head = String::with_capacity(prefix.len() + namespace.len() + 2 + key_len);
+        head.push_str(prefix);
+        head.push(':');
+        head.push_str(namespace);
+        head.push(':');
+        head
     }
 
     /// The key prefix (from the config).
@@ -178,12 +191,26 @@ impl RedisCache {
         namespace: &str,
         key: &str,
     ) -> Result<Option<RemoteEntry<V>>, CacheError> {
-        let full = self.key(namespace, key);
+        self.get_with(namespace, |out| out.push_str(key)).await
+    }
+
+    /// [`get`](Self::get) of the key `write_key` appends to a buffer (so a
+    /// typed key needs no string of its own).
+    pub(crate) async fn get_with<V: DeserializeOwned>(
+        &self,
+        namespace: &str,
+        write_key: impl FnOnce(&mut String),
+    ) -> Result<Option<RemoteEntry<V>>, CacheError> {
+        let mut full = self.key_head(namespace, 20);
+        write_key(&mut full);
+        let mut cmd = redis::Cmd::with_capacity(2, 3 + full.len());
+        cmd.arg("GET").arg(full.as_str());
         let mut conn = self.conn().await?;
-        let bytes: Option<Vec<u8>> = self
-            .run(redis::cmd("GET").arg(&full).query_async(&mut conn))
-            .await?;
-        Ok(self.decode(&full, bytes))
+        let bytes: Option<Vec<u8>> = self.run(cmd.query_async(&mut conn)).await?;
+        let mut tally = Tally::default();
+        let entry = decode(&mut tally, bytes, || full.clone());
+        tally.add_to(&self.inner.counters);
+        Ok(entry)
     }
 
     /// Reads many entries with one `MGET`; the result is in `keys` order.
@@ -192,22 +219,49 @@ impl RedisCache {
         namespace: &str,
         keys: &[S],
     ) -> Result<Vec<Option<RemoteEntry<V>>>, CacheError> {
+        self.get_many_with(namespace, keys, |k, out| out.push_str(k.as_ref()))
+            .await
+    }
+
+    /// [`get_many`](Self::get_many) of the keys `write_key` appends, one
+    /// item at a time, to a buffer: every key is written straight into
+    /// the command, without a string of its own.
+    pub(crate) async fn get_many_with<V: DeserializeOwned, T>(
+        &self,
+        namespace: &str,
+        keys: &[T],
+        write_key: impl Fn(&T, &mut String),
+    ) -> Result<Vec<Option<RemoteEntry<V>>>, CacheError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let full: Vec<String> = keys
-            .iter()
-            .map(|k| self.key(namespace, k.as_ref()))
-            .collect();
+        let mut buf = self.key_head(namespace, 20);
+        let head = buf.len();
+        // A guess of the command's size: most keys are short.
+        let mut cmd = redis::Cmd::with_capacity(keys.len() + 1, 4 + keys.len() * (head + 12));
+        cmd.arg("MGET");
+        for key in keys {
+            buf.truncate(head);
+            write_key(key, &mut buf);
+            cmd.arg(buf.as_str());
+        }
         let mut conn = self.conn().await?;
-        let found: Vec<Option<Vec<u8>>> = self
-            .run(redis::cmd("MGET").arg(&full).query_async(&mut conn))
-            .await?;
-        Ok(full
+        let reply: redis::Value = self.run(cmd.query_async(&mut conn)).await?;
+        let found = values(reply, keys.len()).map_err(|e| self.failed(e))?;
+        let mut tally = Tally::default();
+        let entries = keys
             .iter()
             .zip(found)
-            .map(|(k, bytes)| self.decode(k, bytes))
-            .collect())
+            .map(|(key, bytes)| {
+                decode(&mut tally, bytes, || {
+                    buf.truncate(head);
+                    write_key(key, &mut buf);
+                    buf.clone()
+                })
+            })
+            .collect();
+        tally.add_to(&self.inner.counters);
+        Ok(entries)
     }
 
     /// Writes `value` (or, with `None`, a cached absence) fresh for
@@ -369,10 +423,19 @@ impl RedisCache {
     pub(crate) async fn conn(&self) -> Result<ConnectionManager, CacheError> {
         let inner = &self.inner;
         let i = inner.next.fetch_add(1, Ordering::Relaxed) % inner.slots.len();
-        let slot = &inner.slots[i];
-        if let Some(conn) = slot.conn.get() {
+        if let Some(conn) = inner.slots[i].conn.get() {
             return Ok(conn.clone());
         }
+        // Boxed: the connecting state is large and rare, and every read's
+        // future would otherwise carry it.
+        Box::pin(self.connect_slot(i)).await
+    }
+
+    /// Makes the connection of slot `i` (once; concurrent callers share
+    /// the attempt), unless an attempt failed within the backoff.
+    async fn connect_slot(&self, i: usize) -> Result<ConnectionManager, CacheError> {
+        let inner = &self.inner;
+        let slot = &inner.slots[i];
         {
             let failed_at = slot.failed_at.lock().await;
             if failed_at.is_some_and(|t| t.elapsed() < RECONNECT_BACKOFF) {
@@ -410,45 +473,101 @@ impl RedisCache {
     ) -> Result<T, CacheError> {
         // The connection manager bounds each command by `command_timeout`
         // (its response timeout), so no timer of our own is needed here.
-        let error = match command.await {
+        match command.await {
             Ok(value) => {
                 self.mark(true, None);
-                return Ok(value);
+                Ok(value)
             }
-            Err(e) if e.is_timeout() => CacheError::Unavailable(format!(
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    /// Counts a failed command and turns its error into a [`CacheError`].
+    fn failed(&self, e: redis::RedisError) -> CacheError {
+        let error = if e.is_timeout() {
+            CacheError::Unavailable(format!(
                 "redis command timed out after {:?}",
                 self.inner.config.command_timeout
-            )),
-            Err(e) => CacheError::Redis(e),
+            ))
+        } else {
+            CacheError::Redis(e)
         };
         self.inner.counters.errors.fetch_add(1, Ordering::Relaxed);
         self.mark(false, Some(&error));
-        Err(error)
+        error
     }
+}
 
-    fn decode<V: DeserializeOwned>(
-        &self,
-        key: &str,
-        bytes: Option<Vec<u8>>,
-    ) -> Option<RemoteEntry<V>> {
-        let c = &self.inner.counters;
-        let Some(bytes) = bytes else {
-            c.misses.fetch_add(1, Ordering::Relaxed);
-            return None;
-        };
-        match codec::decode(&bytes) {
-            Ok(entry) => {
-                c.hits.fetch_add(1, Ordering::Relaxed);
-                Some(entry)
-            }
-            Err(error) => {
-                c.corrupt.fetch_add(1, Ordering::Relaxed);
-                c.misses.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(key, %error, len = bytes.len(), "undecodable value in redis; treated as a miss");
-                None
+/// Read counters of one command, added to the shared ones once.
+#[derive(Default)]
+struct Tally {
+    hits: u64,
+    misses: u64,
+    corrupt: u64,
+}
+
+impl Tally {
+    fn add_to(&self, c: &Counters) {
+        for (counter, n) in [
+            (&c.hits, self.hits),
+            (&c.misses, self.misses),
+            (&c.corrupt, self.corrupt),
+        ] {
+            if n > 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
             }
         }
     }
+}
+
+/// Decodes what a read found. Bytes that do not decode are a miss, counted
+/// as corrupt and logged with the key `key` builds.
+fn decode<V: DeserializeOwned>(
+    tally: &mut Tally,
+    bytes: Option<Vec<u8>>,
+    key: impl FnOnce() -> String,
+) -> Option<RemoteEntry<V>> {
+    let Some(bytes) = bytes else {
+        tally.misses += 1;
+        return None;
+    };
+    match codec::decode(&bytes) {
+        Ok(entry) => {
+            tally.hits += 1;
+            Some(entry)
+        }
+        Err(error) => {
+            tally.corrupt += 1;
+            tally.misses += 1;
+            let key = key();
+            tracing::warn!(key, %error, len = bytes.len(), "undecodable value in redis; treated as a miss");
+            None
+        }
+    }
+}
+
+/// The values of an `MGET` reply for `n` keys: bulk strings and nils are
+/// taken as they are; any other shape goes through the client's own
+/// conversion, which rejects what is not a list of values.
+fn values(reply: redis::Value, n: usize) -> redis::RedisResult<Vec<Option<Vec<u8>>>> {
+    let found = match reply {
+        redis::Value::Array(items) => items
+            .into_iter()
+            .map(|item| match item {
+                redis::Value::BulkString(bytes) => Ok(Some(bytes)),
+                redis::Value::Nil => Ok(None),
+                other => redis::from_redis_value(other).map_err(redis::RedisError::from),
+            })
+            .collect::<redis::RedisResult<Vec<_>>>()?,
+        other => redis::from_redis_value(other).map_err(redis::RedisError::from)?,
+    };
+    if found.len() != n {
+        return Err(redis::RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "MGET returned a different number of values than keys",
+        )));
+    }
+    Ok(found)
 }
 
 /// Proof of holding a lock taken with [`RedisCache::try_lock`].

@@ -14,6 +14,12 @@ pub trait CacheKey: Hash + Eq + Clone + Send + Sync + 'static {
     fn to_key(&self) -> Cow<'_, str>;
     /// The key back from its string form; `None` if it is not one.
     fn from_key(key: &str) -> Option<Self>;
+    /// Appends the key's string form (the same text as
+    /// [`to_key`](Self::to_key)) to `out`. The Redis tier builds its keys
+    /// with this, in one reused buffer; override it when `to_key` allocates.
+    fn write_key(&self, out: &mut String) {
+        out.push_str(&self.to_key());
+    }
 }
 
 impl CacheKey for String {
@@ -23,24 +29,110 @@ impl CacheKey for String {
     fn from_key(key: &str) -> Option<Self> {
         Some(key.to_owned())
     }
+    fn write_key(&self, out: &mut String) {
+        out.push_str(self);
+    }
 }
 
-macro_rules! int_keys {
+/// Appends the decimal digits of `n`, with a `-` first when `negative`.
+/// Keys of up to 64 bits take the 64-bit loop: 128-bit division is a
+/// library call on most targets.
+fn push_decimal(out: &mut String, n: u128, negative: bool) {
+    // u128::MAX has 39 digits, and there may be a sign.
+    let mut digits = [0u8; 40];
+    let mut start = digits.len();
+    match u64::try_from(n) {
+        Ok(mut n) => loop {
+            start -= 1;
+            // `n % 10` is below 10, so the cast cannot truncate.
+            digits[start] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        },
+        Err(_) => {
+            let mut n = n;
+            loop {
+                start -= 1;
+                digits[start] = b'0' + (n % 10) as u8;
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+    }
+    if negative {
+        start -= 1;
+        digits[start] = b'-';
+    }
+    out.extend(digits[start..].iter().map(|&d| char::from(d)));
+}
+
+macro_rules! unsigned_keys {
     ($($t:ty),*) => {$(
         impl CacheKey for $t {
             fn to_key(&self) -> Cow<'_, str> {
-                Cow::Owned(self.to_string())
+                let mut out = String::with_capacity(20);
+                self.write_key(&mut out);
+                Cow::Owned(out)
             }
             fn from_key(key: &str) -> Option<Self> {
                 key.parse().ok()
+            }
+            fn write_key(&self, out: &mut String) {
+                push_decimal(out, u128::from(*self), false);
             }
         }
     )*};
 }
 
-int_keys!(
-    u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize
-);
+macro_rules! signed_keys {
+    ($($t:ty),*) => {$(
+        impl CacheKey for $t {
+            fn to_key(&self) -> Cow<'_, str> {
+                let mut out = String::with_capacity(20);
+                self.write_key(&mut out);
+                Cow::Owned(out)
+            }
+            fn from_key(key: &str) -> Option<Self> {
+                key.parse().ok()
+            }
+            fn write_key(&self, out: &mut String) {
+                push_decimal(out, u128::from(self.unsigned_abs()), *self < 0);
+            }
+        }
+    )*};
+}
+
+unsigned_keys!(u8, u16, u32, u64, u128);
+signed_keys!(i8, i16, i32, i64, i128);
+
+impl CacheKey for usize {
+    fn to_key(&self) -> Cow<'_, str> {
+        // usize is at most 64 bits on every supported target.
+        (*self as u64).to_key().into_owned().into()
+    }
+    fn from_key(key: &str) -> Option<Self> {
+        key.parse().ok()
+    }
+    fn write_key(&self, out: &mut String) {
+        (*self as u64).write_key(out);
+    }
+}
+
+impl CacheKey for isize {
+    fn to_key(&self) -> Cow<'_, str> {
+        (*self as i64).to_key().into_owned().into()
+    }
+    fn from_key(key: &str) -> Option<Self> {
+        key.parse().ok()
+    }
+    fn write_key(&self, out: &mut String) {
+        (*self as i64).write_key(out);
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -52,5 +144,28 @@ mod tests {
         assert_eq!(i32::from_key(&(-7i32).to_key()), Some(-7));
         assert_eq!(String::from_key("user:1").as_deref(), Some("user:1"));
         assert_eq!(u64::from_key("nope"), None);
+    }
+
+    #[test]
+    fn written_keys_match_the_display_form() {
+        fn check<K: CacheKey + std::fmt::Display>(k: K) {
+            let mut out = String::from("p:");
+            k.write_key(&mut out);
+            assert_eq!(out, format!("p:{k}"));
+            assert_eq!(k.to_key(), k.to_string());
+        }
+        for v in [0u64, 1, 9, 10, 99, 100, 12_345, u64::MAX] {
+            check(v);
+        }
+        for v in [0i64, -1, 7, -10, i64::MIN, i64::MAX] {
+            check(v);
+        }
+        check(u128::MAX);
+        check(i128::MIN);
+        check(i8::MIN);
+        check(u8::MAX);
+        check(usize::MAX);
+        check(isize::MIN);
+        check("user:1".to_owned());
     }
 }

@@ -372,37 +372,31 @@ impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
         if let Some(remote) = inner.remote_up()
             && !missing.is_empty()
         {
-            let names: Vec<std::borrow::Cow<'_, str>> =
-                missing.iter().map(|&i| keys[i].to_key()).collect();
-            match remote.redis.get_many::<V, _>(&inner.name, &names).await {
+            let found = remote
+                .redis
+                .get_many_with::<V, _>(&inner.name, &missing, |&i, out| keys[i].write_key(out))
+                .await;
+            match found {
                 Ok(found) => {
                     let wall = inner.wall(now);
+                    let mut hits = 0;
                     for (&i, entry) in missing.iter().zip(found) {
-                        match entry {
-                            Some(e) if e.is_fresh_at(wall) => {
-                                inner.counters.l2_hits.fetch_add(1, Ordering::Relaxed);
-                                inner.backfill(
-                                    &keys[i],
-                                    e.value.clone(),
-                                    e.remaining_at(wall),
-                                    now,
-                                );
-                                out[i] = e.value;
-                            }
-                            _ => {
-                                inner.counters.misses.fetch_add(1, Ordering::Relaxed);
-                            }
+                        if let Some(e) = entry
+                            && e.is_fresh_at(wall)
+                        {
+                            hits += 1;
+                            let remaining = e.remaining_at(wall);
+                            inner.backfill(&keys[i], e.value.clone(), remaining, now);
+                            out[i] = e.value;
                         }
                     }
+                    inner.count_reads(hits, missing.len() as u64 - hits);
                     return out;
                 }
                 Err(error) => inner.remote_failed(&error),
             }
         }
-        inner
-            .counters
-            .misses
-            .fetch_add(missing.len() as u64, Ordering::Relaxed);
+        inner.count_reads(0, missing.len() as u64);
         out
     }
 
@@ -575,7 +569,11 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         }
         #[cfg(feature = "redis")]
         if let Some(remote) = self.remote_up() {
-            match remote.redis.get::<V>(&self.name, &key.to_key()).await {
+            let found = remote
+                .redis
+                .get_with::<V>(&self.name, |out| key.write_key(out))
+                .await;
+            match found {
                 Ok(Some(entry)) => {
                     let wall = self.wall(now);
                     if entry.is_fresh_at(wall) {
@@ -717,7 +715,11 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(50));
             let now = self.clock.now_nanos();
-            if let Ok(Some(entry)) = remote.redis.get::<V>(&self.name, &key.to_key()).await {
+            let found = remote
+                .redis
+                .get_with::<V>(&self.name, |out| key.write_key(out))
+                .await;
+            if let Ok(Some(entry)) = found {
                 let wall = self.wall(now);
                 if entry.is_fresh_at(wall) {
                     self.backfill(key, entry.value.clone(), entry.remaining_at(wall), now);
@@ -783,6 +785,17 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         });
         if let Some((_, true)) = started {
             self.counters.refreshes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts `hits` reads answered by Redis and `misses` answered by
+    /// neither tier (one add each, not one per key).
+    fn count_reads(&self, hits: u64, misses: u64) {
+        if hits > 0 {
+            self.counters.l2_hits.fetch_add(hits, Ordering::Relaxed);
+        }
+        if misses > 0 {
+            self.counters.misses.fetch_add(misses, Ordering::Relaxed);
         }
     }
 
