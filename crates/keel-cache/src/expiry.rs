@@ -16,6 +16,7 @@
 //! by more than a bucket.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 /// "Never expires".
 pub(crate) const NEVER: u64 = u64::MAX;
@@ -34,6 +35,11 @@ pub(crate) struct ExpiryQueue {
     items: usize,
     /// Nodes queued (items that are not stale).
     live: usize,
+    /// The newest bucket's list, kept out of the map until a later bucket
+    /// starts or it comes due: deadlines set by one time-to-live land in the
+    /// newest bucket, so most schedules are a push, not a map lookup.
+    tail: Vec<u32>,
+    tail_bucket: u64,
 }
 
 /// Stale items allowed beyond twice the live ones before the lists are
@@ -45,7 +51,7 @@ const SLACK: usize = 1024;
 impl ExpiryQueue {
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.buckets.is_empty()
+        self.buckets.is_empty() && self.tail.is_empty()
     }
 
     #[inline]
@@ -73,13 +79,36 @@ impl ExpiryQueue {
             _ => {}
         }
         self.queued[i] = bucket;
-        self.buckets.entry(bucket).or_default().push(idx);
+        if !self.tail.is_empty() && bucket == self.tail_bucket {
+            self.tail.push(idx);
+        } else if self.tail.is_empty() || bucket > self.tail_bucket {
+            self.flush_tail();
+            self.tail_bucket = bucket;
+            self.tail.push(idx);
+        } else {
+            self.buckets.entry(bucket).or_default().push(idx);
+        }
         self.items += 1;
+    }
+
+    /// Moves the tail list into the map.
+    fn flush_tail(&mut self) {
+        if self.tail.is_empty() {
+            return;
+        }
+        let list = std::mem::take(&mut self.tail);
+        match self.buckets.entry(self.tail_bucket) {
+            Entry::Vacant(v) => {
+                v.insert(list);
+            }
+            Entry::Occupied(o) => o.into_mut().extend(list),
+        }
     }
 
     /// Rebuilds the bucket lists from `queued`, dropping stale items.
     fn compact(&mut self) {
         self.buckets.clear();
+        self.tail.clear();
         for (i, &bucket) in self.queued.iter().enumerate() {
             if bucket != NONE {
                 self.buckets.entry(bucket).or_default().push(i as u32);
@@ -108,6 +137,9 @@ impl ExpiryQueue {
         deadline_of: impl Fn(u32) -> u64,
     ) -> Vec<u32> {
         let current = now >> BUCKET_SHIFT;
+        if self.tail_bucket <= current {
+            self.flush_tail();
+        }
         let mut due = Vec::new();
         while let Some(entry) = self.buckets.first_entry() {
             let bucket = *entry.key();
@@ -144,6 +176,7 @@ impl ExpiryQueue {
 
     pub(crate) fn clear(&mut self) {
         self.buckets.clear();
+        self.tail.clear();
         self.queued.clear();
         self.items = 0;
         self.live = 0;
