@@ -86,21 +86,21 @@
 //! things decided it:
 //!
 //! - **Hit ratio.** Replaying Zipf 0.8/0.99/1.2 over 1M keys at 0.1%, 1% and
-//!   10% capacity and the cache2k `web07` and `orm-busy` traces
-//!   (`cargo run --release -p keel-bench -- hitratio --quick`), S3-FIFO
-//!   averages 64.08% against 63.86% for quick_cache (also S3-FIFO-like),
-//!   62.53% for TinyUFO, 62.35% for moka (W-TinyLFU) and 59.44% for exact
-//!   LRU, closing 44% of the gap between exact LRU and Belady's optimum. Its
-//!   worst case is 0.22 points under quick_cache (Zipf 0.99 at 1,000
-//!   entries); on the traces it leads every peer (web07 at 2,000 entries:
-//!   58.18% against 57.90%, 54.81% and 52.09%). The small queue holds 1/20
-//!   of the capacity rather than the paper's 1/10: that measured +0.3 points
-//!   at the smallest Zipf capacities and kept the trace lead.
+//!   10% capacity and the cache2k `web07` and `orm-busy` traces at three
+//!   capacities each (`cargo run --release -p keel-bench -- hitratio`),
+//!   S3-FIFO averages 67.04% against 66.81% for quick_cache (also
+//!   S3-FIFO-like), 63.62% for TinyUFO, 63.10% for moka (W-TinyLFU) and
+//!   62.58% for exact LRU, closing 39% of the gap between exact LRU and
+//!   Belady's optimum. Its worst case is 0.20 points under TinyUFO (Zipf 1.2
+//!   at 1,000 entries); on the traces it leads every peer (web07 at 2,000
+//!   entries: 58.01% against 57.89%, 54.87% and 52.16%). The small queue
+//!   holds 1/20 of the capacity rather than the paper's 1/10: that measured
+//!   +0.3 points at the smallest Zipf capacities and kept the trace lead.
 //! - **Read path.** A hit never reorders anything: it stores a 2-bit
 //!   frequency (only while it is below 3), so reads take only the shard's
 //!   read lock. Exact LRU and LFU must reorder on every hit and take the
 //!   write lock; W-TinyLFU must update a frequency sketch on every hit (moka
-//!   buffers those updates and measures 5 to 13 times slower than this
+//!   buffers those updates and measures 7 to 13 times slower than this
 //!   cache in the `cache` suite).
 
 #![forbid(unsafe_code)]
