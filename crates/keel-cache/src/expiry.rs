@@ -225,4 +225,39 @@ mod tests {
         assert_eq!(q.due(10 * BUCKET, true, |_| 5 * BUCKET), vec![2]);
         assert_eq!(q.live, 1);
     }
+
+    #[test]
+    fn out_of_order_deadlines_come_due_in_their_own_buckets() {
+        let mut q = ExpiryQueue::default();
+        let deadlines = [
+            9 * BUCKET,
+            3 * BUCKET,
+            9 * BUCKET + 1,
+            5 * BUCKET,
+            12 * BUCKET,
+        ];
+        for (n, &d) in deadlines.iter().enumerate() {
+            q.schedule(n as u32, d);
+        }
+        let of = |n: u32| deadlines[n as usize];
+        assert!(q.due(2 * BUCKET, true, of).is_empty());
+        assert_eq!(q.due(4 * BUCKET, true, of), vec![1]);
+        q.unschedule(1);
+        assert_eq!(q.due(6 * BUCKET, true, of), vec![3]);
+        q.unschedule(3);
+        let mut due = q.due(10 * BUCKET, true, of);
+        due.sort_unstable();
+        assert_eq!(due, vec![0, 2]);
+        q.unschedule(0);
+        q.unschedule(2);
+        // A deadline scheduled later but earlier than the newest still counts.
+        q.schedule(7, 11 * BUCKET);
+        let mut due = q.due(
+            13 * BUCKET,
+            true,
+            |n| if n == 7 { 11 * BUCKET } else { of(n) },
+        );
+        due.sort_unstable();
+        assert_eq!(due, vec![4, 7]);
+    }
 }
