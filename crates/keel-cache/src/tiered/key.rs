@@ -34,105 +34,25 @@ impl CacheKey for String {
     }
 }
 
-/// Appends the decimal digits of `n`, with a `-` first when `negative`.
-/// Keys of up to 64 bits take the 64-bit loop: 128-bit division is a
-/// library call on most targets.
-fn push_decimal(out: &mut String, n: u128, negative: bool) {
-    // u128::MAX has 39 digits, and there may be a sign.
-    let mut digits = [0u8; 40];
-    let mut start = digits.len();
-    match u64::try_from(n) {
-        Ok(mut n) => loop {
-            start -= 1;
-            // `n % 10` is below 10, so the cast cannot truncate.
-            digits[start] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        },
-        Err(_) => {
-            let mut n = n;
-            loop {
-                start -= 1;
-                digits[start] = b'0' + (n % 10) as u8;
-                n /= 10;
-                if n == 0 {
-                    break;
-                }
-            }
-        }
-    }
-    if negative {
-        start -= 1;
-        digits[start] = b'-';
-    }
-    out.extend(digits[start..].iter().map(|&d| char::from(d)));
-}
-
-macro_rules! unsigned_keys {
+macro_rules! int_keys {
     ($($t:ty),*) => {$(
         impl CacheKey for $t {
             fn to_key(&self) -> Cow<'_, str> {
-                let mut out = String::with_capacity(20);
-                self.write_key(&mut out);
-                Cow::Owned(out)
+                Cow::Owned(itoa::Buffer::new().format(*self).to_owned())
             }
             fn from_key(key: &str) -> Option<Self> {
                 key.parse().ok()
             }
             fn write_key(&self, out: &mut String) {
-                push_decimal(out, u128::from(*self), false);
+                out.push_str(itoa::Buffer::new().format(*self));
             }
         }
     )*};
 }
 
-macro_rules! signed_keys {
-    ($($t:ty),*) => {$(
-        impl CacheKey for $t {
-            fn to_key(&self) -> Cow<'_, str> {
-                let mut out = String::with_capacity(20);
-                self.write_key(&mut out);
-                Cow::Owned(out)
-            }
-            fn from_key(key: &str) -> Option<Self> {
-                key.parse().ok()
-            }
-            fn write_key(&self, out: &mut String) {
-                push_decimal(out, u128::from(self.unsigned_abs()), *self < 0);
-            }
-        }
-    )*};
-}
-
-unsigned_keys!(u8, u16, u32, u64, u128);
-signed_keys!(i8, i16, i32, i64, i128);
-
-impl CacheKey for usize {
-    fn to_key(&self) -> Cow<'_, str> {
-        // usize is at most 64 bits on every supported target.
-        (*self as u64).to_key().into_owned().into()
-    }
-    fn from_key(key: &str) -> Option<Self> {
-        key.parse().ok()
-    }
-    fn write_key(&self, out: &mut String) {
-        (*self as u64).write_key(out);
-    }
-}
-
-impl CacheKey for isize {
-    fn to_key(&self) -> Cow<'_, str> {
-        (*self as i64).to_key().into_owned().into()
-    }
-    fn from_key(key: &str) -> Option<Self> {
-        key.parse().ok()
-    }
-    fn write_key(&self, out: &mut String) {
-        (*self as i64).write_key(out);
-    }
-}
+int_keys!(
+    u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize
+);
 
 #[cfg(test)]
 mod tests {
