@@ -40,6 +40,9 @@ pub(crate) struct ExpiryQueue {
     /// newest bucket, so most schedules are a push, not a map lookup.
     tail: Vec<u32>,
     tail_bucket: u64,
+    /// No bucket before this one holds anything (a lower bound: 0 until the
+    /// first `due`), so a write can skip `due` while nothing has ended.
+    earliest: u64,
 }
 
 /// Stale items allowed beyond twice the live ones before the lists are
@@ -52,6 +55,23 @@ impl ExpiryQueue {
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.buckets.is_empty() && self.tail.is_empty()
+    }
+
+    /// Whether a bucket may have ended by `now` (what a write reclaims).
+    #[inline]
+    pub(crate) fn may_have_ended(&self, now: u64) -> bool {
+        !self.is_empty() && self.earliest < now >> BUCKET_SHIFT
+    }
+
+    /// Recomputes [`Self::earliest`] from the map and the tail.
+    fn reset_earliest(&mut self) {
+        let first = self.buckets.keys().next().copied().unwrap_or(u64::MAX);
+        let tail = if self.tail.is_empty() {
+            u64::MAX
+        } else {
+            self.tail_bucket
+        };
+        self.earliest = first.min(tail);
     }
 
     #[inline]
@@ -79,6 +99,7 @@ impl ExpiryQueue {
             _ => {}
         }
         self.queued[i] = bucket;
+        self.earliest = self.earliest.min(bucket);
         if !self.tail.is_empty() && bucket == self.tail_bucket {
             self.tail.push(idx);
         } else if self.tail.is_empty() || bucket > self.tail_bucket {
@@ -115,6 +136,7 @@ impl ExpiryQueue {
             }
         }
         self.items = self.live;
+        self.reset_earliest();
     }
 
     #[inline]
@@ -171,6 +193,7 @@ impl ExpiryQueue {
                 break;
             }
         }
+        self.reset_earliest();
         due
     }
 
@@ -180,6 +203,7 @@ impl ExpiryQueue {
         self.queued.clear();
         self.items = 0;
         self.live = 0;
+        self.earliest = u64::MAX;
     }
 }
 
@@ -259,5 +283,27 @@ mod tests {
         );
         due.sort_unstable();
         assert_eq!(due, vec![4, 7]);
+    }
+
+    #[test]
+    fn writes_skip_the_reclaim_until_the_earliest_bucket_ends() {
+        let mut q = ExpiryQueue::default();
+        q.schedule(1, 8 * BUCKET + 5);
+        q.schedule(2, 5 * BUCKET + 5);
+        assert!(q.due(3 * BUCKET, false, |_| NEVER).is_empty());
+        assert!(!q.may_have_ended(5 * BUCKET + 9));
+        assert!(q.may_have_ended(6 * BUCKET));
+        assert_eq!(
+            q.due(6 * BUCKET, false, |n| [0, 8 * BUCKET + 5, 5 * BUCKET + 5]
+                [n as usize]),
+            vec![2]
+        );
+        q.unschedule(2);
+        assert!(!q.may_have_ended(8 * BUCKET));
+        assert!(q.may_have_ended(9 * BUCKET));
+        q.schedule(3, 4 * BUCKET);
+        assert!(q.may_have_ended(6 * BUCKET));
+        q.clear();
+        assert!(!q.may_have_ended(u64::MAX - 1));
     }
 }

@@ -369,7 +369,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             ttl_deadline
         };
         let mut st = self.state.write();
-        if !st.expiry.is_empty() {
+        if st.expiry.may_have_ended(now) {
             st.purge_expired(now, false, &self.counters, sink.as_deref_mut());
         }
         let w = u64::from(weight);
