@@ -186,13 +186,7 @@ impl Executor {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        let permit = self
-            .shared()
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| ExecutorError::Shutdown)?;
+        let permit = self.shared().slot().await?;
         self.shared().enqueue(f, permit)?.await
     }
 
@@ -244,13 +238,7 @@ impl Executor {
                 break;
             }
             let f = Arc::clone(&f);
-            let permit = self
-                .shared()
-                .slots
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| ExecutorError::Shutdown)?;
+            let permit = self.shared().slot().await?;
             handles.push(self.shared().enqueue(
                 move || part.into_iter().map(|x| f(x)).collect::<Vec<R>>(),
                 permit,
@@ -379,6 +367,14 @@ struct Shared {
 }
 
 impl Shared {
+    /// Waits for a queue slot; fails once the executor is shut down.
+    async fn slot(&self) -> Result<OwnedSemaphorePermit, ExecutorError> {
+        Arc::clone(&self.slots)
+            .acquire_owned()
+            .await
+            .map_err(|_| ExecutorError::Shutdown)
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // Jobs run outside the lock and catch their own panics, so a
         // poisoned lock still guards consistent state.

@@ -157,3 +157,28 @@ impl Ghost {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ghost_remembers_a_hash_once_until_another_takes_its_place() {
+        // 1,500 entries: 1,024 places.
+        let mut ghost = Ghost::new(1_500);
+        assert_eq!(ghost.size, 1_024);
+        let (a, b) = (0xAAAA_0000_0000_0007_u64, 0xBBBB_0000_0000_0007_u64);
+        assert!(!ghost.take(a), "nothing is remembered before a put");
+        ghost.put(a);
+        assert!(!ghost.take(b), "another hash in the same place is not a");
+        assert!(ghost.take(a));
+        assert!(!ghost.take(a), "a take forgets");
+        ghost.put(a);
+        ghost.put(b); // same place: b replaces a
+        assert!(!ghost.take(a));
+        assert!(ghost.take(b));
+        ghost.put(a);
+        ghost.put(a + 1); // another place
+        assert!(ghost.take(a) && ghost.take(a + 1));
+    }
+}

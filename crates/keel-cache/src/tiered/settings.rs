@@ -45,21 +45,10 @@ pub struct CacheSettings {
 }
 
 impl Default for CacheSettings {
+    /// What `[cache]` gives a cache with no section of its own when the
+    /// section is left at its defaults.
     fn default() -> Self {
-        Self {
-            policy: CachePolicy::default(),
-            capacity: 10_000,
-            ttl: None,
-            local_ttl: None,
-            tti: None,
-            ttl_jitter: 0.0,
-            negative_ttl: None,
-            refresh_after: None,
-            max_stale: None,
-            tiered: true,
-            lock: None,
-            bloom: None,
-        }
+        crate::CacheConfig::default().default_settings()
     }
 }
 
