@@ -14,7 +14,7 @@ use crate::expiry::NEVER;
 use crate::loader::Flights;
 use crate::policy::CachePolicy;
 use crate::shard::{Shard, Sink, Timing};
-use crate::stats::{CacheStats, LoadCounters};
+use crate::stats::{CacheStats, LoadCounters, ReadTally};
 use crate::sweeper::{self, Sweep};
 
 type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
@@ -40,6 +40,8 @@ pub(crate) struct Inner<K, V> {
     listener: Option<Listener<K, V>>,
     pub(crate) flights: Flights<K, V>,
     pub(crate) loads: LoadCounters,
+    /// Hits and misses.
+    reads: ReadTally,
     policy: CachePolicy,
     capacity: u64,
 }
@@ -188,6 +190,7 @@ where
                 listener: self.listener,
                 flights: Flights::default(),
                 loads: LoadCounters::default(),
+                reads: ReadTally::default(),
                 policy: self.policy,
                 capacity: self.capacity,
             }),
@@ -269,9 +272,9 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let (hash, shard) = self.locate(key);
-        shard.get(hash, key, &self.inner.timing, true, |f| {
-            f.slot.value.clone()
-        })
+        let value = shard.get(hash, key, &self.inner.timing, |f| f.slot.value.clone());
+        self.inner.reads.record(value.is_some());
+        value
     }
 
     /// The entry for `key` with its metadata, if present and not expired.
@@ -283,7 +286,7 @@ where
     {
         let (hash, shard) = self.locate(key);
         let clock = &self.inner.timing.clock;
-        shard.get(hash, key, &self.inner.timing, true, |f| {
+        let entry = shard.get(hash, key, &self.inner.timing, |f| {
             let now = f.now.unwrap_or_else(|| clock.now_nanos());
             let deadline = f.slot.deadline();
             CacheEntry {
@@ -295,7 +298,9 @@ where
                 hits: f.slot.hits(),
                 weight: f.meta.weight,
             }
-        })
+        });
+        self.inner.reads.record(entry.is_some());
+        entry
     }
 
     /// The value for `key` without counting a hit or miss.
@@ -305,9 +310,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let (hash, shard) = self.locate(key);
-        shard.get(hash, key, &self.inner.timing, false, |f| {
-            f.slot.value.clone()
-        })
+        shard.get(hash, key, &self.inner.timing, |f| f.slot.value.clone())
     }
 
     /// True if `key` has a live entry. Counts nothing and does not count as a
@@ -422,6 +425,7 @@ where
     /// The counters since the cache was built.
     pub fn stats(&self) -> CacheStats {
         let mut stats = self.stats_of_shards();
+        self.inner.reads.add_to(&mut stats);
         self.inner.loads.add_to(&mut stats);
         stats
     }
@@ -429,7 +433,7 @@ where
     fn stats_of_shards(&self) -> CacheStats {
         let mut stats = CacheStats::default();
         for shard in self.inner.shards.iter() {
-            stats.add_shard(&shard.reads, &shard.counters);
+            stats.add_shard(&shard.counters);
         }
         stats
     }

@@ -1,13 +1,16 @@
 //! One shard: a hash table holding the entries themselves, the policy
 //! engine and the expiry order, behind one reader-writer lock. Hits take the
-//! read lock (except for policies whose hits reorder) and count with atomics
-//! that sit next to the lock word.
+//! read lock (except for policies whose hits reorder); the cache counts them
+//! (see [`ReadTally`](crate::stats::ReadTally)), not the shard.
 //!
 //! A hit reads the table's control bytes and then the entry, two memory
 //! accesses: the entry lives in the table, not behind an index. What only
 //! writes need (the policy's links, the expiry order, [`Meta`]) is kept per
 //! *node*, a small integer each entry holds and keeps for its lifetime;
-//! writes find an entry from its node through the hash stored in its meta.
+//! writes reach an entry from its node through the table bucket recorded in
+//! its meta (one access, where a probe by hash would be two in a row).
+//! Buckets move only when the table grows or rehashes, which happens only
+//! in [`State::make_room`], and that records every entry's new bucket.
 
 use std::borrow::Borrow;
 use std::hash::Hash;
@@ -125,6 +128,8 @@ pub(crate) struct Slot<K, V> {
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Meta {
     hash: u64,
+    /// The table bucket holding the entry.
+    bucket: u32,
     pub(crate) inserted_at: u64,
     /// The deadline set by time-to-live at the last write.
     ttl_deadline: u64,
@@ -142,13 +147,6 @@ impl<K, V> Slot<K, V> {
     }
 }
 
-/// The read counters of one shard.
-#[derive(Debug, Default)]
-pub(crate) struct ReadCounters {
-    pub(crate) hits: AtomicU64,
-    pub(crate) misses: AtomicU64,
-}
-
 /// The write counters of one shard.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -160,12 +158,6 @@ pub(crate) struct Counters {
     pub(crate) replaced: AtomicU64,
     pub(crate) len: AtomicU64,
     pub(crate) weight: AtomicU64,
-}
-
-/// Counts a read: readers share the lock, so the add must be atomic.
-#[inline]
-fn bump(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Counts a write, under the shard's write lock: no other writer can race,
@@ -189,11 +181,9 @@ pub(crate) struct State<K, V> {
     capacity: u64,
 }
 
-/// `repr(C)` keeps the hit and miss counters in the cache line of the lock
-/// word, which a read has just written anyway.
-#[repr(C, align(128))]
+/// Aligned so that two shards' lock words never share a cache line.
+#[repr(align(128))]
 pub(crate) struct Shard<K, V> {
-    pub(crate) reads: ReadCounters,
     state: RwLock<State<K, V>>,
     shared_reads: bool,
     /// Whether hits count towards the policy's frequency bits.
@@ -230,15 +220,15 @@ impl<K, V> Found<'_, K, V> {
     }
 }
 
-/// The entry holding `node`, found through the hash in its meta.
+/// The entry holding `node`, found through the bucket in its meta.
 #[inline]
 fn by_node<'a, K, V>(
     table: &'a HashTable<Slot<K, V>>,
     metas: &[Meta],
     node: u32,
 ) -> Option<&'a Slot<K, V>> {
-    let hash = metas.get(node as usize)?.hash;
-    table.find(hash, |s| s.node == node)
+    let bucket = metas.get(node as usize)?.bucket;
+    table.get_bucket(bucket as usize).filter(|s| s.node == node)
 }
 
 /// The entry if it has not expired.
@@ -282,7 +272,6 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 weight: 0,
                 capacity,
             }),
-            reads: ReadCounters::default(),
             counters: Counters::default(),
             shared_reads: !policy.reads_reorder(),
             count_freq: policy.counts_freq(),
@@ -290,21 +279,21 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         }
     }
 
-    /// Looks `key` up, records the hit (or miss) and hands the live entry to `f`.
+    /// Looks `key` up, counts the use on the entry and hands the live entry
+    /// to `f`.
     #[inline]
     pub(crate) fn get<Q, R>(
         &self,
         hash: u64,
         key: &Q,
         timing: &Timing,
-        record: bool,
         f: impl FnOnce(Found<'_, K, V>) -> R,
     ) -> Option<R>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let out = if self.shared_reads {
+        if self.shared_reads {
             let st = self.state.read();
             st.find(hash, key).and_then(|slot| {
                 let found = live(slot, &st.metas, timing)?;
@@ -327,15 +316,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                     found.touch(timing, self.count_freq);
                     Some(f(found))
                 })
-        };
-        if record {
-            bump(if out.is_some() {
-                &self.reads.hits
-            } else {
-                &self.reads.misses
-            });
         }
-        out
     }
 
     /// True if a live entry for `key` exists; records nothing.
@@ -405,8 +386,10 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             }
             let limit = st.capacity - w;
             st.evict_to(limit, &self.counters, sink);
+            st.make_room();
             let meta = Meta {
                 hash,
+                bucket: 0,
                 inserted_at: now,
                 ttl_deadline,
                 weight,
@@ -435,7 +418,10 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 expiry,
                 ..
             } = &mut *st;
-            table.insert_unique(hash, slot, |s| metas[s.node as usize].hash);
+            let bucket = table
+                .insert_unique(hash, slot, |s| metas[s.node as usize].hash)
+                .bucket_index();
+            metas[node as usize].bucket = bucket as u32;
             expiry.schedule(node, deadline);
             engine.on_insert(node, hash, weight, deadline);
             st.weight += w;
@@ -549,11 +535,32 @@ impl<K: Hash + Eq, V> State<K, V> {
         self.table.find(hash, |s| s.key.borrow() == key)
     }
 
+    /// Makes sure the next insertion cannot move entries: if the table is
+    /// full it grows (or rehashes) now, and every entry's new bucket is
+    /// recorded in its meta.
+    fn make_room(&mut self) {
+        if self.table.capacity() > self.table.len() {
+            return;
+        }
+        let metas = &mut self.metas;
+        self.table.reserve(1, |s| metas[s.node as usize].hash);
+        for bucket in self.table.iter_buckets() {
+            if let Some(slot) = self.table.get_bucket(bucket)
+                && let Some(meta) = metas.get_mut(slot.node as usize)
+            {
+                meta.bucket = bucket as u32;
+            }
+        }
+    }
+
     /// Unlinks the entry holding `node` from everything; returns its key,
     /// value and deadline.
     fn take(&mut self, node: u32) -> Option<(K, V, u64)> {
         let meta = *self.metas.get(node as usize)?;
-        let entry = self.table.find_entry(meta.hash, |s| s.node == node).ok()?;
+        let entry = self.table.get_bucket_entry(meta.bucket as usize).ok()?;
+        if entry.get().node != node {
+            return None;
+        }
         let (slot, _) = entry.remove();
         self.expiry.unschedule(node);
         self.engine.on_remove(node, meta.weight);
@@ -645,6 +652,63 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         drop(st);
         if let Some(s) = sink {
             s.extend(all.into_iter().map(|(k, v)| (k, v, RemovalCause::Explicit)));
+        }
+    }
+}
+
+#[cfg(all(test, not(keel_loom)))]
+mod tests {
+    use super::*;
+
+    fn timing() -> Timing {
+        Timing {
+            clock: Clock::manual().0,
+            tti: 0,
+        }
+    }
+
+    /// Every entry's meta names the bucket that holds it, and every entry
+    /// is reachable from its node.
+    fn assert_buckets_true(shard: &Shard<u64, u64>) {
+        let st = shard.state.read();
+        assert_eq!(st.table.len(), st.metas.len() - st.free.len());
+        for bucket in st.table.iter_buckets() {
+            let slot = st.table.get_bucket(bucket).expect("a full bucket");
+            assert_eq!(st.metas[slot.node as usize].bucket as usize, bucket);
+            let found = by_node(&st.table, &st.metas, slot.node).expect("reachable");
+            assert_eq!(found.key, slot.key);
+        }
+    }
+
+    #[test]
+    fn buckets_stay_true_through_growth_rehashes_and_churn() {
+        for policy in [CachePolicy::default(), CachePolicy::Lru, CachePolicy::Fifo] {
+            let capacity = 1_000;
+            let shard = Shard::new(policy, capacity, 0, false);
+            let timing = timing();
+            let hash = |k: u64| k.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            // Growth from empty, then eviction churn (removals leave
+            // tombstones, so the table rehashes in place now and then),
+            // with explicit removals mixed in.
+            for k in 0..50_000u64 {
+                shard.insert(hash(k), k, k, 1, None, &timing, None);
+                if k % 7 == 0 {
+                    let old = k / 2;
+                    shard.remove(hash(old), &old, &timing, None);
+                }
+                if k % 4_999 == 0 {
+                    assert_buckets_true(&shard);
+                }
+            }
+            assert_buckets_true(&shard);
+            let len = shard.counters.len.load(Ordering::Relaxed);
+            assert!(len <= capacity, "{len} entries in a cache of {capacity}");
+            // The newest key is still there and readable.
+            let last = 49_999;
+            assert_eq!(
+                shard.get(hash(last), &last, &timing, |f| f.slot.value),
+                Some(last)
+            );
         }
     }
 }

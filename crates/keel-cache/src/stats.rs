@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::shard::{Counters, ReadCounters};
+use crate::shard::Counters;
 use crate::sync::{AtomicU64, Ordering};
 
 /// A snapshot of a cache's counters since it was built.
@@ -58,10 +58,8 @@ impl CacheStats {
         self.hits + self.misses
     }
 
-    pub(crate) fn add_shard(&mut self, r: &ReadCounters, c: &Counters) {
+    pub(crate) fn add_shard(&mut self, c: &Counters) {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        self.hits += get(&r.hits);
-        self.misses += get(&r.misses);
         self.inserts += get(&c.inserts);
         self.updates += get(&c.updates);
         self.evictions_size += get(&c.evicted_size);
@@ -70,6 +68,75 @@ impl CacheStats {
         self.replacements += get(&c.replaced);
         self.entries += get(&c.len);
         self.weight += get(&c.weight);
+    }
+}
+
+/// The hit and miss counts of one cache.
+///
+/// Each thread counts into its own pair of counters, which only that thread
+/// writes: a plain load and store, no locked instruction (a shared counter
+/// would put one more on every read, and serialise the reads of all
+/// threads on its cache line). Totals sum every thread's pair, so they are
+/// exact once the counting threads are quiet.
+#[derive(Default)]
+pub(crate) struct ReadTally {
+    #[cfg(not(keel_loom))]
+    per_thread: thread_local::ThreadLocal<ReadPair>,
+    #[cfg(keel_loom)]
+    shared: ReadPair,
+}
+
+/// One thread's counts, on a cache line of its own.
+#[derive(Default)]
+#[repr(align(128))]
+struct ReadPair {
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl ReadTally {
+    /// Counts one lookup.
+    #[inline]
+    pub(crate) fn record(&self, hit: bool) {
+        #[cfg(not(keel_loom))]
+        {
+            let pair = self.per_thread.get_or_default();
+            let c = if hit { &pair.hits } else { &pair.misses };
+            // Only this thread writes its pair.
+            c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        }
+        #[cfg(keel_loom)]
+        {
+            let c = if hit {
+                &self.shared.hits
+            } else {
+                &self.shared.misses
+            };
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Adds the totals to `stats`.
+    pub(crate) fn add_to(&self, stats: &mut CacheStats) {
+        let mut add = |pair: &ReadPair| {
+            stats.hits += pair.hits.load(Ordering::Relaxed);
+            stats.misses += pair.misses.load(Ordering::Relaxed);
+        };
+        #[cfg(not(keel_loom))]
+        self.per_thread.iter().for_each(&mut add);
+        #[cfg(keel_loom)]
+        add(&self.shared);
+    }
+}
+
+impl std::fmt::Debug for ReadTally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut stats = CacheStats::default();
+        self.add_to(&mut stats);
+        f.debug_struct("ReadTally")
+            .field("hits", &stats.hits)
+            .field("misses", &stats.misses)
+            .finish()
     }
 }
 
