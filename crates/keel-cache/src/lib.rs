@@ -103,7 +103,7 @@
 //!   buffers those updates and measures 7 to 13 times slower than this
 //!   cache in the `cache` suite).
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -126,6 +126,7 @@ mod shard;
 mod stats;
 mod sweeper;
 mod sync;
+mod table_alloc;
 mod tiered;
 
 pub use cache::{CacheBuilder, FifoCache, LfuCache, LocalCache, LruCache, Snapshot, TtlCache};

@@ -17,6 +17,8 @@ use std::hash::Hash;
 
 use hashbrown::HashTable;
 
+use crate::table_alloc::TableAlloc;
+
 use crate::clock::Clock;
 use crate::entry::RemovalCause;
 use crate::expiry::{ExpiryQueue, NEVER};
@@ -170,7 +172,7 @@ fn bump_locked(c: &AtomicU64, by: u64) {
 }
 
 pub(crate) struct State<K, V> {
-    table: HashTable<Slot<K, V>>,
+    table: HashTable<Slot<K, V>, TableAlloc>,
     /// By node.
     metas: Vec<Meta>,
     /// Nodes no entry holds.
@@ -223,7 +225,7 @@ impl<K, V> Found<'_, K, V> {
 /// The entry holding `node`, found through the bucket in its meta.
 #[inline]
 fn by_node<'a, K, V>(
-    table: &'a HashTable<Slot<K, V>>,
+    table: &'a HashTable<Slot<K, V>, TableAlloc>,
     metas: &[Meta],
     node: u32,
 ) -> Option<&'a Slot<K, V>> {
@@ -264,7 +266,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     ) -> Self {
         Self {
             state: RwLock::new(State {
-                table: HashTable::new(),
+                table: HashTable::new_in(TableAlloc),
                 metas: Vec::new(),
                 free: Vec::new(),
                 engine: Engine::new(policy, capacity, entries_hint),
