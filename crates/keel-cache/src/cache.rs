@@ -161,13 +161,20 @@ where
             .unwrap_or_else(|| default_shards(self.capacity, self.policy))
             .next_power_of_two()
             .min(1 << 16);
+        let hasher = foldhash::fast::RandomState::default();
         let per = self.capacity / count as u64;
         let extra = self.capacity % count as u64;
         let shards = (0..count as u64)
             .map(|i| {
                 let cap = per + u64::from(i < extra);
                 let hint = usize::try_from(cap.min(1 << 22)).unwrap_or(1 << 22);
-                Shard::new(self.policy, cap, hint, self.weigher.is_some())
+                Shard::new(
+                    self.policy,
+                    cap,
+                    hint,
+                    self.weigher.is_some(),
+                    hasher.clone(),
+                )
             })
             .collect::<Box<[_]>>();
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(NEVER - 1);
@@ -179,7 +186,7 @@ where
             inner: Arc::new(Inner {
                 shards,
                 shard_mask: count as u64 - 1,
-                hasher: foldhash::fast::RandomState::default(),
+                hasher,
                 timing: Timing {
                     clock,
                     tti: self.tti.map_or(0, |d| nanos(d).max(1)),

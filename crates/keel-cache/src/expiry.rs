@@ -4,10 +4,11 @@
 //! Readers never rely on this to hide expired entries (they compare the
 //! entry's own deadline with the clock); it only lets writes and
 //! `purge_expired` find what to reclaim without scanning. Scheduling is a
-//! push onto the bucket's list; unscheduling is lazy (the node forgets its
-//! bucket and stale list items are skipped when their bucket comes due), so
-//! both are O(1) and a write with a time-to-live costs almost nothing more
-//! than one without.
+//! push onto the bucket's list, or nothing when the entry is already queued
+//! no later than its new deadline; unscheduling is lazy (the node forgets
+//! its bucket and stale list items are skipped when their bucket comes
+//! due), so both are O(1) and a write with a time-to-live costs almost
+//! nothing more than one without.
 //!
 //! Time-to-idle moves an entry's deadline later on reads, under the shard's
 //! *read* lock, so a bucket may hold an entry whose real deadline is later;
@@ -26,11 +27,22 @@ const BUCKET_SHIFT: u32 = 24;
 /// "Not queued".
 const NONE: u64 = u64::MAX;
 
+/// Where the queue keeps each node's *mark* (the bucket it is queued in)
+/// and finds each node's real deadline: the shard keeps marks in the
+/// entries' metadata, which a write touches anyway.
+pub(crate) trait Marks {
+    /// The bucket `node` is queued in ([`ExpiryQueue::UNQUEUED`]: none).
+    fn mark(&self, node: u32) -> u64;
+    fn set_mark(&mut self, node: u32, bucket: u64);
+    /// Marks exist for nodes `0..nodes()`.
+    fn nodes(&self) -> u32;
+    /// The real deadline of `node`'s entry.
+    fn deadline(&self, node: u32) -> u64;
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct ExpiryQueue {
     buckets: BTreeMap<u64, Vec<u32>>,
-    /// The bucket each node is queued in (`NONE` if not queued).
-    queued: Vec<u64>,
     /// Items in all bucket lists, stale ones included.
     items: usize,
     /// Nodes queued (items that are not stale).
@@ -52,6 +64,9 @@ pub(crate) struct ExpiryQueue {
 const SLACK: usize = 1024;
 
 impl ExpiryQueue {
+    /// The mark of a node that is not queued.
+    pub(crate) const UNQUEUED: u64 = NONE;
+
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.buckets.is_empty() && self.tail.is_empty()
@@ -75,30 +90,31 @@ impl ExpiryQueue {
     }
 
     #[inline]
-    pub(crate) fn schedule(&mut self, idx: u32, deadline: u64) {
+    pub(crate) fn schedule(&mut self, marks: &mut impl Marks, idx: u32, deadline: u64) {
         if deadline == NEVER {
-            // Only caches with deadlines pay for the per-node bucket record.
-            self.unschedule(idx);
+            if !self.is_empty() {
+                self.unschedule(marks, idx);
+            }
         } else {
-            self.schedule_at(idx, deadline);
+            self.schedule_at(marks, idx, deadline);
             if self.items > 2 * self.live + SLACK {
-                self.compact();
+                self.compact(marks);
             }
         }
     }
 
-    fn schedule_at(&mut self, idx: u32, deadline: u64) {
-        let i = idx as usize;
-        if self.queued.len() <= i {
-            self.queued.resize(i + 1, NONE);
-        }
+    fn schedule_at(&mut self, marks: &mut impl Marks, idx: u32, deadline: u64) {
         let bucket = deadline >> BUCKET_SHIFT;
-        match self.queued[i] {
-            b if b == bucket => return,
+        match marks.mark(idx) {
             NONE => self.live += 1,
+            // Queued in this bucket or an earlier one: when that comes due
+            // the entry moves to its real bucket, so a key rewritten under
+            // a long time-to-live is queued again once per time-to-live,
+            // not once per bucket it is rewritten in.
+            b if b <= bucket => return,
             _ => {}
         }
-        self.queued[i] = bucket;
+        marks.set_mark(idx, bucket);
         self.earliest = self.earliest.min(bucket);
         if !self.tail.is_empty() && bucket == self.tail_bucket {
             self.tail.push(idx);
@@ -126,13 +142,14 @@ impl ExpiryQueue {
         }
     }
 
-    /// Rebuilds the bucket lists from `queued`, dropping stale items.
-    fn compact(&mut self) {
+    /// Rebuilds the bucket lists from the marks, dropping stale items.
+    fn compact(&mut self, marks: &impl Marks) {
         self.buckets.clear();
         self.tail.clear();
-        for (i, &bucket) in self.queued.iter().enumerate() {
+        for i in 0..marks.nodes() {
+            let bucket = marks.mark(i);
             if bucket != NONE {
-                self.buckets.entry(bucket).or_default().push(i as u32);
+                self.buckets.entry(bucket).or_default().push(i);
             }
         }
         self.items = self.live;
@@ -140,11 +157,9 @@ impl ExpiryQueue {
     }
 
     #[inline]
-    pub(crate) fn unschedule(&mut self, idx: u32) {
-        if let Some(q) = self.queued.get_mut(idx as usize)
-            && *q != NONE
-        {
-            *q = NONE;
+    pub(crate) fn unschedule(&mut self, marks: &mut impl Marks, idx: u32) {
+        if self.live > 0 && marks.mark(idx) != NONE {
+            marks.set_mark(idx, NONE);
             self.live -= 1;
         }
     }
@@ -152,12 +167,7 @@ impl ExpiryQueue {
     /// The entries whose real deadline is at or before `now`, from every
     /// bucket that ended by `now` (and, if `exact`, from the current bucket
     /// too). The caller removes them (which unschedules them).
-    pub(crate) fn due(
-        &mut self,
-        now: u64,
-        exact: bool,
-        deadline_of: impl Fn(u32) -> u64,
-    ) -> Vec<u32> {
+    pub(crate) fn due(&mut self, marks: &mut impl Marks, now: u64, exact: bool) -> Vec<u32> {
         let current = now >> BUCKET_SHIFT;
         if self.tail_bucket <= current {
             self.flush_tail();
@@ -172,18 +182,18 @@ impl ExpiryQueue {
             self.items -= items.len();
             let mut keep = Vec::new();
             for idx in items {
-                if self.queued.get(idx as usize) != Some(&bucket) {
+                if marks.mark(idx) != bucket {
                     continue; // removed or moved since
                 }
-                let real = deadline_of(idx);
+                let real = marks.deadline(idx);
                 if real <= now {
                     due.push(idx);
                 } else if real >> BUCKET_SHIFT == bucket {
                     keep.push(idx);
                 } else {
                     // Not `schedule`: no compaction while a bucket is out.
-                    self.unschedule(idx);
-                    self.schedule_at(idx, real);
+                    self.unschedule(marks, idx);
+                    self.schedule_at(marks, idx, real);
                 }
             }
             if !keep.is_empty() {
@@ -200,7 +210,6 @@ impl ExpiryQueue {
     pub(crate) fn clear(&mut self) {
         self.buckets.clear();
         self.tail.clear();
-        self.queued.clear();
         self.items = 0;
         self.live = 0;
         self.earliest = u64::MAX;
@@ -213,46 +222,96 @@ mod tests {
 
     const BUCKET: u64 = 1 << BUCKET_SHIFT;
 
+    /// Marks and deadlines of up to 16 nodes.
+    struct Book {
+        marks: [u64; 16],
+        deadlines: [u64; 16],
+    }
+
+    impl Book {
+        fn new() -> Self {
+            Self {
+                marks: [NONE; 16],
+                deadlines: [NEVER; 16],
+            }
+        }
+
+        /// Schedules `node` at `deadline` and records it as its real one.
+        fn schedule(&mut self, q: &mut ExpiryQueue, node: u32, deadline: u64) {
+            self.deadlines[node as usize] = deadline;
+            q.schedule(self, node, deadline);
+        }
+    }
+
+    impl Marks for Book {
+        fn mark(&self, node: u32) -> u64 {
+            self.marks[node as usize]
+        }
+        fn set_mark(&mut self, node: u32, bucket: u64) {
+            self.marks[node as usize] = bucket;
+        }
+        fn nodes(&self) -> u32 {
+            16
+        }
+        fn deadline(&self, node: u32) -> u64 {
+            self.deadlines[node as usize]
+        }
+    }
+
     #[test]
     fn rewrites_under_a_long_ttl_do_not_pile_up_stale_items() {
-        let mut q = ExpiryQueue::default();
-        let mut deadlines = [0u64; 10];
+        let (mut q, mut b) = (ExpiryQueue::default(), Book::new());
         // Ten keys rewritten 100,000 times, each time one bucket later.
         for round in 0..100_000u64 {
             let node = (round % 10) as u32;
-            let deadline = (1_000 + round) * BUCKET;
-            deadlines[node as usize] = deadline;
-            q.schedule(node, deadline);
+            b.schedule(&mut q, node, (1_000 + round) * BUCKET);
             assert!(q.items <= 2 * q.live + SLACK + 1, "{} items", q.items);
         }
         assert_eq!(q.live, 10);
         // Everything still comes due, each node once, at its last deadline.
-        let last = *deadlines.iter().max().unwrap_or(&0);
-        let mut due = q.due(last, true, |n| deadlines[n as usize]);
+        let deadlines = b.deadlines;
+        let last = deadlines[..10].iter().max().copied().unwrap_or(0);
+        let mut due = q.due(&mut b, last, true);
         due.sort_unstable();
         assert_eq!(due, (0..10).collect::<Vec<u32>>());
-        let early = deadlines.iter().min().copied().unwrap_or(0) - 1;
-        let mut q2 = ExpiryQueue::default();
-        for (n, &d) in deadlines.iter().enumerate() {
-            q2.schedule(n as u32, d);
+        let early = deadlines[..10].iter().min().copied().unwrap_or(0) - 1;
+        let (mut q2, mut b2) = (ExpiryQueue::default(), Book::new());
+        for (n, &d) in deadlines[..10].iter().enumerate() {
+            b2.schedule(&mut q2, n as u32, d);
         }
-        assert!(q2.due(early, true, |n| deadlines[n as usize]).is_empty());
+        assert!(q2.due(&mut b2, early, true).is_empty());
+    }
+
+    #[test]
+    fn rewrites_to_ever_earlier_deadlines_are_compacted() {
+        let (mut q, mut b) = (ExpiryQueue::default(), Book::new());
+        for round in 0..100_000u64 {
+            let node = (round % 10) as u32;
+            b.schedule(&mut q, node, (1_000_000 - round) * BUCKET);
+            assert!(q.items <= 2 * q.live + SLACK + 1, "{} items", q.items);
+        }
+        assert_eq!(q.live, 10);
+        let deadlines = b.deadlines;
+        let last = deadlines[..10].iter().max().copied().unwrap_or(0);
+        let mut due = q.due(&mut b, last, true);
+        due.sort_unstable();
+        assert_eq!(due, (0..10).collect::<Vec<u32>>());
     }
 
     #[test]
     fn unscheduled_nodes_never_come_due() {
-        let mut q = ExpiryQueue::default();
-        q.schedule(1, 5 * BUCKET);
-        q.schedule(2, 5 * BUCKET);
-        q.unschedule(1);
-        q.schedule(3, NEVER);
-        assert_eq!(q.due(10 * BUCKET, true, |_| 5 * BUCKET), vec![2]);
+        let (mut q, mut b) = (ExpiryQueue::default(), Book::new());
+        b.schedule(&mut q, 1, 5 * BUCKET);
+        b.schedule(&mut q, 2, 5 * BUCKET);
+        q.unschedule(&mut b, 1);
+        b.schedule(&mut q, 3, NEVER);
+        assert_eq!(q.due(&mut b, 10 * BUCKET, true), vec![2]);
         assert_eq!(q.live, 1);
     }
 
     #[test]
     fn out_of_order_deadlines_come_due_in_their_own_buckets() {
-        let mut q = ExpiryQueue::default();
+        let (mut q, mut b) = (ExpiryQueue::default(), Book::new());
         let deadlines = [
             9 * BUCKET,
             3 * BUCKET,
@@ -261,47 +320,50 @@ mod tests {
             12 * BUCKET,
         ];
         for (n, &d) in deadlines.iter().enumerate() {
-            q.schedule(n as u32, d);
+            b.schedule(&mut q, n as u32, d);
         }
-        let of = |n: u32| deadlines[n as usize];
-        assert!(q.due(2 * BUCKET, true, of).is_empty());
-        assert_eq!(q.due(4 * BUCKET, true, of), vec![1]);
-        q.unschedule(1);
-        assert_eq!(q.due(6 * BUCKET, true, of), vec![3]);
-        q.unschedule(3);
-        let mut due = q.due(10 * BUCKET, true, of);
+        assert!(q.due(&mut b, 2 * BUCKET, true).is_empty());
+        assert_eq!(q.due(&mut b, 4 * BUCKET, true), vec![1]);
+        q.unschedule(&mut b, 1);
+        assert_eq!(q.due(&mut b, 6 * BUCKET, true), vec![3]);
+        q.unschedule(&mut b, 3);
+        let mut due = q.due(&mut b, 10 * BUCKET, true);
         due.sort_unstable();
         assert_eq!(due, vec![0, 2]);
-        q.unschedule(0);
-        q.unschedule(2);
+        q.unschedule(&mut b, 0);
+        q.unschedule(&mut b, 2);
         // A deadline scheduled later but earlier than the newest still counts.
-        q.schedule(7, 11 * BUCKET);
-        let mut due = q.due(
-            13 * BUCKET,
-            true,
-            |n| if n == 7 { 11 * BUCKET } else { of(n) },
-        );
+        b.schedule(&mut q, 7, 11 * BUCKET);
+        let mut due = q.due(&mut b, 13 * BUCKET, true);
         due.sort_unstable();
         assert_eq!(due, vec![4, 7]);
     }
 
     #[test]
+    fn a_deadline_moved_later_is_queued_again_in_its_real_bucket() {
+        let (mut q, mut b) = (ExpiryQueue::default(), Book::new());
+        b.schedule(&mut q, 1, 3 * BUCKET);
+        // Time-to-idle moved the real deadline on without a schedule.
+        b.deadlines[1] = 7 * BUCKET + 1;
+        assert!(q.due(&mut b, 4 * BUCKET, true).is_empty());
+        assert_eq!(b.marks[1], 7);
+        assert_eq!(q.due(&mut b, 8 * BUCKET, true), vec![1]);
+    }
+
+    #[test]
     fn writes_skip_the_reclaim_until_the_earliest_bucket_ends() {
-        let mut q = ExpiryQueue::default();
-        q.schedule(1, 8 * BUCKET + 5);
-        q.schedule(2, 5 * BUCKET + 5);
-        assert!(q.due(3 * BUCKET, false, |_| NEVER).is_empty());
+        let (mut q, mut b) = (ExpiryQueue::default(), Book::new());
+        b.schedule(&mut q, 1, 8 * BUCKET + 5);
+        b.schedule(&mut q, 2, 5 * BUCKET + 5);
+        b.deadlines[0] = 0;
+        assert!(q.due(&mut b, 3 * BUCKET, false).is_empty());
         assert!(!q.may_have_ended(5 * BUCKET + 9));
         assert!(q.may_have_ended(6 * BUCKET));
-        assert_eq!(
-            q.due(6 * BUCKET, false, |n| [0, 8 * BUCKET + 5, 5 * BUCKET + 5]
-                [n as usize]),
-            vec![2]
-        );
-        q.unschedule(2);
+        assert_eq!(q.due(&mut b, 6 * BUCKET, false), vec![2]);
+        q.unschedule(&mut b, 2);
         assert!(!q.may_have_ended(8 * BUCKET));
         assert!(q.may_have_ended(9 * BUCKET));
-        q.schedule(3, 4 * BUCKET);
+        b.schedule(&mut q, 3, 4 * BUCKET);
         assert!(q.may_have_ended(6 * BUCKET));
         q.clear();
         assert!(!q.may_have_ended(u64::MAX - 1));

@@ -13,7 +13,7 @@
 //! in [`State::make_room`], and that records every entry's new bucket.
 
 use std::borrow::Borrow;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 
 use hashbrown::HashTable;
 
@@ -21,7 +21,7 @@ use crate::table_alloc::TableAlloc;
 
 use crate::clock::Clock;
 use crate::entry::RemovalCause;
-use crate::expiry::{ExpiryQueue, NEVER};
+use crate::expiry::{ExpiryQueue, Marks, NEVER};
 use crate::policy::{CachePolicy, Engine, SlotInfo};
 use crate::sync::{AtomicU32, AtomicU64, Ordering, ReadGuard, RwLock};
 
@@ -129,13 +129,15 @@ pub(crate) struct Slot<K, V> {
 /// per node.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Meta {
-    hash: u64,
     /// The table bucket holding the entry.
     bucket: u32,
+    pub(crate) weight: u32,
     pub(crate) inserted_at: u64,
     /// The deadline set by time-to-live at the last write.
     ttl_deadline: u64,
-    pub(crate) weight: u32,
+    /// The expiry bucket the entry is queued in (the expiry order's mark,
+    /// here so that a write with a deadline touches one line of metadata).
+    queued: u64,
 }
 
 impl<K, V> Slot<K, V> {
@@ -173,6 +175,9 @@ fn bump_locked(c: &AtomicU64, by: u64) {
 
 pub(crate) struct State<K, V> {
     table: HashTable<Slot<K, V>, TableAlloc>,
+    /// The cache's hasher: what moving entries and the S3-FIFO ghost need
+    /// is recomputed from the key rather than stored.
+    hasher: foldhash::fast::RandomState,
     /// By node.
     metas: Vec<Meta>,
     /// Nodes no entry holds.
@@ -233,6 +238,37 @@ fn by_node<'a, K, V>(
     table.get_bucket(bucket as usize).filter(|s| s.node == node)
 }
 
+/// The expiry order's view of a shard: marks in the metas, deadlines in
+/// the entries.
+struct ExpiryMarks<'a, K, V> {
+    table: &'a HashTable<Slot<K, V>, TableAlloc>,
+    metas: &'a mut Vec<Meta>,
+}
+
+impl<K, V> Marks for ExpiryMarks<'_, K, V> {
+    #[inline]
+    fn mark(&self, node: u32) -> u64 {
+        self.metas
+            .get(node as usize)
+            .map_or(ExpiryQueue::UNQUEUED, |m| m.queued)
+    }
+
+    #[inline]
+    fn set_mark(&mut self, node: u32, bucket: u64) {
+        if let Some(meta) = self.metas.get_mut(node as usize) {
+            meta.queued = bucket;
+        }
+    }
+
+    fn nodes(&self) -> u32 {
+        self.metas.len() as u32
+    }
+
+    fn deadline(&self, node: u32) -> u64 {
+        by_node(self.table, self.metas, node).map_or(0, Slot::deadline)
+    }
+}
+
 /// The entry if it has not expired.
 #[inline]
 fn live<'a, K, V>(
@@ -263,10 +299,12 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         capacity: u64,
         entries_hint: usize,
         weighted: bool,
+        hasher: foldhash::fast::RandomState,
     ) -> Self {
         Self {
             state: RwLock::new(State {
                 table: HashTable::new_in(TableAlloc),
+                hasher,
                 metas: Vec::new(),
                 free: Vec::new(),
                 engine: Engine::new(policy, capacity, entries_hint),
@@ -370,7 +408,11 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             meta.inserted_at = now;
             meta.ttl_deadline = ttl_deadline;
             st.weight = st.weight - u64::from(old_weight) + w;
-            st.expiry.schedule(node, deadline);
+            let marks = &mut ExpiryMarks {
+                table: &st.table,
+                metas: &mut st.metas,
+            };
+            st.expiry.schedule(marks, node, deadline);
             st.engine.on_update(node, old_weight, weight, deadline);
             bump_locked(&self.counters.updates, 1);
             bump_locked(&self.counters.replaced, 1);
@@ -390,8 +432,8 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             st.evict_to(limit, &self.counters, sink);
             st.make_room();
             let meta = Meta {
-                hash,
                 bucket: 0,
+                queued: ExpiryQueue::UNQUEUED,
                 inserted_at: now,
                 ttl_deadline,
                 weight,
@@ -415,16 +457,17 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             };
             let State {
                 table,
+                hasher,
                 metas,
                 engine,
                 expiry,
                 ..
             } = &mut *st;
             let bucket = table
-                .insert_unique(hash, slot, |s| metas[s.node as usize].hash)
+                .insert_unique(hash, slot, |s| hasher.hash_one(&s.key))
                 .bucket_index();
             metas[node as usize].bucket = bucket as u32;
-            expiry.schedule(node, deadline);
+            expiry.schedule(&mut ExpiryMarks { table, metas }, node, deadline);
             engine.on_insert(node, hash, weight, deadline);
             st.weight += w;
             bump_locked(&self.counters.inserts, 1);
@@ -544,8 +587,8 @@ impl<K: Hash + Eq, V> State<K, V> {
         if self.table.capacity() > self.table.len() {
             return;
         }
-        let metas = &mut self.metas;
-        self.table.reserve(1, |s| metas[s.node as usize].hash);
+        let (metas, hasher) = (&mut self.metas, &self.hasher);
+        self.table.reserve(1, |s| hasher.hash_one(&s.key));
         for bucket in self.table.iter_buckets() {
             if let Some(slot) = self.table.get_bucket(bucket)
                 && let Some(meta) = metas.get_mut(slot.node as usize)
@@ -564,7 +607,11 @@ impl<K: Hash + Eq, V> State<K, V> {
             return None;
         }
         let (slot, _) = entry.remove();
-        self.expiry.unschedule(node);
+        let marks = &mut ExpiryMarks {
+            table: &self.table,
+            metas: &mut self.metas,
+        };
+        self.expiry.unschedule(marks, node);
         self.engine.on_remove(node, meta.weight);
         self.free.push(node);
         self.weight -= u64::from(meta.weight);
@@ -590,9 +637,7 @@ impl<K: Hash + Eq, V> State<K, V> {
             metas,
             ..
         } = self;
-        let due = expiry.due(now, exact, |n| {
-            by_node(table, metas, n).map_or(0, Slot::deadline)
-        });
+        let due = expiry.due(&mut ExpiryMarks { table, metas }, now, exact);
         for node in due {
             if let Some((k, v, _)) = self.take(node) {
                 bump_locked(&counters.expired, 1);
@@ -609,6 +654,7 @@ impl<K: Hash + Eq, V> State<K, V> {
             let State {
                 engine,
                 table,
+                hasher,
                 metas,
                 ..
             } = self;
@@ -619,7 +665,7 @@ impl<K: Hash + Eq, V> State<K, V> {
                     deadline: slot.map_or(0, Slot::deadline),
                     access: slot.map(|s| &s.access),
                     weight: meta.weight,
-                    hash: meta.hash,
+                    hash: slot.map_or(0, |s| hasher.hash_one(&s.key)),
                 }
             }) else {
                 return;
@@ -686,7 +732,7 @@ mod tests {
     fn buckets_stay_true_through_growth_rehashes_and_churn() {
         for policy in [CachePolicy::default(), CachePolicy::Lru, CachePolicy::Fifo] {
             let capacity = 1_000;
-            let shard = Shard::new(policy, capacity, 0, false);
+            let shard = Shard::new(policy, capacity, 0, false, Default::default());
             let timing = timing();
             let hash = |k: u64| k.wrapping_mul(0x9e37_79b9_7f4a_7c15);
             // Growth from empty, then eviction churn (removals leave
