@@ -294,16 +294,17 @@ where
         let (hash, shard) = self.locate(key);
         let clock = &self.inner.timing.clock;
         let entry = shard.get(hash, key, &self.inner.timing, |f| {
+            let meta = f.meta();
             let now = f.now.unwrap_or_else(|| clock.now_nanos());
             let deadline = f.slot.deadline();
             CacheEntry {
                 value: f.slot.value.clone(),
-                age: Duration::from_nanos(now.saturating_sub(f.meta.inserted_at)),
+                age: Duration::from_nanos(now.saturating_sub(meta.inserted_at)),
                 expires_in: (deadline != NEVER)
                     .then(|| Duration::from_nanos(deadline.saturating_sub(now))),
                 read_at: Instant::now(),
                 hits: f.slot.hits(),
-                weight: f.meta.weight,
+                weight: meta.weight,
             }
         });
         self.inner.reads.record(entry.is_some());

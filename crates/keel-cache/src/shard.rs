@@ -204,19 +204,28 @@ pub(crate) struct Shard<K, V> {
 /// What a read found.
 pub(crate) struct Found<'a, K, V> {
     pub(crate) slot: &'a Slot<K, V>,
-    pub(crate) meta: &'a Meta,
+    /// The shard's metas (a plain hit reads none).
+    metas: &'a [Meta],
     /// The time of the read if the clock was read (entries with a deadline).
     pub(crate) now: Option<u64>,
 }
 
 impl<K, V> Found<'_, K, V> {
+    /// The entry's metadata.
+    pub(crate) fn meta(&self) -> Meta {
+        self.metas
+            .get(self.slot.node as usize)
+            .copied()
+            .unwrap_or_default()
+    }
+
     /// Counts the hit on the entry and applies time-to-idle.
     #[inline]
     fn touch(&self, timing: &Timing, count_freq: bool) {
         let slot = self.slot;
         if let (Some(now), true) = (self.now, timing.tti > 0) {
             let idle = self
-                .meta
+                .meta()
                 .ttl_deadline
                 .min(now.saturating_add(timing.tti).min(NEVER - 1));
             if idle != slot.deadline() {
@@ -286,11 +295,7 @@ fn live<'a, K, V>(
     } else {
         None
     };
-    Some(Found {
-        slot,
-        meta: metas.get(slot.node as usize)?,
-        now,
-    })
+    Some(Found { slot, metas, now })
 }
 
 impl<K: Hash + Eq, V> Shard<K, V> {
@@ -658,16 +663,17 @@ impl<K: Hash + Eq, V> State<K, V> {
                 metas,
                 ..
             } = self;
-            let Some(node) = engine.victim(|n| {
+            let info = |n| {
                 let slot = by_node(table, metas, n);
                 let meta = metas.get(n as usize).copied().unwrap_or_default();
                 SlotInfo {
                     deadline: slot.map_or(0, Slot::deadline),
                     access: slot.map(|s| &s.access),
                     weight: meta.weight,
-                    hash: slot.map_or(0, |s| hasher.hash_one(&s.key)),
                 }
-            }) else {
+            };
+            let hash_of = |n| by_node(table, metas, n).map_or(0, |s| hasher.hash_one(&s.key));
+            let Some(node) = engine.victim(info, hash_of) else {
                 return;
             };
             let Some((k, v, _)) = self.take(node) else {

@@ -96,7 +96,6 @@ pub(crate) struct SlotInfo<'a> {
     pub(crate) deadline: u64,
     pub(crate) access: Option<&'a Access>,
     pub(crate) weight: u32,
-    pub(crate) hash: u64,
 }
 
 /// The per-shard state of one policy.
@@ -162,13 +161,19 @@ impl Engine {
     }
 
     /// The entry to evict next; the caller removes it through [`Self::on_remove`].
-    pub(crate) fn victim<'a>(&mut self, info: impl Fn(u32) -> SlotInfo<'a>) -> Option<u32> {
+    /// The next entry to evict; `info` describes an entry, `hash_of` gives
+    /// its key's hash (computed only when a policy remembers it).
+    pub(crate) fn victim<'a>(
+        &mut self,
+        info: impl Fn(u32) -> SlotInfo<'a>,
+        hash_of: impl Fn(u32) -> u64,
+    ) -> Option<u32> {
         match self {
             Engine::Lru(p) => p.victim(),
             Engine::Lfu(p) => p.victim(),
             Engine::Fifo(p) => p.victim(),
             Engine::Ttl(p) => p.victim(|i| info(i).deadline),
-            Engine::S3Fifo(p) => p.victim(info),
+            Engine::S3Fifo(p) => p.victim(info, hash_of),
         }
     }
 

@@ -71,7 +71,11 @@ impl S3Fifo {
 
     /// Picks the entry to evict, moving survivors between queues on the way.
     /// The caller removes the victim (through [`Self::on_remove`]).
-    pub(crate) fn victim<'a>(&mut self, info: impl Fn(u32) -> SlotInfo<'a>) -> Option<u32> {
+    pub(crate) fn victim<'a>(
+        &mut self,
+        info: impl Fn(u32) -> SlotInfo<'a>,
+        hash_of: impl Fn(u32) -> u64,
+    ) -> Option<u32> {
         loop {
             let from_small = self.small_weight >= self.small_target || self.main.len() == 0;
             if from_small && let Some(t) = self.small.back() {
@@ -84,7 +88,7 @@ impl S3Fifo {
                     self.main.push_front(&mut self.links, t);
                     continue;
                 }
-                self.ghost.put(slot.hash);
+                self.ghost.put(hash_of(t));
                 return Some(t);
             }
             let t = self.main.back()?;
