@@ -86,12 +86,15 @@ pub(crate) struct ReadTally {
     shared: ReadPair,
 }
 
-/// One thread's counts, on a cache line of its own.
+/// One thread's counts. The padding keeps two threads' counters at least
+/// 128 bytes apart, so they never share a cache line (nor a pair of lines,
+/// which some CPUs fetch together), without an alignment that every caller's
+/// stack frame would have to honour.
 #[derive(Default)]
-#[repr(align(128))]
 struct ReadPair {
     hits: AtomicU64,
     misses: AtomicU64,
+    _pad: [u64; 14],
 }
 
 impl ReadTally {
@@ -100,7 +103,10 @@ impl ReadTally {
     pub(crate) fn record(&self, hit: bool) {
         #[cfg(not(keel_loom))]
         {
-            let pair = self.per_thread.get_or_default();
+            let pair = match self.per_thread.get() {
+                Some(pair) => pair,
+                None => self.first_count(),
+            };
             let c = if hit { &pair.hits } else { &pair.misses };
             // Only this thread writes its pair.
             c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
@@ -114,6 +120,15 @@ impl ReadTally {
             };
             c.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// The calling thread's pair, made on its first count (kept out of line
+    /// so lookups stay small).
+    #[cfg(not(keel_loom))]
+    #[cold]
+    #[inline(never)]
+    fn first_count(&self) -> &ReadPair {
+        self.per_thread.get_or_default()
     }
 
     /// Adds the totals to `stats`.
