@@ -1,5 +1,6 @@
 //! [`RedisCache`]: the shared L2 tier on Redis.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -9,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, OnceCell};
 
-use crate::codec::{self, Envelope};
+use crate::codec::{self, Envelope, Stored};
 use crate::config::RedisConfig;
 use crate::error::CacheError;
 
@@ -125,11 +126,16 @@ impl RedisCache {
     fn key_head(&self, namespace: &str, key_len: usize) -> String {
         let prefix = &self.inner.prefix;
         let mut head = String::with_capacity(prefix.len() + namespace.len() + 2 + key_len);
-        head.push_str(prefix);
-        head.push(':');
-        head.push_str(namespace);
-        head.push(':');
+        self.push_head(&mut head, namespace);
         head
+    }
+
+    /// Appends `{prefix}:{namespace}:` to `out`.
+    fn push_head(&self, out: &mut String, namespace: &str) {
+        out.push_str(&self.inner.prefix);
+        out.push(':');
+        out.push_str(namespace);
+        out.push(':');
     }
 
     /// The key prefix (from the config).
@@ -191,7 +197,8 @@ impl RedisCache {
         namespace: &str,
         key: &str,
     ) -> Result<Option<RemoteEntry<V>>, CacheError> {
-        self.get_with(namespace, |out| out.push_str(key)).await
+        let found = self.get_with(namespace, |out| out.push_str(key)).await?;
+        Ok(found.map(Envelope::from))
     }
 
     /// [`get`](Self::get) of the key `write_key` appends to a buffer (so a
@@ -199,16 +206,19 @@ impl RedisCache {
     pub(crate) async fn get_with<V: DeserializeOwned>(
         &self,
         namespace: &str,
-        write_key: impl FnOnce(&mut String),
-    ) -> Result<Option<RemoteEntry<V>>, CacheError> {
-        let mut full = self.key_head(namespace, 20);
-        write_key(&mut full);
-        let mut cmd = redis::Cmd::with_capacity(2, 3 + full.len());
-        cmd.arg("GET").arg(full.as_str());
+        write_key: impl Fn(&mut String),
+    ) -> Result<Option<Stored<V>>, CacheError> {
+        let cmd = with_key_buffer(|full| {
+            self.push_head(full, namespace);
+            write_key(full);
+            let mut cmd = redis::Cmd::with_capacity(2, 3 + full.len());
+            cmd.arg("GET").arg(full.as_str());
+            cmd
+        });
         let mut conn = self.conn().await?;
         let bytes: Option<Vec<u8>> = self.run(cmd.query_async(&mut conn)).await?;
         let mut tally = Tally::default();
-        let entry = decode(&mut tally, bytes, || full.clone());
+        let entry = decode(&mut tally, bytes, || key_arg(&cmd));
         tally.add_to(&self.inner.counters);
         Ok(entry)
     }
@@ -219,8 +229,13 @@ impl RedisCache {
         namespace: &str,
         keys: &[S],
     ) -> Result<Vec<Option<RemoteEntry<V>>>, CacheError> {
-        self.get_many_with(namespace, keys, |k, out| out.push_str(k.as_ref()))
-            .await
+        let found = self
+            .get_many_with(namespace, keys, |k, out| out.push_str(k.as_ref()))
+            .await?;
+        Ok(found
+            .into_iter()
+            .map(|entry| entry.map(Envelope::from))
+            .collect())
     }
 
     /// [`get_many`](Self::get_many) of the keys `write_key` appends, one
@@ -231,7 +246,7 @@ impl RedisCache {
         namespace: &str,
         keys: &[T],
         write_key: impl Fn(&T, &mut String),
-    ) -> Result<Vec<Option<RemoteEntry<V>>>, CacheError> {
+    ) -> Result<Vec<Option<Stored<V>>>, CacheError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -498,6 +513,34 @@ impl RedisCache {
     }
 }
 
+thread_local! {
+    /// Where a single-key read builds its key before the key is copied into
+    /// the command, so that the read allocates no string for it.
+    static KEY_BUFFER: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Runs `f` with an empty buffer: this thread's [`KEY_BUFFER`], or a new
+/// string if that one is in use (or already destroyed at thread exit).
+fn with_key_buffer<R>(f: impl Fn(&mut String) -> R) -> R {
+    KEY_BUFFER
+        .try_with(|buffer| {
+            let mut buffer = buffer.try_borrow_mut().ok()?;
+            buffer.clear();
+            Some(f(&mut buffer))
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| f(&mut String::new()))
+}
+
+/// The key of a single-key command (its second argument), for logs.
+fn key_arg(cmd: &redis::Cmd) -> String {
+    match cmd.args_iter().nth(1) {
+        Some(redis::Arg::Simple(key)) => String::from_utf8_lossy(key).into_owned(),
+        _ => String::new(),
+    }
+}
+
 /// Read counters of one command, added to the shared ones once.
 #[derive(Default)]
 struct Tally {
@@ -526,12 +569,12 @@ fn decode<V: DeserializeOwned>(
     tally: &mut Tally,
     bytes: Option<Vec<u8>>,
     key: impl FnOnce() -> String,
-) -> Option<RemoteEntry<V>> {
+) -> Option<Stored<V>> {
     let Some(bytes) = bytes else {
         tally.misses += 1;
         return None;
     };
-    match codec::decode(&bytes) {
+    match codec::decode_stored(&bytes) {
         Ok(entry) => {
             tally.hits += 1;
             Some(entry)
