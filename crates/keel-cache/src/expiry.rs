@@ -25,6 +25,9 @@ pub(crate) const NEVER: u64 = u64::MAX;
 const BUCKET_SHIFT: u32 = 24;
 /// "Not queued".
 const NONE: u64 = u64::MAX;
+/// Marks a node whose item `compact` kept. Buckets (deadlines shifted
+/// right by [`BUCKET_SHIFT`]) never have this bit.
+const KEPT: u64 = 1 << 63;
 
 #[derive(Debug, Default)]
 pub(crate) struct ExpiryQueue {
@@ -133,16 +136,32 @@ impl ExpiryQueue {
         }
     }
 
-    /// Rebuilds the bucket lists from `queued`, dropping stale items.
+    /// Drops stale items from the bucket lists, in place: an item stays if
+    /// its node is queued in the item's bucket and no earlier item of that
+    /// node stayed (a node unscheduled and scheduled again into the same
+    /// bucket has two).
     fn compact(&mut self) {
-        self.buckets.clear();
-        self.tail.clear();
-        for (i, &bucket) in self.queued.iter().enumerate() {
-            if bucket != NONE {
-                self.buckets.entry(bucket).or_default().push(i as u32);
-            }
+        let queued = &mut self.queued;
+        let mut items = 0;
+        let mut keep = |bucket: u64, list: &mut Vec<u32>| {
+            list.retain(|&idx| match queued.get_mut(idx as usize) {
+                Some(q) if *q == bucket => {
+                    *q |= KEPT;
+                    true
+                }
+                _ => false,
+            });
+            items += list.len();
+        };
+        self.buckets.retain(|&bucket, list| {
+            keep(bucket, list);
+            !list.is_empty()
+        });
+        keep(self.tail_bucket, &mut self.tail);
+        for q in queued.iter_mut().filter(|q| **q != NONE) {
+            *q &= !KEPT;
         }
-        self.items = self.live;
+        self.items = items;
         self.reset_earliest();
     }
 
@@ -244,6 +263,24 @@ mod tests {
             q2.schedule(n as u32, d);
         }
         assert!(q2.due(early, true, |n| deadlines[n as usize]).is_empty());
+    }
+
+    #[test]
+    fn compaction_keeps_one_item_per_queued_node() {
+        let mut q = ExpiryQueue::default();
+        // Node 1 leaves and comes back into the same bucket: two items.
+        q.schedule(1, 5 * BUCKET);
+        q.unschedule(1);
+        q.schedule(1, 5 * BUCKET + 1);
+        q.schedule(2, 6 * BUCKET);
+        q.unschedule(2);
+        q.schedule(3, 7 * BUCKET);
+        q.compact();
+        assert_eq!((q.items, q.live), (2, 2));
+        let deadlines = |n: u32| [0, 5 * BUCKET + 1, 0, 7 * BUCKET][n as usize];
+        assert_eq!(q.due(6 * BUCKET, true, deadlines), vec![1]);
+        q.unschedule(1);
+        assert_eq!(q.due(8 * BUCKET, true, deadlines), vec![3]);
     }
 
     #[test]
