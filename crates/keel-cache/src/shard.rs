@@ -46,7 +46,7 @@ pub(crate) enum Incoming<'a, V> {
 
 impl<V: Clone> Incoming<'_, V> {
     /// The value, or the copy: into `spare` if there is one.
-    #[inline]
+    #[inline(always)]
     fn into_value(self, spare: Option<V>) -> V {
         match (self, spare) {
             (Incoming::Owned(value), _) => value,

@@ -123,19 +123,14 @@ impl RedisCache {
     }
 
     /// `{prefix}:{namespace}:`, with room for a key of `key_len` bytes.
-    fn key_head(&self, namespace: &str, key_len: usize) -> String {
+    pub(crate) fn key_head(&self, namespace: &str, key_len: usize) -> String {
         let prefix = &self.inner.prefix;
         let mut head = String::with_capacity(prefix.len() + namespace.len() + 2 + key_len);
-        self.push_head(&mut head, namespace);
+        head.push_str(prefix);
+        head.push(':');
+        head.push_str(namespace);
+        head.push(':');
         head
-    }
-
-    /// Appends `{prefix}:{namespace}:` to `out`.
-    fn push_head(&self, out: &mut String, namespace: &str) {
-        out.push_str(&self.inner.prefix);
-        out.push(':');
-        out.push_str(namespace);
-        out.push(':');
     }
 
     /// The key prefix (from the config).
@@ -197,29 +192,26 @@ impl RedisCache {
         namespace: &str,
         key: &str,
     ) -> Result<Option<RemoteEntry<V>>, CacheError> {
-        let found = self.get_with(namespace, |out| out.push_str(key)).await?;
+        let head = self.key_head(namespace, 0);
+        let found = self.get_with(&head, |out| out.push_str(key)).await?;
         Ok(found.map(Envelope::from))
     }
 
     /// [`get`](Self::get) of the key `write_key` appends to a buffer (so a
-    /// typed key needs no string of its own).
+    /// typed key needs no string of its own) after `head`, the namespace's
+    /// [`key_head`](Self::key_head).
     pub(crate) async fn get_with<V: DeserializeOwned>(
         &self,
-        namespace: &str,
+        head: &str,
         write_key: impl Fn(&mut String),
     ) -> Result<Option<Stored<V>>, CacheError> {
-        let cmd = with_key_buffer(|full| {
-            self.push_head(full, namespace);
-            write_key(full);
-            let mut cmd = redis::Cmd::with_capacity(2, 3 + full.len());
-            cmd.arg("GET").arg(full.as_str());
-            cmd
-        });
+        let cmd = get_command(head, write_key);
         let mut conn = self.conn().await?;
-        let bytes: Option<Vec<u8>> = self.run(cmd.query_async(&mut conn)).await?;
+        let bytes: Option<Vec<u8>> = self.checked(cmd.query_async(&mut conn).await)?;
         let mut tally = Tally::default();
         let entry = decode(&mut tally, bytes, || key_arg(&cmd));
         tally.add_to(&self.inner.counters);
+        recycle(cmd);
         Ok(entry)
     }
 
@@ -486,9 +478,14 @@ impl RedisCache {
         &self,
         command: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, CacheError> {
-        // The connection manager bounds each command by `command_timeout`
-        // (its response timeout), so no timer of our own is needed here.
-        match command.await {
+        self.checked(command.await)
+    }
+
+    /// The result of a command, counting failures. The connection manager
+    /// bounds each command by `command_timeout` (its response timeout), so
+    /// no timer of our own is needed.
+    fn checked<T>(&self, result: redis::RedisResult<T>) -> Result<T, CacheError> {
+        match result {
             Ok(value) => {
                 self.mark(true, None);
                 Ok(value)
@@ -513,24 +510,74 @@ impl RedisCache {
     }
 }
 
-thread_local! {
-    /// Where a single-key read builds its key before the key is copied into
-    /// the command, so that the read allocates no string for it.
-    static KEY_BUFFER: RefCell<String> = const { RefCell::new(String::new()) };
+/// What single-key reads reuse on a thread: the buffer a read builds its
+/// key in, and the commands of finished reads, so that building a read's
+/// command allocates nothing.
+struct Scratch {
+    key: String,
+    commands: Vec<redis::Cmd>,
 }
 
-/// Runs `f` with an empty buffer: this thread's [`KEY_BUFFER`], or a new
-/// string if that one is in use (or already destroyed at thread exit).
-fn with_key_buffer<R>(f: impl Fn(&mut String) -> R) -> R {
-    KEY_BUFFER
-        .try_with(|buffer| {
-            let mut buffer = buffer.try_borrow_mut().ok()?;
-            buffer.clear();
-            Some(f(&mut buffer))
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = const {
+        RefCell::new(Scratch {
+            key: String::new(),
+            commands: Vec::new(),
+        })
+    };
+}
+
+/// Commands kept per thread at most.
+const SPARE_COMMANDS: usize = 128;
+/// A command or key buffer longer than this is not kept.
+const SPARE_BYTES: usize = 1024;
+
+/// `GET` of the key `write_key` appends after `head`: a command this thread
+/// kept, refilled, or a new one.
+fn get_command(head: &str, write_key: impl Fn(&mut String)) -> redis::Cmd {
+    let build = |key: &mut String, spare: Option<redis::Cmd>| {
+        key.clear();
+        key.push_str(head);
+        write_key(key);
+        let mut cmd = spare.unwrap_or_else(|| redis::Cmd::with_capacity(2, 3 + key.len()));
+        cmd.arg("GET").arg(key.as_str());
+        cmd
+    };
+    SCRATCH
+        .try_with(|scratch| {
+            let mut scratch = scratch.try_borrow_mut().ok()?;
+            let Scratch { key, commands } = &mut *scratch;
+            let cmd = build(key, commands.pop());
+            if key.capacity() > SPARE_BYTES {
+                *key = String::new();
+            }
+            Some(cmd)
         })
         .ok()
         .flatten()
-        .unwrap_or_else(|| f(&mut String::new()))
+        .unwrap_or_else(|| build(&mut String::new(), None))
+}
+
+/// Keeps `cmd`, which is done with, for a later read on this thread.
+fn recycle(mut cmd: redis::Cmd) {
+    let len: usize = cmd
+        .args_iter()
+        .map(|arg| match arg {
+            redis::Arg::Simple(bytes) => bytes.len(),
+            _ => 0,
+        })
+        .sum();
+    if len > SPARE_BYTES {
+        return;
+    }
+    cmd.clear();
+    let _ = SCRATCH.try_with(|scratch| {
+        if let Ok(mut scratch) = scratch.try_borrow_mut()
+            && scratch.commands.len() < SPARE_COMMANDS
+        {
+            scratch.commands.push(cmd);
+        }
+    });
 }
 
 /// The key of a single-key command (its second argument), for logs.
@@ -654,6 +701,37 @@ mod tests {
     #[test]
     fn glob_metacharacters_are_escaped() {
         assert_eq!(glob_escape("keel:a*b?[c]\\:"), "keel:a\\*b\\?\\[c\\]\\\\:");
+    }
+
+    fn args(cmd: &redis::Cmd) -> Vec<Vec<u8>> {
+        cmd.args_iter()
+            .map(|arg| match arg {
+                redis::Arg::Simple(bytes) => bytes.to_vec(),
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_kept_command_is_refilled_with_only_the_new_key() {
+        let spare = || SCRATCH.with_borrow(|s| s.commands.len());
+        let first = get_command("p:c:", |out| out.push_str("1234567"));
+        assert_eq!(args(&first), [b"GET".to_vec(), b"p:c:1234567".to_vec()]);
+        let before = spare();
+        recycle(first);
+        assert_eq!(spare(), before + 1);
+        let second = get_command("p:c:", |out| out.push('9'));
+        assert_eq!(spare(), before);
+        assert_eq!(args(&second), [b"GET".to_vec(), b"p:c:9".to_vec()]);
+        assert_eq!(key_arg(&second), "p:c:9");
+        recycle(second);
+        // A command that took a long key is dropped, not kept.
+        let long = "k".repeat(SPARE_BYTES * 2);
+        let third = get_command("p:c:", |out| out.push_str(&long));
+        assert_eq!(key_arg(&third), format!("p:c:{long}"));
+        assert_eq!(spare(), before);
+        recycle(third);
+        assert_eq!(spare(), before);
     }
 
     #[test]

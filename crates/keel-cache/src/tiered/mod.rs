@@ -204,6 +204,8 @@ struct Inner<K, V> {
 struct Remote {
     redis: RedisCache,
     bus: Option<InvalidationBus>,
+    /// `{prefix}:{name}:`, the start of this cache's Redis keys.
+    head: String,
 }
 
 /// What a lookup found.
@@ -262,10 +264,11 @@ impl<K: CacheKey, V: CacheValue> TieredBuilder<K, V> {
             .bloom
             .map(|b| BloomFilter::new(b.expected_items, b.false_positive_rate));
         #[cfg(feature = "redis")]
-        let remote = self
-            .remote
-            .filter(|_| s.tiered)
-            .map(|(redis, bus)| Remote { redis, bus });
+        let remote = self.remote.filter(|_| s.tiered).map(|(redis, bus)| Remote {
+            head: redis.key_head(&self.name, 0),
+            redis,
+            bus,
+        });
         let inner = Arc::new(Inner {
             name: self.name,
             settings: self.settings,
@@ -604,7 +607,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         if let Some(remote) = self.remote_up() {
             let found = remote
                 .redis
-                .get_with::<V>(&self.name, |out| key.write_key(out))
+                .get_with::<V>(&remote.head, |out| key.write_key(out))
                 .await;
             match found {
                 Ok(Some(entry)) => {
@@ -762,7 +765,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             let now = self.clock.now_nanos();
             let found = remote
                 .redis
-                .get_with::<V>(&self.name, |out| key.write_key(out))
+                .get_with::<V>(&remote.head, |out| key.write_key(out))
                 .await;
             if let Ok(Some(entry)) = found {
                 let until = self.clock_time(entry.fresh_until_ms);
