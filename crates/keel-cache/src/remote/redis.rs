@@ -205,13 +205,15 @@ impl RedisCache {
         head: &str,
         write_key: impl Fn(&mut String),
     ) -> Result<Option<Stored<V>>, CacheError> {
-        let cmd = get_command(head, write_key);
+        let (cmd, keep) = get_command(head, write_key);
         let mut conn = self.conn().await?;
         let bytes: Option<Vec<u8>> = self.checked(cmd.query_async(&mut conn).await)?;
         let mut tally = Tally::default();
         let entry = decode(&mut tally, bytes, || key_arg(&cmd));
         tally.add_to(&self.inner.counters);
-        recycle(cmd);
+        if keep {
+            recycle(cmd);
+        }
         Ok(entry)
     }
 
@@ -533,25 +535,26 @@ const SPARE_COMMANDS: usize = 128;
 const SPARE_BYTES: usize = 1024;
 
 /// `GET` of the key `write_key` appends after `head`: a command this thread
-/// kept, refilled, or a new one.
-fn get_command(head: &str, write_key: impl Fn(&mut String)) -> redis::Cmd {
+/// kept, refilled, or a new one. With it, whether it is small enough to
+/// [`recycle`] once done with.
+fn get_command(head: &str, write_key: impl Fn(&mut String)) -> (redis::Cmd, bool) {
     let build = |key: &mut String, spare: Option<redis::Cmd>| {
         key.clear();
         key.push_str(head);
         write_key(key);
         let mut cmd = spare.unwrap_or_else(|| redis::Cmd::with_capacity(2, 3 + key.len()));
         cmd.arg("GET").arg(key.as_str());
-        cmd
+        (cmd, key.len() <= SPARE_BYTES)
     };
     SCRATCH
         .try_with(|scratch| {
             let mut scratch = scratch.try_borrow_mut().ok()?;
             let Scratch { key, commands } = &mut *scratch;
-            let cmd = build(key, commands.pop());
+            let built = build(key, commands.pop());
             if key.capacity() > SPARE_BYTES {
                 *key = String::new();
             }
-            Some(cmd)
+            Some(built)
         })
         .ok()
         .flatten()
@@ -560,16 +563,6 @@ fn get_command(head: &str, write_key: impl Fn(&mut String)) -> redis::Cmd {
 
 /// Keeps `cmd`, which is done with, for a later read on this thread.
 fn recycle(mut cmd: redis::Cmd) {
-    let len: usize = cmd
-        .args_iter()
-        .map(|arg| match arg {
-            redis::Arg::Simple(bytes) => bytes.len(),
-            _ => 0,
-        })
-        .sum();
-    if len > SPARE_BYTES {
-        return;
-    }
     cmd.clear();
     let _ = SCRATCH.try_with(|scratch| {
         if let Ok(mut scratch) = scratch.try_borrow_mut()
@@ -715,22 +708,22 @@ mod tests {
     #[test]
     fn a_kept_command_is_refilled_with_only_the_new_key() {
         let spare = || SCRATCH.with_borrow(|s| s.commands.len());
-        let first = get_command("p:c:", |out| out.push_str("1234567"));
+        let (first, keep) = get_command("p:c:", |out| out.push_str("1234567"));
+        assert!(keep);
         assert_eq!(args(&first), [b"GET".to_vec(), b"p:c:1234567".to_vec()]);
         let before = spare();
         recycle(first);
         assert_eq!(spare(), before + 1);
-        let second = get_command("p:c:", |out| out.push('9'));
+        let (second, _) = get_command("p:c:", |out| out.push('9'));
         assert_eq!(spare(), before);
         assert_eq!(args(&second), [b"GET".to_vec(), b"p:c:9".to_vec()]);
         assert_eq!(key_arg(&second), "p:c:9");
         recycle(second);
-        // A command that took a long key is dropped, not kept.
+        // A command that took a long key is not to be kept.
         let long = "k".repeat(SPARE_BYTES * 2);
-        let third = get_command("p:c:", |out| out.push_str(&long));
+        let (third, keep) = get_command("p:c:", |out| out.push_str(&long));
         assert_eq!(key_arg(&third), format!("p:c:{long}"));
-        assert_eq!(spare(), before);
-        recycle(third);
+        assert!(!keep);
         assert_eq!(spare(), before);
     }
 
