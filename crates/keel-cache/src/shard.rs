@@ -37,9 +37,10 @@ const MAX_HITS: u32 = u32::MAX >> HITS_SHIFT;
 pub(crate) enum Incoming<'a, V> {
     /// This value.
     Owned(V),
-    /// A copy of this one, made with [`Clone::clone_from`] into the value
-    /// the insert displaces (the replaced or the evicted entry's) when no
-    /// listener takes that one, so a value owning memory can reuse it.
+    /// A copy of this one, made under the shard's lock with
+    /// [`Clone::clone_from`] into the value the insert displaces (the
+    /// replaced or the evicted entry's) when no listener takes that one, so
+    /// a value owning memory can reuse it.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     CopyOf(&'a V),
 }

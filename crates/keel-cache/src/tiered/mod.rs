@@ -619,7 +619,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
                     }
                     if matches!(local, Found::Miss) {
                         // Kept in Redis past freshness for stale-if-error
-                        // (since a time before the clock's origin: `NEVER`).
+                        // (`NEVER` if it went stale before the clock's origin).
                         let stale_since = entry
                             .fresh_until_ms
                             .checked_mul(1_000_000)
