@@ -13,7 +13,7 @@ use crate::entry::{CacheEntry, RemovalCause};
 use crate::expiry::NEVER;
 use crate::loader::Flights;
 use crate::policy::CachePolicy;
-use crate::shard::{Shard, Sink, Timing};
+use crate::shard::{Incoming, Shard, Sink, Timing};
 use crate::stats::{CacheStats, LoadCounters, ReadTally};
 use crate::sweeper::{self, Sweep};
 
@@ -335,19 +335,39 @@ where
     /// Inserts or replaces the value for `key`, with the default time-to-live.
     pub fn insert(&self, key: K, value: V) {
         let ttl = (self.inner.ttl > 0).then_some(self.inner.ttl);
-        self.insert_inner(key, value, ttl);
+        self.insert_inner(key, Incoming::Owned(value), ttl);
     }
 
     /// Inserts or replaces the value for `key`, expiring `ttl` after now
     /// (instead of the default time-to-live; time-to-idle still applies).
     pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) {
         let ttl = u64::try_from(ttl.as_nanos()).unwrap_or(NEVER - 1);
-        self.insert_inner(key, value, Some(ttl));
+        self.insert_inner(key, Incoming::Owned(value), Some(ttl));
     }
 
-    fn insert_inner(&self, key: K, value: V, ttl: Option<u64>) {
+    /// Inserts or replaces the value for `key`, expiring `ttl` nanoseconds
+    /// after now (`None`: the default time-to-live). Without an eviction
+    /// listener, a copy ([`Incoming::CopyOf`]) reuses the value it displaces,
+    /// so filling a full cache allocates nothing for a value of the size the
+    /// evicted one had.
+    pub(crate) fn insert_nanos(&self, key: K, value: Incoming<'_, V>, ttl: Option<u64>) {
+        let ttl = ttl.or((self.inner.ttl > 0).then_some(self.inner.ttl));
+        let value = match value {
+            // The listener takes every displaced value: copy outside the lock.
+            Incoming::CopyOf(value) if self.inner.listener.is_some() => {
+                Incoming::Owned(value.clone())
+            }
+            value => value,
+        };
+        self.insert_inner(key, value, ttl);
+    }
+
+    fn insert_inner(&self, key: K, value: Incoming<'_, V>, ttl: Option<u64>) {
         let inner = &*self.inner;
-        let weight = inner.weigher.as_ref().map_or(1, |w| w(&key, &value).max(1));
+        let weight = inner
+            .weigher
+            .as_ref()
+            .map_or(1, |w| w(&key, value.value()).max(1));
         let ttl = ttl.map(|t| {
             if inner.jitter > 0.0 {
                 t - (t as f64 * inner.jitter * fastrand::f64()) as u64
@@ -586,3 +606,61 @@ shorthand!(
     TtlCache,
     CachePolicy::Ttl
 );
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    fn copies(cache: &LocalCache<u64, String>, keys: std::ops::Range<u64>) {
+        for k in keys {
+            let value = k.to_string().repeat(k as usize % 7 + 1);
+            cache.insert_nanos(k, Incoming::CopyOf(&value), None);
+            assert_eq!(cache.peek(&k), Some(value), "the copy of {k}");
+        }
+    }
+
+    #[test]
+    fn copies_into_a_full_cache_hold_the_new_values() {
+        let cache: LocalCache<u64, String> = LocalCache::builder(8).shards(1).build();
+        copies(&cache, 0..100);
+        assert!(cache.len() <= 8);
+        // Replacing in place copies too.
+        copies(&cache, 96..100);
+        let ttl = Duration::from_secs(5).as_nanos() as u64;
+        cache.insert_nanos(99, Incoming::CopyOf(&"short".to_owned()), Some(ttl));
+        assert_eq!(
+            cache.get_entry(&99).map(|e| e.value).as_deref(),
+            Some("short")
+        );
+        let left = cache.get_entry(&99).and_then(|e| e.expires_in);
+        assert!(
+            left.is_some_and(|d| d <= Duration::from_secs(5)),
+            "{left:?}"
+        );
+    }
+
+    #[test]
+    fn with_a_listener_copies_leave_the_displaced_values_to_it() {
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&heard);
+        let cache: LocalCache<u64, String> = LocalCache::builder(4)
+            .shards(1)
+            .eviction_listener(move |k, v, cause| {
+                sink.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((k, v, cause));
+            })
+            .build();
+        copies(&cache, 0..10);
+        copies(&cache, 9..10);
+        let heard = heard.lock().unwrap_or_else(|e| e.into_inner());
+        assert_eq!(heard.len(), 7, "{heard:?}");
+        for (k, v, cause) in heard.iter() {
+            let expected = k.to_string().repeat(*k as usize % 7 + 1);
+            assert_eq!(v, &expected, "{cause:?}");
+        }
+        assert_eq!(heard.last().map(|h| h.2), Some(RemovalCause::Replaced));
+    }
+}

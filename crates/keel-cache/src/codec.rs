@@ -123,8 +123,32 @@ pub(crate) fn encode<V: Serialize>(
     Ok(out)
 }
 
+/// An envelope as stored: its expiry still in milliseconds since the Unix
+/// epoch (`0` = never), for readers that compare it with a clock of their
+/// own rather than a [`SystemTime`].
+#[derive(Debug)]
+pub(crate) struct Stored<V> {
+    pub(crate) value: Option<V>,
+    pub(crate) fresh_until_ms: u64,
+}
+
+impl<V> From<Stored<V>> for Envelope<V> {
+    fn from(stored: Stored<V>) -> Self {
+        let millis = stored.fresh_until_ms;
+        Envelope {
+            value: stored.value,
+            fresh_until: (millis != 0).then(|| UNIX_EPOCH + Duration::from_millis(millis)),
+        }
+    }
+}
+
 /// Decodes bytes written by [`encode`].
 pub(crate) fn decode<V: DeserializeOwned>(bytes: &[u8]) -> Result<Envelope<V>, DecodeError> {
+    decode_stored(bytes).map(Envelope::from)
+}
+
+/// [`decode`], leaving the expiry as written.
+pub(crate) fn decode_stored<V: DeserializeOwned>(bytes: &[u8]) -> Result<Stored<V>, DecodeError> {
     if bytes.len() < HEADER {
         return Err(DecodeError::TooShort(bytes.len()));
     }
@@ -142,7 +166,6 @@ pub(crate) fn decode<V: DeserializeOwned>(bytes: &[u8]) -> Result<Envelope<V>, D
     if u32::from_le_bytes(type_id) != fingerprint::<V>() {
         return Err(DecodeError::Type);
     }
-    let fresh_until = (millis != 0).then(|| UNIX_EPOCH + Duration::from_millis(millis));
     let value = match bytes[2] {
         KIND_VALUE => {
             let (value, rest) =
@@ -155,7 +178,10 @@ pub(crate) fn decode<V: DeserializeOwned>(bytes: &[u8]) -> Result<Envelope<V>, D
         KIND_ABSENT => None,
         other => return Err(DecodeError::Kind(other)),
     };
-    Ok(Envelope { value, fresh_until })
+    Ok(Stored {
+        value,
+        fresh_until_ms: millis,
+    })
 }
 
 #[cfg(test)]

@@ -119,7 +119,7 @@ impl ExpiryQueue {
         if !self.tail.is_empty() && bucket == self.tail_bucket {
             self.tail.push(idx);
         } else if self.tail.is_empty() || bucket > self.tail_bucket {
-            self.flush_tail();
+            self.flush_tail(true);
             self.tail_bucket = bucket;
             self.tail.push(idx);
         } else {
@@ -128,12 +128,19 @@ impl ExpiryQueue {
         self.items += 1;
     }
 
-    /// Moves the tail list into the map.
-    fn flush_tail(&mut self) {
+    /// Moves the tail list into the map. With `keep_room`, the next tail
+    /// starts with room for as many items (deadlines set at a steady rate
+    /// fill buckets alike), so it does not grow from nothing.
+    fn flush_tail(&mut self, keep_room: bool) {
         if self.tail.is_empty() {
             return;
         }
-        let list = std::mem::take(&mut self.tail);
+        let room = if keep_room {
+            Vec::with_capacity(self.tail.len())
+        } else {
+            Vec::new()
+        };
+        let list = std::mem::replace(&mut self.tail, room);
         match self.buckets.entry(self.tail_bucket) {
             Entry::Vacant(v) => {
                 v.insert(list);
@@ -170,7 +177,7 @@ impl ExpiryQueue {
     pub(crate) fn due(&mut self, marks: &mut impl Marks, now: u64, exact: bool) -> Vec<u32> {
         let current = now >> BUCKET_SHIFT;
         if self.tail_bucket <= current {
-            self.flush_tail();
+            self.flush_tail(false);
         }
         let mut due = Vec::new();
         while let Some(entry) = self.buckets.first_entry() {

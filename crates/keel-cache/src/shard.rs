@@ -38,6 +38,41 @@ const MAX_FREQ: u32 = 3;
 const HITS_SHIFT: u32 = 2;
 const MAX_HITS: u32 = u32::MAX >> HITS_SHIFT;
 
+/// The value an insert stores.
+pub(crate) enum Incoming<'a, V> {
+    /// This value.
+    Owned(V),
+    /// A copy of this one, made under the shard's lock with
+    /// [`Clone::clone_from`] into the value the insert displaces (the
+    /// replaced or the evicted entry's) when no listener takes that one, so
+    /// a value owning memory can reuse it.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    CopyOf(&'a V),
+}
+
+impl<V: Clone> Incoming<'_, V> {
+    /// The value, or the copy: into `spare` if there is one.
+    #[inline(always)]
+    fn into_value(self, spare: Option<V>) -> V {
+        match (self, spare) {
+            (Incoming::Owned(value), _) => value,
+            (Incoming::CopyOf(value), Some(mut spare)) => {
+                spare.clone_from(value);
+                spare
+            }
+            (Incoming::CopyOf(value), None) => value.clone(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn value(&self) -> &V {
+        match self {
+            Incoming::Owned(value) => value,
+            Incoming::CopyOf(value) => value,
+        }
+    }
+}
+
 /// Settings every operation needs.
 #[derive(Debug)]
 pub(crate) struct Timing {
@@ -388,12 +423,14 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         &self,
         hash: u64,
         key: K,
-        value: V,
+        value: Incoming<'_, V>,
         weight: u32,
         ttl: Option<u64>,
         timing: &Timing,
         mut sink: Sink<'_, K, V>,
-    ) {
+    ) where
+        V: Clone,
+    {
         let now = timing.clock.now_nanos();
         let ttl_deadline = ttl.map_or(NEVER, |t| now.saturating_add(t).min(NEVER - 1));
         let deadline = if timing.tti > 0 {
@@ -409,7 +446,13 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         let st = &mut *st;
         if let Some(slot) = st.table.find_mut(hash, |s| s.key == key) {
             let node = slot.node;
-            let old_value = std::mem::replace(&mut slot.value, value);
+            let old_value = match value {
+                Incoming::CopyOf(value) if sink.is_none() => {
+                    slot.value.clone_from(value);
+                    None
+                }
+                value => Some(std::mem::replace(&mut slot.value, value.into_value(None))),
+            };
             slot.deadline.store(deadline, Ordering::Relaxed);
             slot.access.rewritten(self.count_freq);
             let meta = &mut st.metas[node as usize];
@@ -428,7 +471,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             st.engine.on_update(node, old_weight, weight, deadline);
             bump_locked(&self.counters.updates, 1);
             bump_locked(&self.counters.replaced, 1);
-            if let Some(out) = sink.as_deref_mut() {
+            if let (Some(out), Some(old_value)) = (sink.as_deref_mut(), old_value) {
                 out.push((key, old_value, RemovalCause::Replaced));
             }
             st.evict_to(st.capacity, &self.counters, sink);
@@ -436,12 +479,13 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             if w > st.capacity {
                 bump_locked(&self.counters.evicted_size, 1);
                 if let Some(out) = sink {
-                    out.push((key, value, RemovalCause::Size));
+                    out.push((key, value.into_value(None), RemovalCause::Size));
                 }
                 return;
             }
             let limit = st.capacity - w;
-            st.evict_to(limit, &self.counters, sink);
+            let spare = st.evict_to(limit, &self.counters, sink);
+            let value = value.into_value(spare);
             st.make_room();
             let meta = Meta {
                 bucket: 0,
@@ -660,8 +704,10 @@ impl<K: Hash + Eq, V> State<K, V> {
         }
     }
 
-    /// Evicts until the total weight is at most `limit`.
-    fn evict_to(&mut self, limit: u64, counters: &Counters, mut sink: Sink<'_, K, V>) {
+    /// Evicts until the total weight is at most `limit`. Returns the value
+    /// of the last entry evicted unless the sink took it.
+    fn evict_to(&mut self, limit: u64, counters: &Counters, mut sink: Sink<'_, K, V>) -> Option<V> {
+        let mut spare = None;
         while self.weight > limit {
             let State {
                 engine,
@@ -681,16 +727,18 @@ impl<K: Hash + Eq, V> State<K, V> {
             };
             let hash_of = |n| by_node(table, metas, n).map_or(0, |s| hasher.hash_one(&s.key));
             let Some(node) = engine.victim(info, hash_of) else {
-                return;
+                return spare;
             };
             let Some((k, v, _)) = self.take(node) else {
-                return;
+                return spare;
             };
             bump_locked(&counters.evicted_size, 1);
-            if let Some(s) = sink.as_deref_mut() {
-                s.push((k, v, RemovalCause::Size));
+            match sink.as_deref_mut() {
+                Some(s) => s.push((k, v, RemovalCause::Size)),
+                None => spare = Some(v),
             }
         }
+        spare
     }
 
     fn clear(&mut self) -> Vec<(K, V)> {
@@ -769,7 +817,7 @@ mod tests {
             // tombstones, so the table rehashes in place now and then),
             // with explicit removals mixed in.
             for k in 0..50_000u64 {
-                shard.insert(hash(k), k, k, 1, None, &timing, None);
+                shard.insert(hash(k), k, Incoming::Owned(k), 1, None, &timing, None);
                 if k % 7 == 0 {
                     let old = k / 2;
                     shard.remove(hash(old), &old, &timing, None);

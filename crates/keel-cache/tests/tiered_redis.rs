@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use keel_cache::{
-    CacheConfig, CacheManager, LockSettings, NamedCacheConfig, RedisConfig, TieredCache,
+    CacheConfig, CacheManager, CacheSettings, Clock, LockSettings, NamedCacheConfig, RedisCache,
+    RedisConfig, TieredCache,
 };
 
 fn config(url: &str, prefix: &str) -> CacheConfig {
@@ -78,6 +79,93 @@ async fn a_write_on_one_instance_is_seen_on_the_other() {
         a.get::<String>("greeting").await.unwrap().is_none()
     })
     .await;
+}
+
+/// A cache of `users` on `redis` with `ttl`, reading its time from `clock`.
+fn on_clock(
+    redis: &RedisCache,
+    clock: Clock,
+    ttl: Duration,
+    local_ttl: Option<Duration>,
+    capacity: u64,
+) -> TieredCache<u64, String> {
+    let mut settings = CacheSettings::default();
+    settings.ttl = Some(ttl);
+    settings.local_ttl = local_ttl;
+    settings.capacity = capacity;
+    TieredCache::builder("users", settings)
+        .clock(clock)
+        .redis(redis.clone(), None)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_back_filled_copy_is_fresh_only_as_long_as_the_redis_entry() {
+    let Some(redis) = keel_test_support::redis().await else {
+        return;
+    };
+    let remote = RedisCache::new(RedisConfig::new(redis.url()).key_prefix(redis.prefix())).unwrap();
+    let ttl = Duration::from_secs(10);
+    let writer = on_clock(&remote, Clock::system(), ttl, None, 100);
+    writer.insert(1, "v".into()).await;
+
+    // A reader with a longer TTL of its own still keeps its copy only for
+    // what is left of the entry's freshness.
+    let (clock, time) = Clock::manual();
+    let reader = on_clock(&remote, clock, Duration::from_secs(60), None, 100);
+    assert_eq!(reader.get(&1).await.as_deref(), Some("v"));
+    assert_eq!(reader.stats().l2_hits, 1);
+    time.advance(Duration::from_secs(9));
+    assert_eq!(reader.get(&1).await.as_deref(), Some("v"));
+    assert_eq!(reader.stats().l1_hits, 1, "back-filled into L1");
+    time.advance(Duration::from_secs(2));
+    assert_eq!(reader.get(&1).await, None, "stale with the Redis entry");
+    assert_eq!(reader.stats().l1_hits, 1);
+
+    // With a shorter local TTL the copy ends first, and Redis answers again.
+    let (clock, time) = Clock::manual();
+    let reader = on_clock(&remote, clock, ttl, Some(Duration::from_secs(2)), 100);
+    assert_eq!(reader.get(&1).await.as_deref(), Some("v"));
+    time.advance(Duration::from_secs(1));
+    assert_eq!(reader.get(&1).await.as_deref(), Some("v"));
+    time.advance(Duration::from_secs(2));
+    assert_eq!(reader.get(&1).await.as_deref(), Some("v"));
+    let stats = reader.stats();
+    assert_eq!((stats.l1_hits, stats.l2_hits), (1, 2));
+}
+
+#[tokio::test]
+async fn back_fills_into_a_full_local_tier_keep_every_value_intact() {
+    let Some(redis) = keel_test_support::redis().await else {
+        return;
+    };
+    let remote = RedisCache::new(RedisConfig::new(redis.url()).key_prefix(redis.prefix())).unwrap();
+    let ttl = Duration::from_secs(60);
+    let writer = on_clock(&remote, Clock::system(), ttl, None, 100);
+    // Values of different sizes: a copy made into an evicted value's memory
+    // must still be exactly the new value.
+    let value = |k: u64| "x".repeat((k as usize * 37) % 200);
+    for k in 0..50u64 {
+        writer.insert(k, value(k)).await;
+    }
+    let reader = on_clock(&remote, Clock::system(), ttl, None, 4);
+    for round in 0..3 {
+        for k in 0..50u64 {
+            assert_eq!(reader.get(&k).await, Some(value(k)), "round {round}");
+        }
+    }
+    assert!(reader.local_len() <= 4, "{}", reader.local_len());
+    let keys: Vec<u64> = (0..50).collect();
+    let got = reader.get_many(&keys).await;
+    for (k, v) in keys.iter().zip(got) {
+        assert_eq!(v, Some(value(*k)));
+    }
+    // What the local tier kept is the value, not the one it replaced.
+    for k in 46..50u64 {
+        assert_eq!(reader.get(&k).await, Some(value(k)));
+    }
+    assert!(reader.stats().l1_hits > 0);
 }
 
 #[tokio::test]

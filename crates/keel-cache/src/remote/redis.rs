@@ -1,5 +1,6 @@
 //! [`RedisCache`]: the shared L2 tier on Redis.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -9,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, OnceCell};
 
-use crate::codec::{self, Envelope};
+use crate::codec::{self, Envelope, Stored};
 use crate::config::RedisConfig;
 use crate::error::CacheError;
 
@@ -122,7 +123,7 @@ impl RedisCache {
     }
 
     /// `{prefix}:{namespace}:`, with room for a key of `key_len` bytes.
-    fn key_head(&self, namespace: &str, key_len: usize) -> String {
+    pub(crate) fn key_head(&self, namespace: &str, key_len: usize) -> String {
         let prefix = &self.inner.prefix;
         let mut head = String::with_capacity(prefix.len() + namespace.len() + 2 + key_len);
         head.push_str(prefix);
@@ -191,25 +192,28 @@ impl RedisCache {
         namespace: &str,
         key: &str,
     ) -> Result<Option<RemoteEntry<V>>, CacheError> {
-        self.get_with(namespace, |out| out.push_str(key)).await
+        let head = self.key_head(namespace, 0);
+        let found = self.get_with(&head, |out| out.push_str(key)).await?;
+        Ok(found.map(Envelope::from))
     }
 
     /// [`get`](Self::get) of the key `write_key` appends to a buffer (so a
-    /// typed key needs no string of its own).
+    /// typed key needs no string of its own) after `head`, the namespace's
+    /// [`key_head`](Self::key_head).
     pub(crate) async fn get_with<V: DeserializeOwned>(
         &self,
-        namespace: &str,
-        write_key: impl FnOnce(&mut String),
-    ) -> Result<Option<RemoteEntry<V>>, CacheError> {
-        let mut full = self.key_head(namespace, 20);
-        write_key(&mut full);
-        let mut cmd = redis::Cmd::with_capacity(2, 3 + full.len());
-        cmd.arg("GET").arg(full.as_str());
+        head: &str,
+        write_key: impl Fn(&mut String),
+    ) -> Result<Option<Stored<V>>, CacheError> {
+        let (cmd, keep) = get_command(head, write_key);
         let mut conn = self.conn().await?;
-        let bytes: Option<Vec<u8>> = self.run(cmd.query_async(&mut conn)).await?;
+        let bytes: Option<Vec<u8>> = self.checked(cmd.query_async(&mut conn).await)?;
         let mut tally = Tally::default();
-        let entry = decode(&mut tally, bytes, || full.clone());
+        let entry = decode(&mut tally, bytes, || key_arg(&cmd));
         tally.add_to(&self.inner.counters);
+        if keep {
+            recycle(cmd);
+        }
         Ok(entry)
     }
 
@@ -219,8 +223,13 @@ impl RedisCache {
         namespace: &str,
         keys: &[S],
     ) -> Result<Vec<Option<RemoteEntry<V>>>, CacheError> {
-        self.get_many_with(namespace, keys, |k, out| out.push_str(k.as_ref()))
-            .await
+        let found = self
+            .get_many_with(namespace, keys, |k, out| out.push_str(k.as_ref()))
+            .await?;
+        Ok(found
+            .into_iter()
+            .map(|entry| entry.map(Envelope::from))
+            .collect())
     }
 
     /// [`get_many`](Self::get_many) of the keys `write_key` appends, one
@@ -231,7 +240,7 @@ impl RedisCache {
         namespace: &str,
         keys: &[T],
         write_key: impl Fn(&T, &mut String),
-    ) -> Result<Vec<Option<RemoteEntry<V>>>, CacheError> {
+    ) -> Result<Vec<Option<Stored<V>>>, CacheError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -471,9 +480,14 @@ impl RedisCache {
         &self,
         command: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, CacheError> {
-        // The connection manager bounds each command by `command_timeout`
-        // (its response timeout), so no timer of our own is needed here.
-        match command.await {
+        self.checked(command.await)
+    }
+
+    /// The result of a command, counting failures. The connection manager
+    /// bounds each command by `command_timeout` (its response timeout), so
+    /// no timer of our own is needed.
+    fn checked<T>(&self, result: redis::RedisResult<T>) -> Result<T, CacheError> {
+        match result {
             Ok(value) => {
                 self.mark(true, None);
                 Ok(value)
@@ -495,6 +509,75 @@ impl RedisCache {
         self.inner.counters.errors.fetch_add(1, Ordering::Relaxed);
         self.mark(false, Some(&error));
         error
+    }
+}
+
+/// What single-key reads reuse on a thread: the buffer a read builds its
+/// key in, and the commands of finished reads, so that building a read's
+/// command allocates nothing.
+struct Scratch {
+    key: String,
+    commands: Vec<redis::Cmd>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = const {
+        RefCell::new(Scratch {
+            key: String::new(),
+            commands: Vec::new(),
+        })
+    };
+}
+
+/// Commands kept per thread at most.
+const SPARE_COMMANDS: usize = 128;
+/// A command or key buffer longer than this is not kept.
+const SPARE_BYTES: usize = 1024;
+
+/// `GET` of the key `write_key` appends after `head`: a command this thread
+/// kept, refilled, or a new one. With it, whether it is small enough to
+/// [`recycle`] once done with.
+fn get_command(head: &str, write_key: impl Fn(&mut String)) -> (redis::Cmd, bool) {
+    let build = |key: &mut String, spare: Option<redis::Cmd>| {
+        key.clear();
+        key.push_str(head);
+        write_key(key);
+        let mut cmd = spare.unwrap_or_else(|| redis::Cmd::with_capacity(2, 3 + key.len()));
+        cmd.arg("GET").arg(key.as_str());
+        (cmd, key.len() <= SPARE_BYTES)
+    };
+    SCRATCH
+        .try_with(|scratch| {
+            let mut scratch = scratch.try_borrow_mut().ok()?;
+            let Scratch { key, commands } = &mut *scratch;
+            let built = build(key, commands.pop());
+            if key.capacity() > SPARE_BYTES {
+                *key = String::new();
+            }
+            Some(built)
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| build(&mut String::new(), None))
+}
+
+/// Keeps `cmd`, which is done with, for a later read on this thread.
+fn recycle(mut cmd: redis::Cmd) {
+    cmd.clear();
+    let _ = SCRATCH.try_with(|scratch| {
+        if let Ok(mut scratch) = scratch.try_borrow_mut()
+            && scratch.commands.len() < SPARE_COMMANDS
+        {
+            scratch.commands.push(cmd);
+        }
+    });
+}
+
+/// The key of a single-key command (its second argument), for logs.
+fn key_arg(cmd: &redis::Cmd) -> String {
+    match cmd.args_iter().nth(1) {
+        Some(redis::Arg::Simple(key)) => String::from_utf8_lossy(key).into_owned(),
+        _ => String::new(),
     }
 }
 
@@ -526,12 +609,12 @@ fn decode<V: DeserializeOwned>(
     tally: &mut Tally,
     bytes: Option<Vec<u8>>,
     key: impl FnOnce() -> String,
-) -> Option<RemoteEntry<V>> {
+) -> Option<Stored<V>> {
     let Some(bytes) = bytes else {
         tally.misses += 1;
         return None;
     };
-    match codec::decode(&bytes) {
+    match codec::decode_stored(&bytes) {
         Ok(entry) => {
             tally.hits += 1;
             Some(entry)
@@ -611,6 +694,37 @@ mod tests {
     #[test]
     fn glob_metacharacters_are_escaped() {
         assert_eq!(glob_escape("keel:a*b?[c]\\:"), "keel:a\\*b\\?\\[c\\]\\\\:");
+    }
+
+    fn args(cmd: &redis::Cmd) -> Vec<Vec<u8>> {
+        cmd.args_iter()
+            .map(|arg| match arg {
+                redis::Arg::Simple(bytes) => bytes.to_vec(),
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_kept_command_is_refilled_with_only_the_new_key() {
+        let spare = || SCRATCH.with_borrow(|s| s.commands.len());
+        let (first, keep) = get_command("p:c:", |out| out.push_str("1234567"));
+        assert!(keep);
+        assert_eq!(args(&first), [b"GET".to_vec(), b"p:c:1234567".to_vec()]);
+        let before = spare();
+        recycle(first);
+        assert_eq!(spare(), before + 1);
+        let (second, _) = get_command("p:c:", |out| out.push('9'));
+        assert_eq!(spare(), before);
+        assert_eq!(args(&second), [b"GET".to_vec(), b"p:c:9".to_vec()]);
+        assert_eq!(key_arg(&second), "p:c:9");
+        recycle(second);
+        // A command that took a long key is not to be kept.
+        let long = "k".repeat(SPARE_BYTES * 2);
+        let (third, keep) = get_command("p:c:", |out| out.push_str(&long));
+        assert_eq!(key_arg(&third), format!("p:c:{long}"));
+        assert!(!keep);
+        assert_eq!(spare(), before);
     }
 
     #[test]

@@ -24,6 +24,7 @@ use crate::remote::{
     bus::{Invalidation, InvalidationBus, InvalidationHandler},
     redis::RedisCache,
 };
+use crate::shard::Incoming;
 
 pub use key::CacheKey;
 pub use settings::{BloomSettings, CacheSettings, LockSettings};
@@ -155,13 +156,31 @@ struct Counters {
 }
 
 /// A local copy: the value (or a cached absence) and when it goes stale.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Slot<V> {
     value: Option<V>,
     /// Clock nanoseconds; `u64::MAX` = never.
     fresh_until: u64,
     /// Clock nanoseconds after which a hit triggers a refresh.
     refresh_at: u64,
+}
+
+impl<V: Clone> Clone for Slot<V> {
+    fn clone(&self) -> Self {
+        Self {
+            value: self.value.clone(),
+            fresh_until: self.fresh_until,
+            refresh_at: self.refresh_at,
+        }
+    }
+
+    /// Reuses the memory `self.value` owns (a back-fill copies into the
+    /// slot it evicts).
+    fn clone_from(&mut self, source: &Self) {
+        self.value.clone_from(&source.value);
+        self.fresh_until = source.fresh_until;
+        self.refresh_at = source.refresh_at;
+    }
 }
 
 const NEVER: u64 = u64::MAX;
@@ -171,8 +190,9 @@ struct Inner<K, V> {
     settings: CacheSettings,
     l1: LocalCache<K, Slot<V>>,
     clock: Clock,
-    /// Wall-clock time at clock zero, to write freshness into Redis.
-    wall_origin: SystemTime,
+    /// Wall-clock time at clock zero, in nanoseconds since the Unix epoch,
+    /// to compare freshness read from Redis with the clock.
+    wall_origin_nanos: u64,
     flights: Arc<SingleFlight<K, Option<V>>>,
     bloom: Option<BloomFilter>,
     #[cfg(feature = "redis")]
@@ -184,6 +204,8 @@ struct Inner<K, V> {
 struct Remote {
     redis: RedisCache,
     bus: Option<InvalidationBus>,
+    /// `{prefix}:{name}:`, the start of this cache's Redis keys.
+    head: String,
 }
 
 /// What a lookup found.
@@ -234,23 +256,25 @@ impl<K: CacheKey, V: CacheValue> TieredBuilder<K, V> {
             l1 = l1.time_to_idle(tti);
         }
         let now = self.clock.now_nanos();
-        let wall_origin = SystemTime::now()
-            .checked_sub(Duration::from_nanos(now))
-            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let wall_origin_nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .saturating_sub(now);
         let bloom = s
             .bloom
             .map(|b| BloomFilter::new(b.expected_items, b.false_positive_rate));
         #[cfg(feature = "redis")]
-        let remote = self
-            .remote
-            .filter(|_| s.tiered)
-            .map(|(redis, bus)| Remote { redis, bus });
+        let remote = self.remote.filter(|_| s.tiered).map(|(redis, bus)| Remote {
+            head: redis.key_head(&self.name, 0),
+            redis,
+            bus,
+        });
         let inner = Arc::new(Inner {
             name: self.name,
             settings: self.settings,
             l1: l1.build(),
             clock: self.clock,
-            wall_origin,
+            wall_origin_nanos,
             flights: Arc::default(),
             bloom,
             #[cfg(feature = "redis")]
@@ -378,16 +402,14 @@ impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
                 .await;
             match found {
                 Ok(found) => {
-                    let wall = inner.wall(now);
                     let mut hits = 0;
                     for (&i, entry) in missing.iter().zip(found) {
-                        if let Some(e) = entry
-                            && e.is_fresh_at(wall)
-                        {
-                            hits += 1;
-                            let remaining = e.remaining_at(wall);
-                            inner.backfill(&keys[i], e.value.clone(), remaining, now);
-                            out[i] = e.value;
+                        if let Some(e) = entry {
+                            let until = inner.clock_time(e.fresh_until_ms);
+                            if now < until {
+                                hits += 1;
+                                out[i] = inner.backfill(&keys[i], e.value, until, now);
+                            }
                         }
                     }
                     inner.count_reads(hits, missing.len() as u64 - hits);
@@ -534,7 +556,21 @@ impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
 
 impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     fn wall(&self, now: u64) -> SystemTime {
-        self.wall_origin + Duration::from_nanos(now)
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(self.wall_origin_nanos.saturating_add(now))
+    }
+
+    /// The clock time of a wall-clock time written in Redis (milliseconds
+    /// since the Unix epoch, `0` = never): [`NEVER`] for never, `0` for a
+    /// time before the clock's origin.
+    #[cfg(feature = "redis")]
+    fn clock_time(&self, wall_ms: u64) -> u64 {
+        if wall_ms == 0 {
+            return NEVER;
+        }
+        wall_ms
+            .saturating_mul(1_000_000)
+            .saturating_sub(self.wall_origin_nanos)
+            .min(NEVER - 1)
     }
 
     /// The local tier's view of `key`.
@@ -571,22 +607,24 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         if let Some(remote) = self.remote_up() {
             let found = remote
                 .redis
-                .get_with::<V>(&self.name, |out| key.write_key(out))
+                .get_with::<V>(&remote.head, |out| key.write_key(out))
                 .await;
             match found {
                 Ok(Some(entry)) => {
-                    let wall = self.wall(now);
-                    if entry.is_fresh_at(wall) {
+                    let until = self.clock_time(entry.fresh_until_ms);
+                    if now < until {
                         self.counters.l2_hits.fetch_add(1, Ordering::Relaxed);
-                        self.backfill(key, entry.value.clone(), entry.remaining_at(wall), now);
-                        return Found::Fresh(entry.value, false);
+                        let value = self.backfill(key, entry.value, until, now);
+                        return Found::Fresh(value, false);
                     }
                     if matches!(local, Found::Miss) {
-                        // Kept in Redis past freshness for stale-if-error.
+                        // Kept in Redis past freshness for stale-if-error
+                        // (`NEVER` if it went stale before the clock's origin).
                         let stale_since = entry
-                            .fresh_until
-                            .and_then(|t| t.duration_since(self.wall_origin).ok())
-                            .map_or(NEVER, |d| u64::try_from(d.as_nanos()).unwrap_or(NEVER));
+                            .fresh_until_ms
+                            .checked_mul(1_000_000)
+                            .and_then(|n| n.checked_sub(self.wall_origin_nanos))
+                            .unwrap_or(NEVER);
                         self.counters.misses.fetch_add(1, Ordering::Relaxed);
                         return Found::Stale(entry.value, stale_since);
                     }
@@ -599,37 +637,47 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         local
     }
 
-    /// Fills the local tier from Redis with the remaining freshness.
+    /// Fills the local tier from Redis with the freshness left (the entry
+    /// is fresh until clock time `until`), and hands `value` back: the
+    /// local tier keeps a copy.
     #[cfg(feature = "redis")]
-    fn backfill(&self, key: &K, value: Option<V>, remaining: Option<Duration>, now: u64) {
+    fn backfill(&self, key: &K, value: Option<V>, until: u64, now: u64) -> Option<V> {
         let local_ttl = self.settings.local_ttl.or(self.settings.ttl);
-        let fresh_for = match (remaining, local_ttl) {
-            (Some(r), Some(l)) => Some(r.min(l)),
-            (r, l) => r.or(l),
-        };
-        self.put_local(key.clone(), value, fresh_for, now);
+        let fresh_until = local_ttl.map_or(until, |l| until.min(add(now, l)));
+        let slot = self.slot(value, fresh_until, now);
+        let keep = self.keep(fresh_until, now);
+        self.l1
+            .insert_nanos(key.clone(), Incoming::CopyOf(&slot), keep);
+        slot.value
     }
 
     /// Stores a local copy fresh for `fresh_for`, kept `max_stale` longer.
     fn put_local(&self, key: K, value: Option<V>, fresh_for: Option<Duration>, now: u64) {
         let fresh_until = fresh_for.map_or(NEVER, |d| add(now, d));
-        let refresh_at = match (self.settings.refresh_after, fresh_for) {
-            (Some(r), _) => add(now, r),
-            _ => NEVER,
-        };
-        let slot = Slot {
+        let slot = self.slot(value, fresh_until, now);
+        let keep = self.keep(fresh_until, now);
+        self.l1.insert_nanos(key, Incoming::Owned(slot), keep);
+    }
+
+    /// The local copy of `value`, fresh until clock time `fresh_until`.
+    #[inline]
+    fn slot(&self, value: Option<V>, fresh_until: u64, now: u64) -> Slot<V> {
+        Slot {
             value,
             fresh_until,
-            refresh_at,
-        };
-        match fresh_for {
-            Some(fresh) => {
-                let keep = fresh + self.settings.max_stale.unwrap_or_default();
-                self.l1
-                    .insert_with_ttl(key, slot, keep.max(Duration::from_nanos(1)));
-            }
-            None => self.l1.insert(key, slot),
+            refresh_at: self.settings.refresh_after.map_or(NEVER, |r| add(now, r)),
         }
+    }
+
+    /// How long (in nanoseconds from `now`) the local tier keeps a copy
+    /// fresh until `fresh_until`: `max_stale` longer, at least 1 (`None`:
+    /// no expiry).
+    #[inline]
+    fn keep(&self, fresh_until: u64, now: u64) -> Option<u64> {
+        (fresh_until != NEVER).then(|| {
+            let stale = self.settings.max_stale.map_or(0, nanos);
+            fresh_until.saturating_sub(now).saturating_add(stale).max(1)
+        })
     }
 
     fn within_max_stale(&self, fresh_until: u64) -> bool {
@@ -717,13 +765,12 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             let now = self.clock.now_nanos();
             let found = remote
                 .redis
-                .get_with::<V>(&self.name, |out| key.write_key(out))
+                .get_with::<V>(&remote.head, |out| key.write_key(out))
                 .await;
             if let Ok(Some(entry)) = found {
-                let wall = self.wall(now);
-                if entry.is_fresh_at(wall) {
-                    self.backfill(key, entry.value.clone(), entry.remaining_at(wall), now);
-                    return Some(entry.value);
+                let until = self.clock_time(entry.fresh_until_ms);
+                if now < until {
+                    return Some(self.backfill(key, entry.value, until, now));
                 }
             }
         }
@@ -846,6 +893,9 @@ impl<K: CacheKey, V: CacheValue> InvalidationHandler for Inner<K, V> {
 }
 
 fn add(now: u64, d: Duration) -> u64 {
-    now.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(NEVER))
-        .min(NEVER - 1)
+    now.saturating_add(nanos(d)).min(NEVER - 1)
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(NEVER)
 }
