@@ -265,44 +265,39 @@ mod tests {
         }
     }
 
-    #[test]
-    fn rewrites_under_a_long_ttl_do_not_pile_up_stale_items() {
+    /// Ten keys rewritten 100,000 times, round `r` at deadline `at(r)`:
+    /// stale items never exceed the slack, and every key comes due once,
+    /// at its last deadline. Returns the last deadlines.
+    fn rewrite_ten_keys(at: impl Fn(u64) -> u64) -> [u64; 16] {
         let (mut q, mut b) = (ExpiryQueue::default(), Book::new());
-        // Ten keys rewritten 100,000 times, each time one bucket later.
         for round in 0..100_000u64 {
-            let node = (round % 10) as u32;
-            b.schedule(&mut q, node, (1_000 + round) * BUCKET);
+            b.schedule(&mut q, (round % 10) as u32, at(round));
             assert!(q.items <= 2 * q.live + SLACK + 1, "{} items", q.items);
         }
         assert_eq!(q.live, 10);
-        // Everything still comes due, each node once, at its last deadline.
         let deadlines = b.deadlines;
         let last = deadlines[..10].iter().max().copied().unwrap_or(0);
         let mut due = q.due(&mut b, last, true);
         due.sort_unstable();
         assert_eq!(due, (0..10).collect::<Vec<u32>>());
+        deadlines
+    }
+
+    #[test]
+    fn rewrites_under_a_long_ttl_do_not_pile_up_stale_items() {
+        // Each rewrite one bucket later than the last.
+        let deadlines = rewrite_ten_keys(|round| (1_000 + round) * BUCKET);
         let early = deadlines[..10].iter().min().copied().unwrap_or(0) - 1;
-        let (mut q2, mut b2) = (ExpiryQueue::default(), Book::new());
+        let (mut q, mut b) = (ExpiryQueue::default(), Book::new());
         for (n, &d) in deadlines[..10].iter().enumerate() {
-            b2.schedule(&mut q2, n as u32, d);
+            b.schedule(&mut q, n as u32, d);
         }
-        assert!(q2.due(&mut b2, early, true).is_empty());
+        assert!(q.due(&mut b, early, true).is_empty());
     }
 
     #[test]
     fn rewrites_to_ever_earlier_deadlines_are_compacted() {
-        let (mut q, mut b) = (ExpiryQueue::default(), Book::new());
-        for round in 0..100_000u64 {
-            let node = (round % 10) as u32;
-            b.schedule(&mut q, node, (1_000_000 - round) * BUCKET);
-            assert!(q.items <= 2 * q.live + SLACK + 1, "{} items", q.items);
-        }
-        assert_eq!(q.live, 10);
-        let deadlines = b.deadlines;
-        let last = deadlines[..10].iter().max().copied().unwrap_or(0);
-        let mut due = q.due(&mut b, last, true);
-        due.sort_unstable();
-        assert_eq!(due, (0..10).collect::<Vec<u32>>());
+        rewrite_ten_keys(|round| (1_000_000 - round) * BUCKET);
     }
 
     #[test]
