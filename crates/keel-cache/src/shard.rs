@@ -17,13 +17,12 @@ use std::hash::{BuildHasher, Hash};
 
 use hashbrown::HashTable;
 
-use crate::table_alloc::TableAlloc;
-
 use crate::clock::Clock;
 use crate::entry::RemovalCause;
 use crate::expiry::{ExpiryQueue, Marks, NEVER};
 use crate::policy::{CachePolicy, Engine, SlotInfo};
 use crate::sync::{AtomicU32, AtomicU64, Ordering, ReadGuard, RwLock};
+use crate::table_alloc::TableAlloc;
 
 /// Where removed entries go: to the listener (after the lock is released) or
 /// dropped on the spot when there is none.
