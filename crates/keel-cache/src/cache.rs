@@ -174,6 +174,7 @@ where
                     hint,
                     self.weigher.is_some(),
                     hasher.clone(),
+                    self.ttl.is_some() || self.tti.is_some(),
                 )
             })
             .collect::<Box<[_]>>();
@@ -296,10 +297,10 @@ where
         let entry = shard.get(hash, key, &self.inner.timing, |f| {
             let meta = f.meta();
             let now = f.now.unwrap_or_else(|| clock.now_nanos());
-            let deadline = f.slot.deadline();
+            let deadline = f.deadline();
             CacheEntry {
                 value: f.slot.value.clone(),
-                age: Duration::from_nanos(now.saturating_sub(meta.inserted_at)),
+                age: Duration::from_nanos(now.saturating_sub(f.written_at())),
                 expires_in: (deadline != NEVER)
                     .then(|| Duration::from_nanos(deadline.saturating_sub(now))),
                 read_at: Instant::now(),

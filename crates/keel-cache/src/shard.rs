@@ -174,9 +174,12 @@ impl Access {
 pub(crate) struct Slot<K, V> {
     pub(crate) key: K,
     pub(crate) value: V,
-    /// The real deadline: `ttl_deadline`, or earlier by time-to-idle. Moved
-    /// later by reads (time-to-idle) under the read lock.
-    deadline: AtomicU64,
+    /// In a *timed* shard, the real deadline: `ttl_deadline`, or earlier by
+    /// time-to-idle (moved later by reads under the read lock). In an
+    /// untimed shard, one where no entry has had a deadline, nothing
+    /// expires and this is the time the value was written, so that an
+    /// update writes nothing outside the entry. See [`State::make_timed`].
+    stamp: AtomicU64,
     pub(crate) access: Access,
     /// The entry's node: its index into the per-node arrays.
     node: u32,
@@ -199,8 +202,8 @@ pub(crate) struct Meta {
 
 impl<K, V> Slot<K, V> {
     #[inline]
-    pub(crate) fn deadline(&self) -> u64 {
-        self.deadline.load(Ordering::Relaxed)
+    fn stamp(&self) -> u64 {
+        self.stamp.load(Ordering::Relaxed)
     }
 
     pub(crate) fn hits(&self) -> u32 {
@@ -243,6 +246,9 @@ pub(crate) struct State<K, V> {
     expiry: ExpiryQueue,
     weight: u64,
     capacity: u64,
+    /// Whether slots hold deadlines (and metas write times); see
+    /// [`Slot::stamp`]. Once timed, a shard stays timed.
+    timed: bool,
 }
 
 /// Aligned so that two shards' lock words never share a cache line.
@@ -265,6 +271,7 @@ pub(crate) struct Found<'a, K, V> {
     metas: &'a [Meta],
     /// The time of the read if the clock was read (entries with a deadline).
     pub(crate) now: Option<u64>,
+    timed: bool,
 }
 
 impl<K, V> Found<'_, K, V> {
@@ -276,6 +283,20 @@ impl<K, V> Found<'_, K, V> {
             .unwrap_or_default()
     }
 
+    /// The entry's deadline ([`NEVER`]: none).
+    pub(crate) fn deadline(&self) -> u64 {
+        if self.timed { self.slot.stamp() } else { NEVER }
+    }
+
+    /// When the value was written.
+    pub(crate) fn written_at(&self) -> u64 {
+        if self.timed {
+            self.meta().inserted_at
+        } else {
+            self.slot.stamp()
+        }
+    }
+
     /// Counts the hit on the entry and applies time-to-idle.
     #[inline]
     fn touch(&self, timing: &Timing, count_freq: bool) {
@@ -285,8 +306,8 @@ impl<K, V> Found<'_, K, V> {
                 .meta()
                 .ttl_deadline
                 .min(now.saturating_add(timing.tti).min(NEVER - 1));
-            if idle != slot.deadline() {
-                slot.deadline.store(idle, Ordering::Relaxed);
+            if idle != slot.stamp() {
+                slot.stamp.store(idle, Ordering::Relaxed);
             }
         }
         slot.access.hit(count_freq);
@@ -331,7 +352,7 @@ impl<K, V> Marks for ExpiryMarks<'_, K, V> {
     }
 
     fn deadline(&self, node: u32) -> u64 {
-        by_node(self.table, self.metas, node).map_or(0, Slot::deadline)
+        by_node(self.table, self.metas, node).map_or(0, Slot::stamp)
     }
 }
 
@@ -340,9 +361,10 @@ impl<K, V> Marks for ExpiryMarks<'_, K, V> {
 fn live<'a, K, V>(
     slot: &'a Slot<K, V>,
     metas: &'a [Meta],
+    timed: bool,
     timing: &Timing,
 ) -> Option<Found<'a, K, V>> {
-    let deadline = slot.deadline();
+    let deadline = if timed { slot.stamp() } else { NEVER };
     let now = if deadline != NEVER || timing.tti > 0 {
         let now = timing.clock.now_nanos();
         if now >= deadline {
@@ -352,7 +374,12 @@ fn live<'a, K, V>(
     } else {
         None
     };
-    Some(Found { slot, metas, now })
+    Some(Found {
+        slot,
+        metas,
+        now,
+        timed,
+    })
 }
 
 impl<K: Hash + Eq, V> Shard<K, V> {
@@ -362,6 +389,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         entries_hint: usize,
         weighted: bool,
         hasher: foldhash::fast::RandomState,
+        timed: bool,
     ) -> Self {
         Self {
             state: RwLock::new(State {
@@ -373,6 +401,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 expiry: ExpiryQueue::default(),
                 weight: 0,
                 capacity,
+                timed,
             }),
             counters: Counters::default(),
             shared_reads: !policy.reads_reorder(),
@@ -398,7 +427,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         if self.shared_reads {
             let st = self.state.read();
             st.find(hash, key).and_then(|slot| {
-                let found = live(slot, &st.metas, timing)?;
+                let found = live(slot, &st.metas, st.timed, timing)?;
                 found.touch(timing, self.count_freq);
                 Some(f(found))
             })
@@ -426,12 +455,13 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             table,
             metas,
             engine,
+            timed,
             ..
         } = &mut *st;
         table
             .find(hash, |s| s.key.borrow() == key)
             .and_then(|slot| {
-                let found = live(slot, metas, timing)?;
+                let found = live(slot, metas, *timed, timing)?;
                 engine.on_access(slot.node);
                 found.touch(timing, self.count_freq);
                 Some(f(found))
@@ -446,7 +476,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     {
         let st = self.state.read();
         st.find(hash, key)
-            .is_some_and(|s| !expired(s.deadline(), &timing.clock))
+            .is_some_and(|s| !expired(st.deadline_of(s), &timing.clock))
     }
 
     /// Inserts or replaces. `ttl` is this entry's time-to-live in nanoseconds.
@@ -471,6 +501,9 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             ttl_deadline
         };
         let mut st = self.state.write();
+        if deadline != NEVER {
+            st.make_timed();
+        }
         if st.expiry.may_have_ended(now) {
             st.purge_expired(now, false, &self.counters, sink.as_deref_mut());
         }
@@ -485,15 +518,27 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 }
                 value => Some(std::mem::replace(&mut slot.value, value.into_value(None))),
             };
-            slot.deadline.store(deadline, Ordering::Relaxed);
             slot.access.rewritten(self.count_freq);
-            let meta = &mut st.metas[node as usize];
-            // Without a weigher the old weight is known: reading it would
-            // only wait on the meta's cache line.
-            let old_weight = if self.weighted { meta.weight } else { 1 };
-            meta.weight = weight;
-            meta.inserted_at = now;
-            meta.ttl_deadline = ttl_deadline;
+            // The update writes the meta only for what it holds: without a
+            // weigher the weight is always 1, and in an untimed shard the
+            // write time is in the slot; so, usually, the slot is the only
+            // line written.
+            let old_weight = if self.weighted {
+                let meta = &mut st.metas[node as usize];
+                let old = meta.weight;
+                meta.weight = weight;
+                old
+            } else {
+                1
+            };
+            if st.timed {
+                slot.stamp.store(deadline, Ordering::Relaxed);
+                let meta = &mut st.metas[node as usize];
+                meta.inserted_at = now;
+                meta.ttl_deadline = ttl_deadline;
+            } else {
+                slot.stamp.store(now, Ordering::Relaxed);
+            }
             st.weight = st.weight - u64::from(old_weight) + w;
             let marks = &mut ExpiryMarks {
                 table: &st.table,
@@ -539,7 +584,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             let slot = Slot {
                 key,
                 value,
-                deadline: AtomicU64::new(deadline),
+                stamp: AtomicU64::new(if st.timed { deadline } else { now }),
                 access: Access::new(),
                 node,
             };
@@ -640,7 +685,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         out.extend(
             st.table
                 .iter()
-                .filter(|s| s.deadline() > now)
+                .filter(|s| st.deadline_of(s) > now)
                 .map(|s| (s.key.clone(), s.value.clone())),
         );
     }
@@ -659,6 +704,28 @@ fn expired(deadline: u64, clock: &Clock) -> bool {
 }
 
 impl<K: Hash + Eq, V> State<K, V> {
+    /// The deadline of an entry of this shard ([`NEVER`]: none).
+    #[inline]
+    fn deadline_of(&self, slot: &Slot<K, V>) -> u64 {
+        if self.timed { slot.stamp() } else { NEVER }
+    }
+
+    /// Turns an untimed shard timed, before its first deadline: write
+    /// times move from the slots to the metas, and every slot's stamp
+    /// becomes "never".
+    fn make_timed(&mut self) {
+        if self.timed {
+            return;
+        }
+        for slot in self.table.iter() {
+            if let Some(meta) = self.metas.get_mut(slot.node as usize) {
+                meta.inserted_at = slot.stamp();
+            }
+            slot.stamp.store(NEVER, Ordering::Relaxed);
+        }
+        self.timed = true;
+    }
+
     #[inline]
     fn find<Q>(&self, hash: u64, key: &Q) -> Option<&Slot<K, V>>
     where
@@ -695,6 +762,7 @@ impl<K: Hash + Eq, V> State<K, V> {
             return None;
         }
         let (slot, _) = entry.remove();
+        let deadline = self.deadline_of(&slot);
         let marks = &mut ExpiryMarks {
             table: &self.table,
             metas: &mut self.metas,
@@ -703,7 +771,6 @@ impl<K: Hash + Eq, V> State<K, V> {
         self.engine.on_remove(node, meta.weight);
         self.free.push(node);
         self.weight -= u64::from(meta.weight);
-        let deadline = slot.deadline();
         Some((slot.key, slot.value, deadline))
     }
 
@@ -746,13 +813,14 @@ impl<K: Hash + Eq, V> State<K, V> {
                 table,
                 hasher,
                 metas,
+                timed,
                 ..
             } = self;
             let info = |n| {
                 let slot = by_node(table, metas, n);
                 let meta = metas.get(n as usize).copied().unwrap_or_default();
                 SlotInfo {
-                    deadline: slot.map_or(0, Slot::deadline),
+                    deadline: slot.map_or(0, |s| if *timed { s.stamp() } else { NEVER }),
                     access: slot.map(|s| &s.access),
                     weight: meta.weight,
                 }
@@ -854,7 +922,7 @@ mod tests {
     fn buckets_stay_true_through_growth_rehashes_and_churn() {
         for policy in [CachePolicy::default(), CachePolicy::Lru, CachePolicy::Fifo] {
             let capacity = 1_000;
-            let shard = Shard::new(policy, capacity, 0, false, Default::default());
+            let shard = Shard::new(policy, capacity, 0, false, Default::default(), false);
             let timing = timing();
             let hash = |k: u64| k.wrapping_mul(0x9e37_79b9_7f4a_7c15);
             // Growth from empty, then eviction churn (removals leave

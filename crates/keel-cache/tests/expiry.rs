@@ -50,6 +50,36 @@ fn per_entry_ttl_overrides_the_default() {
 }
 
 #[test]
+fn a_cache_without_ttl_keeps_write_times_through_its_first_per_entry_ttl() {
+    let (clock, time) = Clock::manual();
+    let cache: LocalCache<u64, u64> = LocalCache::builder(100).clock(clock).shards(1).build();
+    let age = |k: u64| cache.get_entry(&k).map(|e| (e.age(), e.expires_in()));
+    cache.insert(1, 10);
+    time.advance(5 * SEC);
+    cache.insert(1, 11);
+    cache.insert(2, 20);
+    time.advance(3 * SEC);
+    assert_eq!(age(1), Some((3 * SEC, None)));
+    assert_eq!(age(2), Some((3 * SEC, None)));
+    // The first entry with a deadline; the others keep their write times
+    // and still never expire.
+    cache.insert_with_ttl(3, 30, 10 * SEC);
+    time.advance(2 * SEC);
+    assert_eq!(age(1), Some((5 * SEC, None)));
+    assert_eq!(age(3), Some((2 * SEC, Some(8 * SEC))));
+    cache.insert(2, 21);
+    time.advance(SEC);
+    assert_eq!(age(2), Some((SEC, None)));
+    time.advance(7 * SEC);
+    assert_eq!(cache.get(&3), None);
+    assert_eq!((cache.get(&1), cache.get(&2)), (Some(11), Some(21)));
+    assert!(cache.contains_key(&1) && !cache.contains_key(&3));
+    let mut live: Vec<u64> = cache.iter().map(|(k, _)| k).collect();
+    live.sort_unstable();
+    assert_eq!(live, vec![1, 2]);
+}
+
+#[test]
 fn rewriting_a_key_restarts_its_ttl() {
     let (clock, time) = Clock::manual();
     let cache: LocalCache<u64, u64> = LocalCache::builder(100)
