@@ -191,6 +191,10 @@ where
                 timing: Timing {
                     clock,
                     tti: self.tti.map_or(0, |d| nanos(d).max(1)),
+                    fixed_ttl: match (self.ttl, self.tti) {
+                        (Some(ttl), None) if self.jitter <= 0.0 => nanos(ttl).max(1),
+                        _ => 0,
+                    },
                 },
                 ttl: self.ttl.map_or(0, |d| nanos(d).max(1)),
                 jitter: self.jitter,
@@ -300,7 +304,7 @@ where
             let deadline = f.deadline();
             CacheEntry {
                 value: f.slot.value.clone(),
-                age: Duration::from_nanos(now.saturating_sub(f.written_at())),
+                age: Duration::from_nanos(now.saturating_sub(f.written_at(&self.inner.timing))),
                 expires_in: (deadline != NEVER)
                     .then(|| Duration::from_nanos(deadline.saturating_sub(now))),
                 read_at: Instant::now(),

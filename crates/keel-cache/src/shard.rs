@@ -33,8 +33,12 @@ const EXACT_HITS: u32 = 64;
 /// Low bits of the access word: the policy's frequency (0..=3).
 const FREQ_MASK: u32 = 0b11;
 const MAX_FREQ: u32 = 3;
-/// The hit count is kept in the access word above the frequency bits.
-const HITS_SHIFT: u32 = 2;
+/// The access word's bit saying the value was written with the shard's
+/// fixed time-to-live (see [`Timing::fixed_ttl`]).
+const FIXED_TTL: u32 = 0b100;
+/// The hit count is kept in the access word above the frequency bits and
+/// [`FIXED_TTL`].
+const HITS_SHIFT: u32 = 3;
 const MAX_HITS: u32 = u32::MAX >> HITS_SHIFT;
 
 /// The value an insert stores.
@@ -78,6 +82,11 @@ pub(crate) struct Timing {
     pub(crate) clock: Clock,
     /// Time-to-idle in nanoseconds (0: none).
     pub(crate) tti: u64,
+    /// The default time-to-live in nanoseconds when an entry written with
+    /// it lives exactly that long (no jitter, no time-to-idle); 0 otherwise.
+    /// Such an entry's write time is its deadline minus this, so an update
+    /// with it need not write the entry's metadata.
+    pub(crate) fixed_ttl: u64,
 }
 
 std::thread_local! {
@@ -104,7 +113,8 @@ fn sample_below(n: u32) -> u32 {
 }
 
 /// An entry's access word: the policy's saturating 2-bit frequency
-/// (S3-FIFO) in the low bits, the hit count above. Reads update it with a
+/// (S3-FIFO) in the low bits, then the [`FIXED_TTL`] bit, the hit count
+/// above. Reads update it with a
 /// plain load and store (not a locked add) and only when it changes, so a
 /// hot entry's cache line stays shared between the cores reading it;
 /// concurrent hits may count once.
@@ -112,8 +122,13 @@ fn sample_below(n: u32) -> u32 {
 pub(crate) struct Access(AtomicU32);
 
 impl Access {
-    fn new() -> Self {
-        Self(AtomicU32::new(0))
+    fn new(fixed_ttl: bool) -> Self {
+        Self(AtomicU32::new(if fixed_ttl { FIXED_TTL } else { 0 }))
+    }
+
+    /// Whether the value was written with the fixed time-to-live.
+    fn fixed_ttl(&self) -> bool {
+        self.0.load(Ordering::Relaxed) & FIXED_TTL != 0
     }
 
     /// The policy's frequency bits.
@@ -150,7 +165,7 @@ impl Access {
         } else {
             hits
         };
-        let next = (hits << HITS_SHIFT) | freq;
+        let next = (hits << HITS_SHIFT) | (word & FIXED_TTL) | freq;
         if next != word {
             self.0.store(next, Ordering::Relaxed);
         }
@@ -158,14 +173,15 @@ impl Access {
 
     /// A write replaced the value: no hits yet, and the write counts as an
     /// access for the policy.
-    fn rewritten(&self, count_freq: bool) {
+    fn rewritten(&self, count_freq: bool, fixed_ttl: bool) {
         let freq = self.0.load(Ordering::Relaxed) & FREQ_MASK;
         let freq = if count_freq && freq < MAX_FREQ {
             freq + 1
         } else {
             freq
         };
-        self.0.store(freq, Ordering::Relaxed);
+        let fixed = if fixed_ttl { FIXED_TTL } else { 0 };
+        self.0.store(freq | fixed, Ordering::Relaxed);
     }
 }
 
@@ -289,11 +305,13 @@ impl<K, V> Found<'_, K, V> {
     }
 
     /// When the value was written.
-    pub(crate) fn written_at(&self) -> u64 {
-        if self.timed {
-            self.meta().inserted_at
-        } else {
+    pub(crate) fn written_at(&self, timing: &Timing) -> u64 {
+        if !self.timed {
             self.slot.stamp()
+        } else if self.slot.access.fixed_ttl() {
+            self.slot.stamp().saturating_sub(timing.fixed_ttl)
+        } else {
+            self.meta().inserted_at
         }
     }
 
@@ -500,6 +518,11 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         } else {
             ttl_deadline
         };
+        // Written with the fixed time-to-live, and not cut short by the
+        // end of the clock: the write time is the deadline minus it.
+        let fixed_ttl = timing.fixed_ttl > 0
+            && ttl == Some(timing.fixed_ttl)
+            && now.checked_add(timing.fixed_ttl) == Some(ttl_deadline);
         let mut st = self.state.write();
         if deadline != NEVER {
             st.make_timed();
@@ -518,10 +541,13 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 }
                 value => Some(std::mem::replace(&mut slot.value, value.into_value(None))),
             };
-            slot.access.rewritten(self.count_freq);
+            let old_stamp = slot.stamp();
+            slot.access
+                .rewritten(self.count_freq, st.timed && fixed_ttl);
             // The update writes the meta only for what it holds: without a
-            // weigher the weight is always 1, and in an untimed shard the
-            // write time is in the slot; so, usually, the slot is the only
+            // weigher the weight is always 1, in an untimed shard the write
+            // time is in the slot, and with the fixed time-to-live it
+            // follows from the deadline; so, usually, the slot is the only
             // line written.
             let old_weight = if self.weighted {
                 let meta = &mut st.metas[node as usize];
@@ -531,20 +557,29 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             } else {
                 1
             };
-            if st.timed {
-                slot.stamp.store(deadline, Ordering::Relaxed);
-                let meta = &mut st.metas[node as usize];
-                meta.inserted_at = now;
-                meta.ttl_deadline = ttl_deadline;
-            } else {
+            if !st.timed {
                 slot.stamp.store(now, Ordering::Relaxed);
+            } else {
+                slot.stamp.store(deadline, Ordering::Relaxed);
+                if !fixed_ttl {
+                    let meta = &mut st.metas[node as usize];
+                    meta.inserted_at = now;
+                    meta.ttl_deadline = ttl_deadline;
+                }
             }
             st.weight = st.weight - u64::from(old_weight) + w;
-            let marks = &mut ExpiryMarks {
-                table: &st.table,
-                metas: &mut st.metas,
-            };
-            st.expiry.schedule(marks, node, deadline);
+            // An entry with a deadline is queued no later than it, so a
+            // deadline that moves later needs nothing from the expiry
+            // order (not even a look at the entry's mark).
+            let later =
+                st.timed && old_stamp != NEVER && deadline != NEVER && deadline >= old_stamp;
+            if !later {
+                let marks = &mut ExpiryMarks {
+                    table: &st.table,
+                    metas: &mut st.metas,
+                };
+                st.expiry.schedule(marks, node, deadline);
+            }
             st.engine.on_update(node, old_weight, weight, deadline);
             bump_locked(&self.counters.updates, 1);
             bump_locked(&self.counters.replaced, 1);
@@ -585,7 +620,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 key,
                 value,
                 stamp: AtomicU64::new(if st.timed { deadline } else { now }),
-                access: Access::new(),
+                access: Access::new(st.timed && fixed_ttl),
                 node,
             };
             let State {
@@ -873,6 +908,7 @@ mod tests {
         Timing {
             clock: Clock::manual().0,
             tti: 0,
+            fixed_ttl: 0,
         }
     }
 
@@ -891,7 +927,7 @@ mod tests {
 
     #[test]
     fn hit_counts_are_exact_to_64_and_estimated_without_bias_above() {
-        let access = Access::new();
+        let access = Access::new(false);
         for _ in 0..EXACT_HITS {
             access.hit(true);
         }
@@ -901,7 +937,7 @@ mod tests {
         let (runs, hits) = (40u64, 20_000u32);
         let total: u64 = (0..runs)
             .map(|_| {
-                let access = Access::new();
+                let access = Access::new(false);
                 for _ in 0..hits {
                     access.hit(false);
                 }

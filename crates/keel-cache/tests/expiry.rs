@@ -80,6 +80,44 @@ fn a_cache_without_ttl_keeps_write_times_through_its_first_per_entry_ttl() {
 }
 
 #[test]
+fn write_times_hold_across_default_and_own_ttls() {
+    for jitter in [0.0, 0.5] {
+        let (clock, time) = Clock::manual();
+        let cache: LocalCache<u64, u64> = LocalCache::builder(100)
+            .time_to_live(100 * SEC)
+            .ttl_jitter(jitter)
+            .clock(clock)
+            .shards(1)
+            .build();
+        let age = |k: u64| cache.get_entry(&k).map(|e| e.age());
+        cache.insert(1, 10);
+        time.advance(5 * SEC);
+        cache.insert(1, 11);
+        time.advance(3 * SEC);
+        assert_eq!(age(1), Some(3 * SEC), "jitter {jitter}");
+        cache.insert_with_ttl(1, 12, 7 * SEC);
+        time.advance(2 * SEC);
+        assert_eq!(age(1), Some(2 * SEC), "jitter {jitter}");
+        // Jitter shortens every time-to-live, by up to half here.
+        let left = cache.get_entry(&1).and_then(|e| e.expires_in());
+        assert!(
+            left.is_some_and(|d| d <= 5 * SEC && (jitter > 0.0 || d == 5 * SEC)),
+            "jitter {jitter}: {left:?}"
+        );
+        cache.insert(1, 13);
+        time.advance(SEC);
+        assert_eq!(age(1), Some(SEC), "jitter {jitter}");
+        // A rewrite with a shorter time-to-live than the last still
+        // expires on time.
+        cache.insert_with_ttl(1, 14, 2 * SEC);
+        time.advance(2 * SEC);
+        assert_eq!(cache.get(&1), None, "jitter {jitter}");
+        cache.purge_expired();
+        assert_eq!(cache.len(), 0, "jitter {jitter}");
+    }
+}
+
+#[test]
 fn rewriting_a_key_restarts_its_ttl() {
     let (clock, time) = Clock::manual();
     let cache: LocalCache<u64, u64> = LocalCache::builder(100)
