@@ -100,7 +100,7 @@
 //!   frequency (only while it is below 3), so reads take only the shard's
 //!   read lock. Exact LRU and LFU must reorder on every hit and take the
 //!   write lock; W-TinyLFU must update a frequency sketch on every hit (moka
-//!   buffers those updates and measures 9 to 20 times slower than this
+//!   buffers those updates and measures 8 to 17 times slower than this
 //!   cache in the `cache` suite).
 
 #![deny(unsafe_code)]
