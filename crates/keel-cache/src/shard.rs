@@ -208,8 +208,11 @@ pub(crate) struct Meta {
     /// The table bucket holding the entry.
     bucket: u32,
     pub(crate) weight: u32,
-    pub(crate) inserted_at: u64,
-    /// The deadline set by time-to-live at the last write.
+    /// When the value was written, in a timed shard and unless the entry
+    /// was written with the fixed time-to-live (see [`Found::written_at`]).
+    written_at: u64,
+    /// The deadline set by time-to-live at the last write (read only with
+    /// time-to-idle).
     ttl_deadline: u64,
     /// The expiry bucket the entry is queued in (the expiry order's mark,
     /// here so that a write with a deadline touches one line of metadata).
@@ -220,6 +223,13 @@ impl<K, V> Slot<K, V> {
     #[inline]
     fn stamp(&self) -> u64 {
         self.stamp.load(Ordering::Relaxed)
+    }
+
+    /// The entry's deadline in a shard that is `timed` or not ([`NEVER`]:
+    /// none).
+    #[inline]
+    fn deadline(&self, timed: bool) -> u64 {
+        if timed { self.stamp() } else { NEVER }
     }
 
     pub(crate) fn hits(&self) -> u32 {
@@ -301,7 +311,7 @@ impl<K, V> Found<'_, K, V> {
 
     /// The entry's deadline ([`NEVER`]: none).
     pub(crate) fn deadline(&self) -> u64 {
-        if self.timed { self.slot.stamp() } else { NEVER }
+        self.slot.deadline(self.timed)
     }
 
     /// When the value was written.
@@ -311,7 +321,7 @@ impl<K, V> Found<'_, K, V> {
         } else if self.slot.access.fixed_ttl() {
             self.slot.stamp().saturating_sub(timing.fixed_ttl)
         } else {
-            self.meta().inserted_at
+            self.meta().written_at
         }
     }
 
@@ -382,7 +392,7 @@ fn live<'a, K, V>(
     timed: bool,
     timing: &Timing,
 ) -> Option<Found<'a, K, V>> {
-    let deadline = if timed { slot.stamp() } else { NEVER };
+    let deadline = slot.deadline(timed);
     let now = if deadline != NEVER || timing.tti > 0 {
         let now = timing.clock.now_nanos();
         if now >= deadline {
@@ -494,7 +504,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     {
         let st = self.state.read();
         st.find(hash, key)
-            .is_some_and(|s| !expired(st.deadline_of(s), &timing.clock))
+            .is_some_and(|s| !expired(s.deadline(st.timed), &timing.clock))
     }
 
     /// Inserts or replaces. `ttl` is this entry's time-to-live in nanoseconds.
@@ -563,7 +573,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 slot.stamp.store(deadline, Ordering::Relaxed);
                 if !fixed_ttl {
                     let meta = &mut st.metas[node as usize];
-                    meta.inserted_at = now;
+                    meta.written_at = now;
                     meta.ttl_deadline = ttl_deadline;
                 }
             }
@@ -602,7 +612,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             let meta = Meta {
                 bucket: 0,
                 queued: ExpiryQueue::UNQUEUED,
-                inserted_at: now,
+                written_at: now,
                 ttl_deadline,
                 weight,
             };
@@ -720,7 +730,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         out.extend(
             st.table
                 .iter()
-                .filter(|s| st.deadline_of(s) > now)
+                .filter(|s| s.deadline(st.timed) > now)
                 .map(|s| (s.key.clone(), s.value.clone())),
         );
     }
@@ -739,12 +749,6 @@ fn expired(deadline: u64, clock: &Clock) -> bool {
 }
 
 impl<K: Hash + Eq, V> State<K, V> {
-    /// The deadline of an entry of this shard ([`NEVER`]: none).
-    #[inline]
-    fn deadline_of(&self, slot: &Slot<K, V>) -> u64 {
-        if self.timed { slot.stamp() } else { NEVER }
-    }
-
     /// Turns an untimed shard timed, before its first deadline: write
     /// times move from the slots to the metas, and every slot's stamp
     /// becomes "never".
@@ -754,7 +758,7 @@ impl<K: Hash + Eq, V> State<K, V> {
         }
         for slot in self.table.iter() {
             if let Some(meta) = self.metas.get_mut(slot.node as usize) {
-                meta.inserted_at = slot.stamp();
+                meta.written_at = slot.stamp();
             }
             slot.stamp.store(NEVER, Ordering::Relaxed);
         }
@@ -797,7 +801,7 @@ impl<K: Hash + Eq, V> State<K, V> {
             return None;
         }
         let (slot, _) = entry.remove();
-        let deadline = self.deadline_of(&slot);
+        let deadline = slot.deadline(self.timed);
         let marks = &mut ExpiryMarks {
             table: &self.table,
             metas: &mut self.metas,
@@ -855,7 +859,7 @@ impl<K: Hash + Eq, V> State<K, V> {
                 let slot = by_node(table, metas, n);
                 let meta = metas.get(n as usize).copied().unwrap_or_default();
                 SlotInfo {
-                    deadline: slot.map_or(0, |s| if *timed { s.stamp() } else { NEVER }),
+                    deadline: slot.map_or(0, |s| s.deadline(*timed)),
                     access: slot.map(|s| &s.access),
                     weight: meta.weight,
                 }
