@@ -299,7 +299,6 @@ where
         let (hash, shard) = self.locate(key);
         let clock = &self.inner.timing.clock;
         let entry = shard.get(hash, key, &self.inner.timing, |f| {
-            let meta = f.meta();
             let now = f.now.unwrap_or_else(|| clock.now_nanos());
             let deadline = f.deadline();
             CacheEntry {
@@ -309,7 +308,7 @@ where
                     .then(|| Duration::from_nanos(deadline.saturating_sub(now))),
                 read_at: Instant::now(),
                 hits: f.slot.hits(),
-                weight: meta.weight,
+                weight: f.weight(),
             }
         });
         self.inner.reads.record(entry.is_some());

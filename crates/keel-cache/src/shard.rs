@@ -8,9 +8,15 @@
 //! writes need (the policy's links, the expiry order, [`Meta`]) is kept per
 //! *node*, a small integer each entry holds and keeps for its lifetime;
 //! writes reach an entry from its node through the table bucket recorded in
-//! its meta (one access, where a probe by hash would be two in a row).
+//! the node's record beside its links (one access, where a probe by hash
+//! would be two in a row; an eviction reads the victim's links anyway).
 //! Buckets move only when the table grows or rehashes, which happens only
 //! in [`State::make_room`], and that records every entry's new bucket.
+//!
+//! A shard without deadlines and without a weigher keeps nothing in its
+//! metas (see [`State::keeps_metas`]): its entries' write times are in the
+//! slots, and every weight is 1. Its writes then touch the entry, its
+//! node record and the policy's neighbours only.
 
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
@@ -20,7 +26,7 @@ use hashbrown::HashTable;
 use crate::clock::Clock;
 use crate::entry::RemovalCause;
 use crate::expiry::{ExpiryQueue, Marks, NEVER};
-use crate::policy::{CachePolicy, Engine, SlotInfo};
+use crate::policy::{CachePolicy, Engine, Links, SlotInfo};
 use crate::sync::{AtomicU32, AtomicU64, Ordering, ReadGuard, RwLock};
 use crate::table_alloc::TableAlloc;
 
@@ -173,6 +179,7 @@ impl Access {
 
     /// A write replaced the value: no hits yet, and the write counts as an
     /// access for the policy.
+    #[inline]
     fn rewritten(&self, count_freq: bool, fixed_ttl: bool) {
         let freq = self.0.load(Ordering::Relaxed) & FREQ_MASK;
         let freq = if count_freq && freq < MAX_FREQ {
@@ -202,11 +209,12 @@ pub(crate) struct Slot<K, V> {
 }
 
 /// The parts of an entry that writes and `get_entry` need, not hits; kept
-/// per node.
-#[derive(Debug, Clone, Copy, Default)]
+/// per node, and only in shards that are timed or weighted
+/// ([`State::keeps_metas`]). Aligned to its size, so that it never
+/// straddles two cache lines.
+#[derive(Debug, Clone, Copy)]
+#[repr(align(32))]
 pub(crate) struct Meta {
-    /// The table bucket holding the entry.
-    bucket: u32,
     pub(crate) weight: u32,
     /// When the value was written, in a timed shard and unless the entry
     /// was written with the fixed time-to-live (see [`Found::written_at`]).
@@ -217,6 +225,17 @@ pub(crate) struct Meta {
     /// The expiry bucket the entry is queued in (the expiry order's mark,
     /// here so that a write with a deadline touches one line of metadata).
     queued: u64,
+}
+
+impl Default for Meta {
+    fn default() -> Self {
+        Self {
+            weight: 1,
+            written_at: 0,
+            ttl_deadline: NEVER,
+            queued: ExpiryQueue::UNQUEUED,
+        }
+    }
 }
 
 impl<K, V> Slot<K, V> {
@@ -264,8 +283,10 @@ pub(crate) struct State<K, V> {
     /// The cache's hasher: what moving entries and the S3-FIFO ghost need
     /// is recomputed from the key rather than stored.
     hasher: foldhash::fast::RandomState,
-    /// By node.
+    /// By node; see [`Self::keeps_metas`].
     metas: Vec<Meta>,
+    /// By node: the policy's links and the entry's bucket.
+    links: Links,
     /// Nodes no entry holds.
     free: Vec<u32>,
     engine: Engine,
@@ -275,6 +296,9 @@ pub(crate) struct State<K, V> {
     /// Whether slots hold deadlines (and metas write times); see
     /// [`Slot::stamp`]. Once timed, a shard stays timed.
     timed: bool,
+    /// Whether entries have weights of their own (a weigher); without one
+    /// every entry weighs 1 and an update need not read the old weight.
+    weighted: bool,
 }
 
 /// Aligned so that two shards' lock words never share a cache line.
@@ -284,29 +308,31 @@ pub(crate) struct Shard<K, V> {
     shared_reads: bool,
     /// Whether hits count towards the policy's frequency bits.
     count_freq: bool,
-    /// Whether entries have weights of their own (a weigher); without one
-    /// every entry weighs 1 and an update need not read the old weight.
-    weighted: bool,
     pub(crate) counters: Counters,
 }
 
 /// What a read found.
 pub(crate) struct Found<'a, K, V> {
     pub(crate) slot: &'a Slot<K, V>,
-    /// The shard's metas (a plain hit reads none).
-    metas: &'a [Meta],
+    /// The shard's metas (a plain hit reads none), if it keeps them.
+    metas: Option<&'a [Meta]>,
     /// The time of the read if the clock was read (entries with a deadline).
     pub(crate) now: Option<u64>,
     timed: bool,
 }
 
 impl<K, V> Found<'_, K, V> {
-    /// The entry's metadata.
-    pub(crate) fn meta(&self) -> Meta {
+    /// The entry's metadata (the defaults in a shard that keeps none).
+    fn meta(&self) -> Meta {
         self.metas
-            .get(self.slot.node as usize)
+            .and_then(|m| m.get(self.slot.node as usize))
             .copied()
             .unwrap_or_default()
+    }
+
+    /// The entry's weight.
+    pub(crate) fn weight(&self) -> u32 {
+        self.meta().weight
     }
 
     /// The entry's deadline ([`NEVER`]: none).
@@ -342,14 +368,14 @@ impl<K, V> Found<'_, K, V> {
     }
 }
 
-/// The entry holding `node`, found through the bucket in its meta.
+/// The entry holding `node`, found through the bucket in its record.
 #[inline]
 fn by_node<'a, K, V>(
     table: &'a HashTable<Slot<K, V>, TableAlloc>,
-    metas: &[Meta],
+    links: &Links,
     node: u32,
 ) -> Option<&'a Slot<K, V>> {
-    let bucket = metas.get(node as usize)?.bucket;
+    let bucket = links.bucket(node)?;
     table.get_bucket(bucket as usize).filter(|s| s.node == node)
 }
 
@@ -357,6 +383,7 @@ fn by_node<'a, K, V>(
 /// the entries.
 struct ExpiryMarks<'a, K, V> {
     table: &'a HashTable<Slot<K, V>, TableAlloc>,
+    links: &'a Links,
     metas: &'a mut Vec<Meta>,
 }
 
@@ -380,7 +407,7 @@ impl<K, V> Marks for ExpiryMarks<'_, K, V> {
     }
 
     fn deadline(&self, node: u32) -> u64 {
-        by_node(self.table, self.metas, node).map_or(0, Slot::stamp)
+        by_node(self.table, self.links, node).map_or(0, Slot::stamp)
     }
 }
 
@@ -388,7 +415,7 @@ impl<K, V> Marks for ExpiryMarks<'_, K, V> {
 #[inline]
 fn live<'a, K, V>(
     slot: &'a Slot<K, V>,
-    metas: &'a [Meta],
+    metas: Option<&'a [Meta]>,
     timed: bool,
     timing: &Timing,
 ) -> Option<Found<'a, K, V>> {
@@ -424,17 +451,18 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 table: HashTable::new_in(TableAlloc),
                 hasher,
                 metas: Vec::new(),
+                links: Links::default(),
                 free: Vec::new(),
                 engine: Engine::new(policy, capacity, entries_hint),
                 expiry: ExpiryQueue::default(),
                 weight: 0,
                 capacity,
                 timed,
+                weighted,
             }),
             counters: Counters::default(),
             shared_reads: !policy.reads_reorder(),
             count_freq: policy.counts_freq(),
-            weighted,
         }
     }
 
@@ -455,7 +483,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         if self.shared_reads {
             let st = self.state.read();
             st.find(hash, key).and_then(|slot| {
-                let found = live(slot, &st.metas, st.timed, timing)?;
+                let found = live(slot, st.kept_metas(), st.timed, timing)?;
                 found.touch(timing, self.count_freq);
                 Some(f(found))
             })
@@ -479,9 +507,11 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         Q: Hash + Eq + ?Sized,
     {
         let mut st = self.state.write();
+        let keeps_metas = st.keeps_metas();
         let State {
             table,
             metas,
+            links,
             engine,
             timed,
             ..
@@ -489,8 +519,9 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         table
             .find(hash, |s| s.key.borrow() == key)
             .and_then(|slot| {
+                let metas = keeps_metas.then_some(metas.as_slice());
                 let found = live(slot, metas, *timed, timing)?;
-                engine.on_access(slot.node);
+                engine.on_access(links, slot.node);
                 found.touch(timing, self.count_freq);
                 Some(f(found))
             })
@@ -559,7 +590,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             // time is in the slot, and with the fixed time-to-live it
             // follows from the deadline; so, usually, the slot is the only
             // line written.
-            let old_weight = if self.weighted {
+            let old_weight = if st.weighted {
                 let meta = &mut st.metas[node as usize];
                 let old = meta.weight;
                 meta.weight = weight;
@@ -586,11 +617,13 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             if !later {
                 let marks = &mut ExpiryMarks {
                     table: &st.table,
+                    links: &st.links,
                     metas: &mut st.metas,
                 };
                 st.expiry.schedule(marks, node, deadline);
             }
-            st.engine.on_update(node, old_weight, weight, deadline);
+            st.engine
+                .on_update(&mut st.links, node, old_weight, weight, deadline);
             bump_locked(&self.counters.updates, 1);
             bump_locked(&self.counters.replaced, 1);
             if let (Some(out), Some(old_value)) = (sink.as_deref_mut(), old_value) {
@@ -610,7 +643,6 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             let value = value.into_value(spare);
             st.make_room();
             let meta = Meta {
-                bucket: 0,
                 queued: ExpiryQueue::UNQUEUED,
                 written_at: now,
                 ttl_deadline,
@@ -618,7 +650,9 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             };
             let node = match st.free.pop() {
                 Some(node) => {
-                    st.metas[node as usize] = meta;
+                    if st.keeps_metas() {
+                        st.metas[node as usize] = meta;
+                    }
                     node
                 }
                 None => {
@@ -637,6 +671,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 table,
                 hasher,
                 metas,
+                links,
                 engine,
                 expiry,
                 ..
@@ -644,9 +679,17 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             let bucket = table
                 .insert_unique(hash, slot, |s| hasher.hash_one(&s.key))
                 .bucket_index();
-            metas[node as usize].bucket = bucket as u32;
-            expiry.schedule(&mut ExpiryMarks { table, metas }, node, deadline);
-            engine.on_insert(node, hash, weight, deadline);
+            links.set_bucket(node, bucket as u32);
+            expiry.schedule(
+                &mut ExpiryMarks {
+                    table,
+                    links,
+                    metas,
+                },
+                node,
+                deadline,
+            );
+            engine.on_insert(links, node, hash, weight, deadline);
             st.weight += w;
             bump_locked(&self.counters.inserts, 1);
         }
@@ -756,13 +799,32 @@ impl<K: Hash + Eq, V> State<K, V> {
         if self.timed {
             return;
         }
+        let kept = self.keeps_metas();
         for slot in self.table.iter() {
             if let Some(meta) = self.metas.get_mut(slot.node as usize) {
+                if !kept {
+                    *meta = Meta::default();
+                }
                 meta.written_at = slot.stamp();
             }
             slot.stamp.store(NEVER, Ordering::Relaxed);
         }
         self.timed = true;
+    }
+
+    /// Whether the metas hold anything: in a shard that is neither timed
+    /// nor weighted, every entry weighs 1, its write time is in its slot
+    /// and it is never queued for expiry, so writes leave the metas alone
+    /// (until [`Self::make_timed`] fills them).
+    #[inline]
+    fn keeps_metas(&self) -> bool {
+        self.timed || self.weighted
+    }
+
+    /// The metas, if the shard keeps them.
+    #[inline]
+    fn kept_metas(&self) -> Option<&[Meta]> {
+        self.keeps_metas().then_some(self.metas.as_slice())
     }
 
     #[inline]
@@ -781,13 +843,11 @@ impl<K: Hash + Eq, V> State<K, V> {
         if self.table.capacity() > self.table.len() {
             return;
         }
-        let (metas, hasher) = (&mut self.metas, &self.hasher);
+        let (links, hasher) = (&mut self.links, &self.hasher);
         self.table.reserve(1, |s| hasher.hash_one(&s.key));
         for bucket in self.table.iter_buckets() {
-            if let Some(slot) = self.table.get_bucket(bucket)
-                && let Some(meta) = metas.get_mut(slot.node as usize)
-            {
-                meta.bucket = bucket as u32;
+            if let Some(slot) = self.table.get_bucket(bucket) {
+                links.set_bucket(slot.node, bucket as u32);
             }
         }
     }
@@ -795,21 +855,27 @@ impl<K: Hash + Eq, V> State<K, V> {
     /// Unlinks the entry holding `node` from everything; returns its key,
     /// value and deadline.
     fn take(&mut self, node: u32) -> Option<(K, V, u64)> {
-        let meta = *self.metas.get(node as usize)?;
-        let entry = self.table.get_bucket_entry(meta.bucket as usize).ok()?;
+        let bucket = self.links.bucket(node)?;
+        let entry = self.table.get_bucket_entry(bucket as usize).ok()?;
         if entry.get().node != node {
             return None;
         }
         let (slot, _) = entry.remove();
         let deadline = slot.deadline(self.timed);
+        let weight = if self.weighted {
+            self.metas.get(node as usize).map_or(1, |m| m.weight)
+        } else {
+            1
+        };
         let marks = &mut ExpiryMarks {
             table: &self.table,
+            links: &self.links,
             metas: &mut self.metas,
         };
         self.expiry.unschedule(marks, node);
-        self.engine.on_remove(node, meta.weight);
+        self.engine.on_remove(&mut self.links, node, weight);
         self.free.push(node);
-        self.weight -= u64::from(meta.weight);
+        self.weight -= u64::from(weight);
         Some((slot.key, slot.value, deadline))
     }
 
@@ -828,10 +894,19 @@ impl<K: Hash + Eq, V> State<K, V> {
         let State {
             expiry,
             table,
+            links,
             metas,
             ..
         } = self;
-        let due = expiry.due(&mut ExpiryMarks { table, metas }, now, exact);
+        let due = expiry.due(
+            &mut ExpiryMarks {
+                table,
+                links,
+                metas,
+            },
+            now,
+            exact,
+        );
         for node in due {
             if let Some((k, v, _)) = self.take(node) {
                 bump_locked(&counters.expired, 1);
@@ -844,7 +919,22 @@ impl<K: Hash + Eq, V> State<K, V> {
 
     /// Evicts until the total weight is at most `limit`. Returns the value
     /// of the last entry evicted unless the sink took it.
-    fn evict_to(&mut self, limit: u64, counters: &Counters, mut sink: Sink<'_, K, V>) -> Option<V> {
+    #[inline]
+    fn evict_to(&mut self, limit: u64, counters: &Counters, sink: Sink<'_, K, V>) -> Option<V> {
+        if self.weight <= limit {
+            return None;
+        }
+        self.evict_some(limit, counters, sink)
+    }
+
+    /// [`Self::evict_to`]'s loop, out of line.
+    #[inline(never)]
+    fn evict_some(
+        &mut self,
+        limit: u64,
+        counters: &Counters,
+        mut sink: Sink<'_, K, V>,
+    ) -> Option<V> {
         let mut spare = None;
         while self.weight > limit {
             let State {
@@ -852,20 +942,27 @@ impl<K: Hash + Eq, V> State<K, V> {
                 table,
                 hasher,
                 metas,
+                links,
                 timed,
+                weighted,
                 ..
             } = self;
-            let info = |n| {
-                let slot = by_node(table, metas, n);
-                let meta = metas.get(n as usize).copied().unwrap_or_default();
+            let info = |links: &Links, n| {
+                let slot = by_node(table, links, n);
+                let weight = if *weighted {
+                    metas.get(n as usize).map_or(1, |m| m.weight)
+                } else {
+                    1
+                };
                 SlotInfo {
                     deadline: slot.map_or(0, |s| s.deadline(*timed)),
                     access: slot.map(|s| &s.access),
-                    weight: meta.weight,
+                    weight,
                 }
             };
-            let hash_of = |n| by_node(table, metas, n).map_or(0, |s| hasher.hash_one(&s.key));
-            let Some(node) = engine.victim(info, hash_of) else {
+            let hash_of =
+                |links: &Links, n| by_node(table, links, n).map_or(0, |s| hasher.hash_one(&s.key));
+            let Some(node) = engine.victim(links, info, hash_of) else {
                 return spare;
             };
             let Some((k, v, _)) = self.take(node) else {
@@ -882,6 +979,7 @@ impl<K: Hash + Eq, V> State<K, V> {
 
     fn clear(&mut self) -> Vec<(K, V)> {
         self.metas.clear();
+        self.links.clear();
         self.free.clear();
         self.expiry.clear();
         self.engine.clear();
@@ -923,8 +1021,8 @@ mod tests {
         assert_eq!(st.table.len(), st.metas.len() - st.free.len());
         for bucket in st.table.iter_buckets() {
             let slot = st.table.get_bucket(bucket).expect("a full bucket");
-            assert_eq!(st.metas[slot.node as usize].bucket as usize, bucket);
-            let found = by_node(&st.table, &st.metas, slot.node).expect("reachable");
+            assert_eq!(st.links.bucket(slot.node), Some(bucket as u32));
+            let found = by_node(&st.table, &st.links, slot.node).expect("reachable");
             assert_eq!(found.key, slot.key);
         }
     }

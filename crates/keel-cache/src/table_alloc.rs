@@ -21,6 +21,8 @@ use allocator_api2::alloc::{AllocError, Allocator, Global};
 /// The size (and alignment) of a transparent huge page on x86-64 and most
 /// aarch64 systems.
 const HUGE_PAGE: usize = 2 << 20;
+/// A cache line on the CPUs this matters for.
+const CACHE_LINE: usize = 64;
 
 /// Allocates big tables on huge-page boundaries with the huge-page hint.
 #[derive(Debug, Clone, Copy, Default)]
@@ -35,6 +37,12 @@ impl TableAlloc {
         }
         Layout::from_size_align(layout.size(), layout.align().max(HUGE_PAGE)).ok()
     }
+
+    /// The layout allocated for a table too small for huge pages: aligned
+    /// to a cache line, so that no slot straddles two lines.
+    fn lined(layout: Layout) -> Layout {
+        layout.align_to(CACHE_LINE).unwrap_or(layout)
+    }
 }
 
 // SAFETY: blocks come from the global allocator, with a layout that
@@ -43,7 +51,8 @@ impl TableAlloc {
 unsafe impl Allocator for TableAlloc {
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         let Some(huge) = Self::huge(layout) else {
-            return Global.allocate(layout);
+            let block = Global.allocate(Self::lined(layout))?;
+            return Ok(NonNull::slice_from_raw_parts(block.cast(), layout.size()));
         };
         // SAFETY: `huge` has a non-zero size (at least `HUGE_PAGE`).
         let ptr = NonNull::new(unsafe { std::alloc::alloc(huge) }).ok_or(AllocError)?;
@@ -62,7 +71,7 @@ unsafe impl Allocator for TableAlloc {
             // SAFETY: `ptr` came from `allocate` with this same layout.
             Some(huge) => unsafe { std::alloc::dealloc(ptr.as_ptr(), huge) },
             // SAFETY: as above, from the global allocator.
-            None => unsafe { Global.deallocate(ptr, layout) },
+            None => unsafe { Global.deallocate(ptr, Self::lined(layout)) },
         }
     }
 }

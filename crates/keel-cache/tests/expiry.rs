@@ -80,6 +80,42 @@ fn a_cache_without_ttl_keeps_write_times_through_its_first_per_entry_ttl() {
 }
 
 #[test]
+fn entries_from_a_churned_cache_without_ttl_keep_their_times_once_deadlines_start() {
+    // Without deadlines or a weigher the cache keeps no per-entry metadata
+    // beside the entries; evictions reuse the places of evicted entries.
+    // The first deadline must give every survivor its own write time,
+    // weight 1 and no deadline, whatever the reused places held before.
+    let (clock, time) = Clock::manual();
+    let cache: LocalCache<u64, u64> = LocalCache::builder(50).clock(clock).shards(1).build();
+    for k in 0..500 {
+        cache.insert(k, k);
+        time.advance(SEC);
+    }
+    cache.insert_with_ttl(1_000, 1, 5 * SEC);
+    let survivors: Vec<u64> = cache.iter().map(|(k, _)| k).filter(|&k| k < 500).collect();
+    assert_eq!(survivors.len(), 49);
+    let youngest = *survivors.iter().max().expect("survivors");
+    for &k in &survivors {
+        let entry = cache.get_entry(&k).expect("a survivor is live");
+        assert_eq!(entry.age(), (500 - k as u32) * SEC, "key {k}");
+        assert_eq!((entry.expires_in(), entry.weight()), (None, 1), "key {k}");
+    }
+    time.advance(6 * SEC);
+    cache.purge_expired();
+    assert_eq!(cache.get(&1_000), None);
+    assert_eq!(cache.get(&youngest), Some(youngest));
+    let stats = cache.stats();
+    assert_eq!((stats.entries, stats.expirations), (49, 1));
+    // Churn again with deadlines: the survivors are evicted, never expired.
+    for k in 2_000..2_100 {
+        cache.insert_with_ttl(k, k, 100 * SEC);
+    }
+    let stats = cache.stats();
+    assert_eq!((stats.entries, stats.expirations), (50, 1));
+    assert_eq!(stats.inserts - stats.evictions_size - stats.expirations, 50);
+}
+
+#[test]
 fn write_times_hold_across_default_and_own_ttls() {
     for jitter in [0.0, 0.5] {
         let (clock, time) = Clock::manual();

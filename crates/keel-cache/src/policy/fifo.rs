@@ -5,19 +5,21 @@ use super::list::{Links, List};
 
 #[derive(Debug, Default)]
 pub(crate) struct Fifo {
-    links: Links,
     list: List,
 }
 
 impl Fifo {
-    pub(crate) fn on_insert(&mut self, idx: u32) {
-        self.list.push_front(&mut self.links, idx);
+    #[inline]
+    pub(crate) fn on_insert(&mut self, links: &mut Links, idx: u32) {
+        self.list.push_front(links, idx);
     }
 
-    pub(crate) fn on_remove(&mut self, idx: u32) {
-        self.list.remove(&mut self.links, idx);
+    #[inline]
+    pub(crate) fn on_remove(&mut self, links: &mut Links, idx: u32) {
+        self.list.remove(links, idx);
     }
 
+    #[inline]
     pub(crate) fn victim(&mut self) -> Option<u32> {
         self.list.back()
     }

@@ -5,23 +5,26 @@ use super::list::{Links, List};
 
 #[derive(Debug, Default)]
 pub(crate) struct Lru {
-    links: Links,
     list: List,
 }
 
 impl Lru {
-    pub(crate) fn on_insert(&mut self, idx: u32) {
-        self.list.push_front(&mut self.links, idx);
+    #[inline]
+    pub(crate) fn on_insert(&mut self, links: &mut Links, idx: u32) {
+        self.list.push_front(links, idx);
     }
 
-    pub(crate) fn on_access(&mut self, idx: u32) {
-        self.list.move_to_front(&mut self.links, idx);
+    #[inline]
+    pub(crate) fn on_access(&mut self, links: &mut Links, idx: u32) {
+        self.list.move_to_front(links, idx);
     }
 
-    pub(crate) fn on_remove(&mut self, idx: u32) {
-        self.list.remove(&mut self.links, idx);
+    #[inline]
+    pub(crate) fn on_remove(&mut self, links: &mut Links, idx: u32) {
+        self.list.remove(links, idx);
     }
 
+    #[inline]
     pub(crate) fn victim(&mut self) -> Option<u32> {
         self.list.back()
     }

@@ -4,6 +4,8 @@
 mod fifo;
 mod lfu;
 mod list;
+
+pub(crate) use list::Links;
 mod lru;
 mod s3fifo;
 mod ttl;
@@ -119,20 +121,29 @@ impl Engine {
         }
     }
 
-    pub(crate) fn on_insert(&mut self, idx: u32, hash: u64, weight: u32, deadline: u64) {
+    #[inline]
+    pub(crate) fn on_insert(
+        &mut self,
+        links: &mut Links,
+        idx: u32,
+        hash: u64,
+        weight: u32,
+        deadline: u64,
+    ) {
         match self {
-            Engine::Lru(p) => p.on_insert(idx),
+            Engine::Lru(p) => p.on_insert(links, idx),
             Engine::Lfu(p) => p.on_insert(idx),
-            Engine::Fifo(p) => p.on_insert(idx),
-            Engine::Ttl(p) => p.on_insert(idx, deadline),
-            Engine::S3Fifo(p) => p.on_insert(idx, hash, weight),
+            Engine::Fifo(p) => p.on_insert(links, idx),
+            Engine::Ttl(p) => p.on_insert(links, idx, deadline),
+            Engine::S3Fifo(p) => p.on_insert(links, idx, hash, weight),
         }
     }
 
     /// A hit under the write lock (policies whose reads reorder).
-    pub(crate) fn on_access(&mut self, idx: u32) {
+    #[inline]
+    pub(crate) fn on_access(&mut self, links: &mut Links, idx: u32) {
         match self {
-            Engine::Lru(p) => p.on_access(idx),
+            Engine::Lru(p) => p.on_access(links, idx),
             Engine::Lfu(p) => p.on_access(idx),
             // Their hits only set the entry's access bits, under the read lock.
             Engine::Fifo(_) | Engine::Ttl(_) | Engine::S3Fifo(_) => {}
@@ -140,40 +151,54 @@ impl Engine {
     }
 
     /// The value of an existing entry was replaced.
-    pub(crate) fn on_update(&mut self, idx: u32, old_weight: u32, weight: u32, deadline: u64) {
+    #[inline]
+    pub(crate) fn on_update(
+        &mut self,
+        links: &mut Links,
+        idx: u32,
+        old_weight: u32,
+        weight: u32,
+        deadline: u64,
+    ) {
         match self {
-            Engine::Lru(p) => p.on_access(idx),
+            Engine::Lru(p) => p.on_access(links, idx),
             Engine::Lfu(p) => p.on_access(idx),
             Engine::Fifo(_) => {}
-            Engine::Ttl(p) => p.on_update(idx, deadline),
-            Engine::S3Fifo(p) => p.on_update(idx, old_weight, weight),
+            Engine::Ttl(p) => p.on_update(links, idx, deadline),
+            Engine::S3Fifo(p) => p.on_update(links, idx, old_weight, weight),
         }
     }
 
-    pub(crate) fn on_remove(&mut self, idx: u32, weight: u32) {
+    #[inline]
+    pub(crate) fn on_remove(&mut self, links: &mut Links, idx: u32, weight: u32) {
         match self {
-            Engine::Lru(p) => p.on_remove(idx),
+            Engine::Lru(p) => p.on_remove(links, idx),
             Engine::Lfu(p) => p.on_remove(idx),
-            Engine::Fifo(p) => p.on_remove(idx),
-            Engine::Ttl(p) => p.on_remove(idx),
-            Engine::S3Fifo(p) => p.on_remove(idx, weight),
+            Engine::Fifo(p) => p.on_remove(links, idx),
+            Engine::Ttl(p) => p.on_remove(links, idx),
+            Engine::S3Fifo(p) => p.on_remove(links, idx, weight),
         }
     }
 
-    /// The entry to evict next; the caller removes it through [`Self::on_remove`].
-    /// The next entry to evict; `info` describes an entry, `hash_of` gives
-    /// its key's hash (computed only when a policy remembers it).
+    /// The next entry to evict; the caller removes it through
+    /// [`Self::on_remove`]. `info` describes an entry, `hash_of` gives its
+    /// key's hash (computed only when a policy remembers it); both get the
+    /// node records, which hold the entries' buckets.
     pub(crate) fn victim<'a>(
         &mut self,
-        info: impl Fn(u32) -> SlotInfo<'a>,
-        hash_of: impl Fn(u32) -> u64,
+        links: &mut Links,
+        info: impl Fn(&Links, u32) -> SlotInfo<'a>,
+        hash_of: impl Fn(&Links, u32) -> u64,
     ) -> Option<u32> {
         match self {
             Engine::Lru(p) => p.victim(),
             Engine::Lfu(p) => p.victim(),
             Engine::Fifo(p) => p.victim(),
-            Engine::Ttl(p) => p.victim(|i| info(i).deadline),
-            Engine::S3Fifo(p) => p.victim(info, hash_of),
+            Engine::Ttl(p) => {
+                let links = &*links;
+                p.victim(|i| info(links, i).deadline)
+            }
+            Engine::S3Fifo(p) => p.victim(links, info, hash_of),
         }
     }
 

@@ -23,7 +23,6 @@ const IN_MAIN: bool = true;
 
 #[derive(Debug)]
 pub(crate) struct S3Fifo {
-    links: Links,
     small: List,
     main: List,
     small_weight: u64,
@@ -34,7 +33,6 @@ pub(crate) struct S3Fifo {
 impl S3Fifo {
     pub(crate) fn new(capacity: u64, entries_hint: usize) -> Self {
         Self {
-            links: Links::default(),
             small: List::default(),
             main: List::default(),
             small_weight: 0,
@@ -43,28 +41,31 @@ impl S3Fifo {
         }
     }
 
-    pub(crate) fn on_insert(&mut self, idx: u32, hash: u64, weight: u32) {
+    #[inline]
+    pub(crate) fn on_insert(&mut self, links: &mut Links, idx: u32, hash: u64, weight: u32) {
         if self.ghost.take(hash) {
-            self.links.set_flag(idx, IN_MAIN);
-            self.main.push_front(&mut self.links, idx);
+            links.set_flag(idx, IN_MAIN);
+            self.main.push_front(links, idx);
         } else {
-            self.links.set_flag(idx, !IN_MAIN);
-            self.small.push_front(&mut self.links, idx);
+            links.set_flag(idx, !IN_MAIN);
+            self.small.push_front(links, idx);
             self.small_weight += u64::from(weight);
         }
     }
 
-    pub(crate) fn on_update(&mut self, idx: u32, old_weight: u32, weight: u32) {
-        if old_weight != weight && self.links.flag(idx) != IN_MAIN {
+    #[inline]
+    pub(crate) fn on_update(&mut self, links: &Links, idx: u32, old_weight: u32, weight: u32) {
+        if old_weight != weight && links.flag(idx) != IN_MAIN {
             self.small_weight = self.small_weight - u64::from(old_weight) + u64::from(weight);
         }
     }
 
-    pub(crate) fn on_remove(&mut self, idx: u32, weight: u32) {
-        if self.links.flag(idx) == IN_MAIN {
-            self.main.remove(&mut self.links, idx);
+    #[inline]
+    pub(crate) fn on_remove(&mut self, links: &mut Links, idx: u32, weight: u32) {
+        if links.flag(idx) == IN_MAIN {
+            self.main.remove(links, idx);
         } else {
-            self.small.remove(&mut self.links, idx);
+            self.small.remove(links, idx);
             self.small_weight -= u64::from(weight);
         }
     }
@@ -73,30 +74,31 @@ impl S3Fifo {
     /// The caller removes the victim (through [`Self::on_remove`]).
     pub(crate) fn victim<'a>(
         &mut self,
-        info: impl Fn(u32) -> SlotInfo<'a>,
-        hash_of: impl Fn(u32) -> u64,
+        links: &mut Links,
+        info: impl Fn(&Links, u32) -> SlotInfo<'a>,
+        hash_of: impl Fn(&Links, u32) -> u64,
     ) -> Option<u32> {
         loop {
             let from_small = self.small_weight >= self.small_target || self.main.len() == 0;
             if from_small && let Some(t) = self.small.back() {
-                let slot = info(t);
+                let slot = info(links, t);
                 if let Some(access) = slot.access.filter(|a| a.freq() > 0) {
-                    self.small.remove(&mut self.links, t);
+                    self.small.remove(links, t);
                     self.small_weight -= u64::from(slot.weight);
                     access.set_freq(0);
-                    self.links.set_flag(t, IN_MAIN);
-                    self.main.push_front(&mut self.links, t);
+                    links.set_flag(t, IN_MAIN);
+                    self.main.push_front(links, t);
                     continue;
                 }
-                self.ghost.put(hash_of(t));
+                self.ghost.put(hash_of(links, t));
                 return Some(t);
             }
             let t = self.main.back()?;
-            let slot = info(t);
+            let slot = info(links, t);
             let freq = slot.access.map_or(0, |a| a.freq());
             if let Some(access) = slot.access.filter(|_| freq > 0) {
                 access.set_freq(freq - 1);
-                self.main.move_to_front(&mut self.links, t);
+                self.main.move_to_front(links, t);
                 continue;
             }
             return Some(t);
@@ -107,7 +109,6 @@ impl S3Fifo {
         self.small.clear();
         self.main.clear();
         self.small_weight = 0;
-        self.links.clear_flags();
     }
 }
 
@@ -136,11 +137,13 @@ impl Ghost {
 
     /// The place and the non-zero fingerprint of `hash`: the place from the
     /// low bits (random within a shard), the print from the high ones.
+    #[inline]
     fn locate(&self, hash: u64) -> (usize, u32) {
         let place = (hash as usize) & (self.size - 1);
         (place, ((hash >> 32) as u32) | 1)
     }
 
+    #[inline]
     fn put(&mut self, hash: u64) {
         if self.prints.is_empty() {
             self.prints = vec![0; self.size];
@@ -150,6 +153,7 @@ impl Ghost {
     }
 
     /// True if `hash` was remembered (and forgets it).
+    #[inline]
     fn take(&mut self, hash: u64) -> bool {
         let (place, print) = self.locate(hash);
         match self.prints.get_mut(place) {

@@ -13,7 +13,6 @@ use crate::expiry::NEVER;
 
 #[derive(Debug, Default)]
 pub(crate) struct Ttl {
-    links: Links,
     /// Entries that never expire, in insertion order.
     never: List,
     /// Entries with a deadline, by (deadline, node).
@@ -25,7 +24,7 @@ pub(crate) struct Ttl {
 }
 
 impl Ttl {
-    pub(crate) fn on_insert(&mut self, idx: u32, deadline: u64) {
+    pub(crate) fn on_insert(&mut self, links: &mut Links, idx: u32, deadline: u64) {
         let i = idx as usize;
         if self.queued.len() <= i {
             self.queued.resize(i + 1, NEVER);
@@ -34,25 +33,25 @@ impl Ttl {
         self.present[i] = true;
         self.queued[i] = deadline;
         if deadline == NEVER {
-            self.never.push_front(&mut self.links, idx);
+            self.never.push_front(links, idx);
         } else {
             self.order.insert((deadline, idx));
         }
     }
 
-    pub(crate) fn on_update(&mut self, idx: u32, deadline: u64) {
-        self.on_remove(idx);
-        self.on_insert(idx, deadline);
+    pub(crate) fn on_update(&mut self, links: &mut Links, idx: u32, deadline: u64) {
+        self.on_remove(links, idx);
+        self.on_insert(links, idx, deadline);
     }
 
-    pub(crate) fn on_remove(&mut self, idx: u32) {
+    pub(crate) fn on_remove(&mut self, links: &mut Links, idx: u32) {
         let i = idx as usize;
         if !self.present[i] {
             return;
         }
         self.present[i] = false;
         if self.queued[i] == NEVER {
-            self.never.remove(&mut self.links, idx);
+            self.never.remove(links, idx);
         } else {
             self.order.remove(&(self.queued[i], idx));
         }
