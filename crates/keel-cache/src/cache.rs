@@ -13,9 +13,10 @@ use crate::entry::{CacheEntry, RemovalCause};
 use crate::expiry::NEVER;
 use crate::loader::Flights;
 use crate::policy::CachePolicy;
-use crate::shard::{Incoming, Shard, Sink, Timing};
+use crate::shard::{Incoming, Shard, Sink, Timing, slot_bytes};
 use crate::stats::{CacheStats, LoadCounters, ReadTally};
 use crate::sweeper::{self, Sweep};
+use crate::table_alloc::HUGE_TABLE;
 
 type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
 type Listener<K, V> = Arc<dyn Fn(K, V, RemovalCause) + Send + Sync>;
@@ -158,7 +159,7 @@ where
     pub fn build(self) -> LocalCache<K, V> {
         let count = self
             .shards
-            .unwrap_or_else(|| default_shards(self.capacity, self.policy))
+            .unwrap_or_else(|| default_shards(self.capacity, self.policy, slot_bytes::<K, V>()))
             .next_power_of_two()
             .min(1 << 16);
         let hasher = foldhash::fast::RandomState::default();
@@ -236,17 +237,39 @@ where
     }
 }
 
-/// Four shards per CPU, but no shard smaller than a policy-dependent floor:
-/// small shards make per-shard eviction drift from the whole-cache policy.
-fn default_shards(capacity: u64, policy: CachePolicy) -> usize {
+/// As many shards as the floor allows, up to 64 per CPU: two threads
+/// meeting on one shard's lock cost more than anything else a read or a
+/// write does, so the more shards, the rarer that is. No shard is smaller
+/// than a policy-dependent floor (small shards make per-shard eviction
+/// drift from the whole-cache policy). A cache so big that at least four
+/// shards per CPU can each hold a table of [`HUGE_TABLE`] bytes or more
+/// keeps its tables that big instead, so that they get huge pages (see
+/// `table_alloc.rs`). `slot` is the size of one table slot; a weighted
+/// cache's capacity counts as entries.
+fn default_shards(capacity: u64, policy: CachePolicy, slot: usize) -> usize {
     let cpus = std::thread::available_parallelism().map_or(4, |n| n.get());
     let floor: u64 = match policy {
         CachePolicy::S3Fifo => 512,
         _ => 4096,
     };
-    let mut n = (cpus * 4).next_power_of_two();
+    let mut n = (cpus * 64).next_power_of_two();
     while n > 1 && capacity / (n as u64) < floor {
         n /= 2;
+    }
+    // The table of a shard holding `capacity / n` entries: hashbrown keeps
+    // it at most 7/8 full, in a power of two of slots.
+    let table = |n: usize| {
+        let entries = (capacity / n as u64).saturating_mul(8) / 7 + 1;
+        usize::try_from(entries.next_power_of_two())
+            .unwrap_or(usize::MAX)
+            .saturating_mul(slot)
+    };
+    let mut huge = n;
+    while huge > 1 && table(huge) < HUGE_TABLE {
+        huge /= 2;
+    }
+    if table(huge) >= HUGE_TABLE && huge < n && huge >= (cpus * 4).next_power_of_two() {
+        n = huge;
     }
     n
 }
@@ -666,5 +689,37 @@ mod tests {
             assert_eq!(v, &expected, "{cause:?}");
         }
         assert_eq!(heard.last().map(|h| h.2), Some(RemovalCause::Replaced));
+    }
+
+    #[test]
+    fn shards_are_many_but_never_below_the_floor_and_big_tables_stay_huge() {
+        let cpus = std::thread::available_parallelism().map_or(4, |n| n.get());
+        let most = (cpus * 64).next_power_of_two();
+        let slot = slot_bytes::<u64, u64>();
+        for policy in CachePolicy::ALL {
+            let floor = if policy == CachePolicy::S3Fifo {
+                512
+            } else {
+                4096
+            };
+            for capacity in [0, 1, 511, 512, 10_000, 100_000, 1_000_000, 100_000_000] {
+                let n = default_shards(capacity, policy, slot);
+                assert!(n.is_power_of_two() && n <= most, "{policy} {capacity}: {n}");
+                assert!(
+                    n == 1 || capacity / n as u64 >= floor,
+                    "{policy} {capacity}: {n} shards under the floor"
+                );
+            }
+        }
+        // A mid-sized cache spreads as wide as the floor allows.
+        let mid = 512 * most as u64;
+        assert_eq!(default_shards(mid, CachePolicy::S3Fifo, slot), most);
+        // A big one keeps tables of at least 2 MiB, with at least four
+        // shards per CPU.
+        let big = 1_000_000_u64 * cpus as u64;
+        let n = default_shards(big, CachePolicy::S3Fifo, slot);
+        let per = (big / n as u64) * 8 / 7;
+        assert!(n >= 4 * cpus, "{n}");
+        assert!(per.next_power_of_two() as usize * slot >= HUGE_TABLE, "{n}");
     }
 }

@@ -208,6 +208,11 @@ pub(crate) struct Slot<K, V> {
     node: u32,
 }
 
+/// The bytes of one table slot for keys `K` and values `V`.
+pub(crate) const fn slot_bytes<K, V>() -> usize {
+    std::mem::size_of::<Slot<K, V>>()
+}
+
 /// The parts of an entry that writes and `get_entry` need, not hits; kept
 /// per node, and only in shards that are timed or weighted
 /// ([`State::keeps_metas`]). Aligned to its size, so that it never

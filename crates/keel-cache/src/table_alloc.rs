@@ -21,6 +21,8 @@ use allocator_api2::alloc::{AllocError, Allocator, Global};
 /// The size (and alignment) of a transparent huge page on x86-64 and most
 /// aarch64 systems.
 const HUGE_PAGE: usize = 2 << 20;
+/// The smallest table that gets huge pages.
+pub(crate) const HUGE_TABLE: usize = HUGE_PAGE;
 /// A cache line on the CPUs this matters for.
 const CACHE_LINE: usize = 64;
 
@@ -32,7 +34,7 @@ impl TableAlloc {
     /// The layout actually allocated for `layout` if it is big enough for
     /// huge pages. Depends only on `layout`, so freeing finds the same one.
     fn huge(layout: Layout) -> Option<Layout> {
-        if layout.size() < HUGE_PAGE {
+        if layout.size() < HUGE_TABLE {
             return None;
         }
         Layout::from_size_align(layout.size(), layout.align().max(HUGE_PAGE)).ok()
