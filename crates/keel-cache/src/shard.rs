@@ -159,6 +159,19 @@ impl Access {
     #[inline]
     fn hit(&self, count_freq: bool) {
         let word = self.0.load(Ordering::Relaxed);
+        if word < EXACT_HITS << HITS_SHIFT {
+            // Exact: one more hit, and a frequency step unless saturated.
+            let step = u32::from(count_freq && word & FREQ_MASK != MAX_FREQ);
+            self.0
+                .store(word + (1 << HITS_SHIFT) + step, Ordering::Relaxed);
+        } else {
+            self.hit_estimated(word, count_freq);
+        }
+    }
+
+    /// [`Self::hit`] above [`EXACT_HITS`].
+    #[inline]
+    fn hit_estimated(&self, word: u32, count_freq: bool) {
         let hits = word >> HITS_SHIFT;
         let mut freq = word & FREQ_MASK;
         if count_freq && freq < MAX_FREQ {
@@ -319,8 +332,8 @@ pub(crate) struct Shard<K, V> {
 /// What a read found.
 pub(crate) struct Found<'a, K, V> {
     pub(crate) slot: &'a Slot<K, V>,
-    /// The shard's metas (a plain hit reads none), if it keeps them.
-    metas: Option<&'a [Meta]>,
+    /// The shard, for what a plain hit does not read (its metas).
+    state: &'a State<K, V>,
     /// The time of the read if the clock was read (entries with a deadline).
     pub(crate) now: Option<u64>,
     timed: bool,
@@ -329,7 +342,8 @@ pub(crate) struct Found<'a, K, V> {
 impl<K, V> Found<'_, K, V> {
     /// The entry's metadata (the defaults in a shard that keeps none).
     fn meta(&self) -> Meta {
-        self.metas
+        self.state
+            .kept_metas()
             .and_then(|m| m.get(self.slot.node as usize))
             .copied()
             .unwrap_or_default()
@@ -420,10 +434,10 @@ impl<K, V> Marks for ExpiryMarks<'_, K, V> {
 #[inline]
 fn live<'a, K, V>(
     slot: &'a Slot<K, V>,
-    metas: Option<&'a [Meta]>,
-    timed: bool,
+    state: &'a State<K, V>,
     timing: &Timing,
 ) -> Option<Found<'a, K, V>> {
+    let timed = state.timed;
     let deadline = slot.deadline(timed);
     let now = if deadline != NEVER || timing.tti > 0 {
         let now = timing.clock.now_nanos();
@@ -436,7 +450,7 @@ fn live<'a, K, V>(
     };
     Some(Found {
         slot,
-        metas,
+        state,
         now,
         timed,
     })
@@ -488,7 +502,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         if self.shared_reads {
             let st = self.state.read();
             st.find(hash, key).and_then(|slot| {
-                let found = live(slot, st.kept_metas(), st.timed, timing)?;
+                let found = live(slot, &st, timing)?;
                 found.touch(timing, self.count_freq);
                 Some(f(found))
             })
@@ -512,24 +526,15 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         Q: Hash + Eq + ?Sized,
     {
         let mut st = self.state.write();
-        let keeps_metas = st.keeps_metas();
-        let State {
-            table,
-            metas,
-            links,
-            engine,
-            timed,
-            ..
-        } = &mut *st;
-        table
-            .find(hash, |s| s.key.borrow() == key)
-            .and_then(|slot| {
-                let metas = keeps_metas.then_some(metas.as_slice());
-                let found = live(slot, metas, *timed, timing)?;
-                engine.on_access(links, slot.node);
-                found.touch(timing, self.count_freq);
-                Some(f(found))
-            })
+        let slot = st.find(hash, key)?;
+        let node = slot.node;
+        live(slot, &st, timing)?;
+        let State { engine, links, .. } = &mut *st;
+        engine.on_access(links, node);
+        let slot = by_node(&st.table, &st.links, node)?;
+        let found = live(slot, &st, timing)?;
+        found.touch(timing, self.count_freq);
+        Some(f(found))
     }
 
     /// True if a live entry for `key` exists; records nothing.
@@ -796,6 +801,23 @@ fn expired(deadline: u64, clock: &Clock) -> bool {
     deadline != NEVER && clock.now_nanos() >= deadline
 }
 
+impl<K, V> State<K, V> {
+    /// Whether the metas hold anything: in a shard that is neither timed
+    /// nor weighted, every entry weighs 1, its write time is in its slot
+    /// and it is never queued for expiry, so writes leave the metas alone
+    /// (until [`Self::make_timed`] fills them).
+    #[inline]
+    fn keeps_metas(&self) -> bool {
+        self.timed || self.weighted
+    }
+
+    /// The metas, if the shard keeps them.
+    #[inline]
+    fn kept_metas(&self) -> Option<&[Meta]> {
+        self.keeps_metas().then_some(self.metas.as_slice())
+    }
+}
+
 impl<K: Hash + Eq, V> State<K, V> {
     /// Turns an untimed shard timed, before its first deadline: write
     /// times move from the slots to the metas, and every slot's stamp
@@ -815,21 +837,6 @@ impl<K: Hash + Eq, V> State<K, V> {
             slot.stamp.store(NEVER, Ordering::Relaxed);
         }
         self.timed = true;
-    }
-
-    /// Whether the metas hold anything: in a shard that is neither timed
-    /// nor weighted, every entry weighs 1, its write time is in its slot
-    /// and it is never queued for expiry, so writes leave the metas alone
-    /// (until [`Self::make_timed`] fills them).
-    #[inline]
-    fn keeps_metas(&self) -> bool {
-        self.timed || self.weighted
-    }
-
-    /// The metas, if the shard keeps them.
-    #[inline]
-    fn kept_metas(&self) -> Option<&[Meta]> {
-        self.keeps_metas().then_some(self.metas.as_slice())
     }
 
     #[inline]
