@@ -137,9 +137,11 @@ where
         self
     }
 
-    /// The number of shards, rounded up to a power of two (default: four per
-    /// CPU, fewer for small capacities). One shard makes the policy exact
-    /// across the whole cache at the cost of concurrency.
+    /// The number of shards, rounded up to a power of two (default: up to 64
+    /// per CPU, four per CPU with a weigher, fewer for small capacities).
+    /// One shard makes the policy exact across the whole cache at the cost
+    /// of concurrency; each shard holds an equal part of the capacity, and
+    /// an entry heavier than its shard's part is not kept.
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards.max(1));
         self
@@ -159,7 +161,14 @@ where
     pub fn build(self) -> LocalCache<K, V> {
         let count = self
             .shards
-            .unwrap_or_else(|| default_shards(self.capacity, self.policy, slot_bytes::<K, V>()))
+            .unwrap_or_else(|| {
+                default_shards(
+                    self.capacity,
+                    self.policy,
+                    self.weigher.is_some(),
+                    slot_bytes::<K, V>(),
+                )
+            })
             .next_power_of_two()
             .min(1 << 16);
         let hasher = foldhash::fast::RandomState::default();
@@ -244,15 +253,19 @@ where
 /// drift from the whole-cache policy). A cache so big that at least four
 /// shards per CPU can each hold a table of [`HUGE_TABLE`] bytes or more
 /// keeps its tables that big instead, so that they get huge pages (see
-/// `table_alloc.rs`). `slot` is the size of one table slot; a weighted
-/// cache's capacity counts as entries.
-fn default_shards(capacity: u64, policy: CachePolicy, slot: usize) -> usize {
+/// `table_alloc.rs`). A weighted cache keeps four shards per CPU: each
+/// shard holds an equal part of the total weight, and an entry heavier than
+/// that part cannot be kept, so more shards would turn away ever lighter
+/// entries. `slot` is the size of one table slot; a weighted cache's
+/// capacity counts as entries.
+fn default_shards(capacity: u64, policy: CachePolicy, weighted: bool, slot: usize) -> usize {
     let cpus = std::thread::available_parallelism().map_or(4, |n| n.get());
     let floor: u64 = match policy {
         CachePolicy::S3Fifo => 512,
         _ => 4096,
     };
-    let mut n = (cpus * 64).next_power_of_two();
+    let per_cpu = if weighted { 4 } else { 64 };
+    let mut n = (cpus * per_cpu).next_power_of_two();
     while n > 1 && capacity / (n as u64) < floor {
         n /= 2;
     }
@@ -703,7 +716,7 @@ mod tests {
                 4096
             };
             for capacity in [0, 1, 511, 512, 10_000, 100_000, 1_000_000, 100_000_000] {
-                let n = default_shards(capacity, policy, slot);
+                let n = default_shards(capacity, policy, false, slot);
                 assert!(n.is_power_of_two() && n <= most, "{policy} {capacity}: {n}");
                 assert!(
                     n == 1 || capacity / n as u64 >= floor,
@@ -713,13 +726,33 @@ mod tests {
         }
         // A mid-sized cache spreads as wide as the floor allows.
         let mid = 512 * most as u64;
-        assert_eq!(default_shards(mid, CachePolicy::S3Fifo, slot), most);
+        assert_eq!(default_shards(mid, CachePolicy::S3Fifo, false, slot), most);
         // A big one keeps tables of at least 2 MiB, with at least four
         // shards per CPU.
         let big = 1_000_000_u64 * cpus as u64;
-        let n = default_shards(big, CachePolicy::S3Fifo, slot);
+        let n = default_shards(big, CachePolicy::S3Fifo, false, slot);
         let per = (big / n as u64) * 8 / 7;
         assert!(n >= 4 * cpus, "{n}");
         assert!(per.next_power_of_two() as usize * slot >= HUGE_TABLE, "{n}");
+    }
+
+    #[test]
+    fn a_weighted_cache_keeps_entries_of_a_quarter_cpus_share_of_its_weight() {
+        let cpus = std::thread::available_parallelism().map_or(4, |n| n.get());
+        let capacity: u64 = 1 << 20;
+        let cache: LocalCache<u64, Vec<u8>> = LocalCache::builder(capacity)
+            .weigher(|_, v: &Vec<u8>| u32::try_from(v.len()).unwrap_or(u32::MAX))
+            .build();
+        // Four shards per CPU: an entry of a quarter of one CPU's share of
+        // the capacity fits its shard.
+        let heavy =
+            usize::try_from(capacity).unwrap_or(usize::MAX) / (4 * cpus).next_power_of_two();
+        cache.insert(1, vec![0; heavy]);
+        assert_eq!(cache.get(&1).map(|v| v.len()), Some(heavy));
+        assert_eq!(cache.weighted_size(), heavy as u64);
+        for policy in CachePolicy::ALL {
+            let n = default_shards(capacity, policy, true, slot_bytes::<u64, Vec<u8>>());
+            assert!(n <= (4 * cpus).next_power_of_two(), "{policy}: {n}");
+        }
     }
 }

@@ -528,11 +528,17 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         let mut st = self.state.write();
         let slot = st.find(hash, key)?;
         let node = slot.node;
-        live(slot, &st, timing)?;
+        let now = live(slot, &st, timing)?.now;
         let State { engine, links, .. } = &mut *st;
         engine.on_access(links, node);
-        let slot = by_node(&st.table, &st.links, node)?;
-        let found = live(slot, &st, timing)?;
+        // The policy moved links, not entries: the slot is where it was,
+        // and still live at the time read above.
+        let found = Found {
+            slot: by_node(&st.table, &st.links, node)?,
+            state: &st,
+            now,
+            timed: st.timed,
+        };
         found.touch(timing, self.count_freq);
         Some(f(found))
     }

@@ -7,7 +7,7 @@
 //! transparent huge pages (`madvise(MADV_HUGEPAGE)`), so the table's pages
 //! are few enough to stay in the TLB. The advice is a hint: where huge pages
 //! are off or unavailable the memory is ordinary. Smaller tables come from
-//! the global allocator as they are.
+//! the global allocator, aligned to a cache line.
 //!
 //! The only module of the crate with `unsafe` code: an allocator is unsafe
 //! to implement by definition.
@@ -41,7 +41,8 @@ impl TableAlloc {
     }
 
     /// The layout allocated for a table too small for huge pages: aligned
-    /// to a cache line, so that no slot straddles two lines.
+    /// to a cache line, so that where a line holds a whole number of slots
+    /// (16, 32 or 64 bytes each) no slot straddles two lines.
     fn lined(layout: Layout) -> Layout {
         layout.align_to(CACHE_LINE).unwrap_or(layout)
     }
@@ -83,7 +84,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn big_blocks_are_aligned_to_huge_pages_and_small_ones_are_not_padded() {
+    fn big_blocks_are_aligned_to_huge_pages_and_small_ones_to_cache_lines() {
         for size in [64, 4096, HUGE_PAGE - 1, HUGE_PAGE, 3 * HUGE_PAGE + 17] {
             let layout = Layout::from_size_align(size, 16).expect("a valid layout");
             let block = TableAlloc.allocate(layout).expect("memory");
@@ -91,6 +92,8 @@ mod tests {
             let ptr = block.cast::<u8>();
             if size >= HUGE_PAGE {
                 assert_eq!(ptr.as_ptr() as usize % HUGE_PAGE, 0, "{size}");
+            } else {
+                assert_eq!(ptr.as_ptr() as usize % CACHE_LINE, 0, "{size}");
             }
             // The whole block is writable.
             // SAFETY: the block is `size` bytes long and ours.

@@ -113,6 +113,11 @@ fn entries_from_a_churned_cache_without_ttl_keep_their_times_once_deadlines_star
     let stats = cache.stats();
     assert_eq!((stats.entries, stats.expirations), (50, 1));
     assert_eq!(stats.inserts - stats.evictions_size - stats.expirations, 50);
+    // And the entries written into the now timed cache hold their own times.
+    time.advance(3 * SEC);
+    let last = cache.get_entry(&2_099).expect("the newest entry is live");
+    assert_eq!(last.age(), 3 * SEC);
+    assert_eq!(last.expires_in(), Some(97 * SEC));
 }
 
 #[test]
