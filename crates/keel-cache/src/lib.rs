@@ -38,10 +38,11 @@
 //! # Implementation details and guarantees
 //!
 //! - **Sharding.** Keys are spread over a power-of-two number of shards (up
-//!   to 64 per CPU by default, fewer for small capacities and for caches big
-//!   enough to give every shard a table on huge pages) by their hash; each
-//!   shard has its own capacity (the total split evenly) and runs the policy
-//!   on its own entries. A shard is a hash table that holds the entries
+//!   to 64 per CPU by default, four with a weigher, fewer for small
+//!   capacities and for caches big enough to give every shard a table on
+//!   huge pages) by their hash; each shard has its own capacity (the total
+//!   split evenly; an entry heavier than its shard's part is not kept) and
+//!   runs the policy on its own entries. A shard is a hash table that holds the entries
 //!   themselves (a hit reads the table's control bytes, then the entry: two
 //!   memory accesses), per-entry metadata only writes need, the policy's
 //!   queues and an expiry order, behind one reader-writer lock.
