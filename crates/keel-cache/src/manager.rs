@@ -21,7 +21,7 @@ use crate::tiered::{CacheKey, CacheSettings, CacheValue, TieredCache, TieredStat
 /// serde type.
 ///
 /// With `[cache.redis]` (feature `redis`) every cache is tiered, and one
-/// [`InvalidationBus`] keeps the instances' local tiers in step.
+/// `InvalidationBus` keeps the instances' local tiers in step.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), keel_cache::CacheError> {

@@ -37,7 +37,7 @@ impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> CacheValue
 
 /// A cache of two tiers and a loader: reads go L1 → L2 → loader and fill
 /// the tiers they missed; writes and deletes go to both tiers and tell the
-/// other instances (through the [`InvalidationBus`]) to drop their copies.
+/// other instances (through the `InvalidationBus`) to drop their copies.
 ///
 /// Without Redis it is a local cache with the same protections: one load
 /// per key at a time, negative caching, a Bloom filter, TTL jitter,
