@@ -42,10 +42,10 @@
 //!   capacities and for caches big enough to give every shard a table on
 //!   huge pages) by their hash; each shard has its own capacity (the total
 //!   split evenly; an entry heavier than its shard's part is not kept) and
-//!   runs the policy on its own entries. A shard is a hash table that holds the entries
-//!   themselves (a hit reads the table's control bytes, then the entry: two
-//!   memory accesses), per-entry metadata only writes need, the policy's
-//!   queues and an expiry order, behind one reader-writer lock.
+//!   runs the policy on its own entries. A shard is a hash table that holds
+//!   the entries themselves (a hit reads the table's control bytes, then the
+//!   entry: two memory accesses), per-entry metadata only writes need, the
+//!   policy's queues and an expiry order, behind one reader-writer lock.
 //! - **Reads.** With `S3Fifo`, `Fifo` and `Ttl` a hit takes only the shard's
 //!   read lock: it records the access in one word of the entry (a 2-bit
 //!   frequency for S3-FIFO and the hit count), stored only when it changes. `Lru` and `Lfu` must
