@@ -128,8 +128,17 @@ struct Recovery {
     cleared: HashSet<String>,
     /// Keys in `keys`.
     len: usize,
+    /// Keys and namespaces taken out by a reconciliation in progress
+    /// (still pending until it is done).
+    in_flight: usize,
     /// Whether a prober task is running.
     prober: bool,
+}
+
+impl Recovery {
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.cleared.is_empty() && self.in_flight == 0
+    }
 }
 
 #[derive(Debug, Default)]
@@ -246,7 +255,7 @@ impl RedisCache {
         let c = &self.inner.counters;
         let pending = {
             let r = self.inner.recovery.lock();
-            (r.len + r.cleared.len()) as u64
+            (r.len + r.cleared.len() + r.in_flight) as u64
         };
         RedisStats {
             hits: c.hits.load(Ordering::Relaxed),
@@ -278,8 +287,7 @@ impl RedisCache {
     }
 
     fn pending_is_empty(&self) -> bool {
-        let r = self.inner.recovery.lock();
-        r.keys.is_empty() && r.cleared.is_empty()
+        self.inner.recovery.lock().is_empty()
     }
 
     fn mark(&self, ok: bool, error: Option<&CacheError>) {
@@ -836,13 +844,14 @@ return n",
         loop {
             let (keys, cleared) = {
                 let mut r = self.inner.recovery.lock();
-                if r.keys.is_empty() && r.cleared.is_empty() {
+                if r.is_empty() {
                     r.prober = false;
                     if !self.inner.up.swap(true, Ordering::AcqRel) {
                         tracing::info!("redis is back and reconciled; the tier is in use again");
                     }
                     return true;
                 }
+                r.in_flight = r.len + r.cleared.len();
                 r.len = 0;
                 (std::mem::take(&mut r.keys), std::mem::take(&mut r.cleared))
             };
@@ -866,6 +875,7 @@ return n",
                     }
                 }
             }
+            self.inner.recovery.lock().in_flight = 0;
             if let Some(error) = failed {
                 tracing::warn!(%error, "redis failed while reconciling; retrying");
                 return false;
@@ -935,20 +945,38 @@ return n",
             .set_response_timeout(Some(inner.config.command_timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let result = slot
-            .conn
-            .get_or_try_init(|| inner.client.get_connection_manager_with_config(config))
-            .await;
+        // The whole attempt, handshake included, within `connect_timeout`:
+        // a server that accepts but does not answer (stalled) must not
+        // hold a caller longer than that.
+        let result = tokio::time::timeout(
+            inner.config.connect_timeout,
+            slot.conn
+                .get_or_try_init(|| inner.client.get_connection_manager_with_config(config)),
+        )
+        .await;
         match result {
-            Ok(conn) => Ok(conn.clone()),
-            Err(e) => {
-                *slot.failed_at.lock().await = Some(Instant::now());
-                inner.counters.errors.fetch_add(1, Ordering::Relaxed);
-                let error = CacheError::Unavailable(e.to_string());
-                self.mark(false, Some(&error));
-                Err(error)
-            }
+            Ok(Ok(conn)) => Ok(conn.clone()),
+            Ok(Err(e)) => Err(self.connect_failed(slot, e.to_string()).await),
+            Err(_) => Err(self
+                .connect_failed(
+                    slot,
+                    format!(
+                        "connecting timed out after {:?}",
+                        inner.config.connect_timeout
+                    ),
+                )
+                .await),
         }
+    }
+
+    /// Counts a failed connection attempt of `slot` and starts its backoff.
+    async fn connect_failed(&self, slot: &Slot, reason: String) -> CacheError {
+        let inner = &self.inner;
+        *slot.failed_at.lock().await = Some(Instant::now());
+        inner.counters.errors.fetch_add(1, Ordering::Relaxed);
+        let error = CacheError::Unavailable(reason);
+        self.mark(false, Some(&error));
+        error
     }
 
     /// Awaits a command, counting failures.
