@@ -72,13 +72,32 @@ impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> CacheValue
 ///
 /// # Consistency
 ///
-/// A write is visible at once on the instance that made it, and on the
-/// others as soon as they receive its invalidation (typically well under a
-/// millisecond on a LAN). If the bus is down, another instance may serve its
-/// local copy for at most `local_ttl` (or until the bus comes back, when
-/// every local copy is dropped). With Redis down, reads and loads keep
-/// working from the local tier and the loader; writes reach the local tier
-/// only, and [`TieredCache::is_degraded`] says so.
+/// - **A write is visible at once on the instance that made it**, and on
+///   the others as soon as they receive its invalidation (well under a
+///   millisecond on a LAN). A read that was already in flight when a write,
+///   delete, invalidation or resubscription flush landed returns what it
+///   read, but never puts that older value into the local tier: each read
+///   takes a ticket of its key's change counter before asking Redis and
+///   back-fills only if the ticket still holds.
+/// - **A load never overwrites a newer write.** A value a loader found fills
+///   Redis with a compare-and-set against what the read that missed saw (a
+///   delete leaves a unique marker for a minute), and the local tier under
+///   the same ticket; otherwise the callers get it and neither tier keeps it.
+/// - **If the bus is down**, another instance may serve its local copy until
+///   the bus comes back (then every local copy is dropped) or for at most
+///   `local_ttl`.
+/// - **If Redis is down or stalled**, reads and loads keep working from the
+///   local tier and the loader. A call waits at most `command_timeout`;
+///   after `failure_threshold` failures in a row the tier is bypassed at once
+///   and probed every `probe_interval`. Writes and deletes reach the local
+///   tier only and are remembered (up to `max_pending_keys`, then the whole
+///   cache is cleared instead): when Redis answers again they are deleted
+///   there and invalidated on every instance, the writer included, before
+///   the tier is used again, so every instance reloads from the source
+///   rather than serve the value from before the outage. Until then another
+///   instance that still reaches Redis may serve that older value: for the
+///   outage plus one `probe_interval`. [`TieredCache::is_degraded`] is true
+///   from the first failure until reconciliation is done.
 pub struct TieredCache<K, V> {
     inner: Arc<Inner<K, V>>,
 }
