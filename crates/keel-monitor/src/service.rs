@@ -122,6 +122,9 @@ impl DataMonitoringService {
             return Ok(());
         }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| MonitorError::NoRuntime)?;
+        // The process gauges exist from the start; the report refreshes them.
+        self.inner
+            .sample_process(&mut self.inner.reporting.lock().sampler);
         let mut task = self.inner.task.lock();
         if task.is_none() {
             let weak = Arc::downgrade(&self.inner);
@@ -377,6 +380,28 @@ fn value_of(
 }
 
 impl Inner {
+    /// Samples the process and sets its gauges.
+    fn sample_process(&self, sampler: &mut ProcessSampler) -> Option<crate::ProcessFigures> {
+        let p = sampler.sample()?;
+        self.registry.describe(
+            "keel_process_cpu_usage_ratio",
+            None,
+            "CPU used by the process over the last report interval, in cores (1 = one core busy).",
+        );
+        self.registry.describe(
+            "keel_process_resident_memory_bytes",
+            Some(metrics::Unit::Bytes),
+            "Resident memory of the process.",
+        );
+        self.registry
+            .gauge("keel_process_cpu_usage_ratio", &[])
+            .set(p.cpu_percent / 100.0);
+        self.registry
+            .gauge("keel_process_resident_memory_bytes", &[])
+            .set(p.resident_memory_bytes as f64);
+        Some(p)
+    }
+
     fn make_report(&self) -> PerformanceReport {
         let mut state = self.reporting.lock();
         let now = Instant::now();
@@ -434,16 +459,7 @@ impl Inner {
         top_types.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         top_types.truncate(10);
 
-        // The process.
-        let process = state.sampler.sample();
-        if let Some(p) = process {
-            self.registry
-                .gauge("keel_process_cpu_usage_ratio", &[])
-                .set(p.cpu_percent / 100.0);
-            self.registry
-                .gauge("keel_process_resident_memory_bytes", &[])
-                .set(p.resident_memory_bytes as f64);
-        }
+        let process = self.sample_process(&mut state.sampler);
 
         let mut suggestions = Vec::new();
         self.suggest_from_rooms(&mut state, &mut suggestions);

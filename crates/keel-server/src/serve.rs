@@ -17,7 +17,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.server.listen = listen;
     }
     // Held until the end of `run`: dropping it flushes the log writer.
-    let _log = config
+    let log = config
         .logging
         .install()
         .map_err(|e| anyhow::anyhow!(chain(&e)))
@@ -26,10 +26,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, log.stats().clone()))
 }
 
-async fn serve(config: keel::KeelConfig) -> anyhow::Result<()> {
+async fn serve(config: keel::KeelConfig, log_stats: keel::log::LogStats) -> anyhow::Result<()> {
     let listen = config.server.listen;
     let listener = TcpListener::bind(listen).await.map_err(|e| {
         anyhow::anyhow!(
@@ -45,10 +45,18 @@ async fn serve(config: keel::KeelConfig) -> anyhow::Result<()> {
     if keel::cache::set_default_manager(caches.clone()).is_err() {
         tracing::warn!("a default cache manager was already set; #[cached] keeps using it");
     }
+    let executor = keel::concurrency::Executor::new(config.thread_pool.clone())
+        .map_err(|e| anyhow::anyhow!(chain(&e)))
+        .context("cannot start the thread pool")?;
+    let monitoring = monitoring(&config, &caches, &executor, log_stats)?;
     tracing::info!(address = %local, "keel listening on http://{local}");
 
+    let state = AppState {
+        monitoring: monitoring.clone(),
+        executor,
+    };
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let server = axum::serve(listener, app::router(AppState::new(caches)))
+    let server = axum::serve(listener, app::router(state))
         .with_graceful_shutdown(async move {
             let _ = stop_rx.await;
         })
@@ -64,7 +72,61 @@ async fn serve(config: keel::KeelConfig) -> anyhow::Result<()> {
         }
     }
     let _ = stop_tx.send(());
-    drain(server, config.server.shutdown_timeout).await
+    let drained = drain(server, config.server.shutdown_timeout).await;
+    monitoring.stop();
+    drained
+}
+
+/// The monitoring service from `[monitoring]`: the process's `metrics`
+/// recorder and `#[monitored]`'s monitor, publishing every room's numbers
+/// before each scrape, alert evaluation and report.
+fn monitoring(
+    config: &keel::KeelConfig,
+    caches: &keel::cache::CacheManager,
+    executor: &keel::concurrency::Executor,
+    log_stats: keel::log::LogStats,
+) -> anyhow::Result<keel::monitor::DataMonitoringService> {
+    use keel::monitor::{CheckOutcome, DataMonitoringService, check_fn};
+
+    let monitoring = DataMonitoringService::new(config.monitoring.clone())
+        .map_err(|e| anyhow::anyhow!(chain(&e)))
+        .context("cannot start monitoring")?;
+    if monitoring.install_recorder().is_err() {
+        tracing::warn!(
+            "a metrics recorder was already installed; /metrics shows only keel's own figures"
+        );
+    }
+    if monitoring.set_default().is_err() {
+        tracing::warn!(
+            "a default performance monitor was already set; #[monitored] keeps using it"
+        );
+    }
+    let (c, e) = (caches.clone(), executor.clone());
+    monitoring.add_collector(move || {
+        c.publish_metrics();
+        e.publish_metrics("default");
+        log_stats.publish_metrics();
+    });
+    let c = caches.clone();
+    monitoring.register_health_check(
+        "cache",
+        false,
+        check_fn(move || {
+            let c = c.clone();
+            async move {
+                if c.probe().await {
+                    CheckOutcome::healthy()
+                } else {
+                    CheckOutcome::degraded("the redis tier is failing; serving from the local tier")
+                }
+            }
+        }),
+    );
+    monitoring
+        .start()
+        .map_err(|e| anyhow::anyhow!(chain(&e)))
+        .context("cannot start monitoring")?;
+    Ok(monitoring)
 }
 
 async fn drain(

@@ -60,10 +60,12 @@
 //! | `cache` | yes | [`cache`] (`keel-cache`), `[cache]`, and [`cached`] |
 //! | `concurrency` | yes | [`concurrency`] (`keel-concurrency`), `[thread_pool]`, `[task_queue]` |
 //! | `log` | yes | [`log`] (`keel-log`), `[logging]` |
+//! | `monitor` | yes | [`monitor`] (`keel-monitor`), `[monitoring]`, and [`monitored`] |
 //! | `redis` | no | the Redis backends of the rooms: the L2 cache tier and invalidation bus, the durable task queue |
 //!
 //! `#[cached]` expands to paths of `keel_cache`; through this facade write
-//! `#[keel::cached(crate = "keel::cache", ...)]`.
+//! `#[keel::cached(crate = "keel::cache", ...)]`, and likewise
+//! `#[keel::monitored(crate = "keel::monitor")]`.
 
 #![forbid(unsafe_code)]
 
@@ -81,3 +83,7 @@ pub use keel_concurrency as concurrency;
 pub use keel_log as log;
 #[cfg(feature = "cache")]
 pub use keel_macros::cached;
+#[cfg(feature = "monitor")]
+pub use keel_macros::monitored;
+#[cfg(feature = "monitor")]
+pub use keel_monitor as monitor;

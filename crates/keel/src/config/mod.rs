@@ -30,6 +30,9 @@ pub struct KeelConfig {
     /// `[logging]`: level, format, files, rotation, the writer's queue.
     #[cfg(feature = "log")]
     pub logging: keel_log::LoggingConfig,
+    /// `[monitoring]`: sampling, reports, series bounds, health, alerts.
+    #[cfg(feature = "monitor")]
+    pub monitoring: keel_monitor::MonitoringConfig,
     /// `[thread_pool]`: the executor for blocking and CPU-heavy work.
     #[cfg(feature = "concurrency")]
     pub thread_pool: keel_concurrency::ThreadPoolConfig,
@@ -99,11 +102,25 @@ impl KeelConfig {
                     .map(|(field, reason)| FieldError::new(field, reason)),
             );
         }
+        #[cfg(feature = "monitor")]
+        if let Err(problems) = self.monitoring.validate() {
+            errors.extend(
+                problems
+                    .into_iter()
+                    .map(|(field, reason)| FieldError::new(field, reason)),
+            );
+        }
         errors
     }
 }
 
-#[cfg(all(test, feature = "cache", feature = "concurrency", feature = "log"))]
+#[cfg(all(
+    test,
+    feature = "cache",
+    feature = "concurrency",
+    feature = "log",
+    feature = "monitor"
+))]
 mod tests {
     use super::*;
 
@@ -124,10 +141,25 @@ mod tests {
             min_workers = 2
             [task_queue]
             batch_size = 10
+            [monitoring]
+            sample_rate = 0.5
+            report_interval = "30s"
+            [[monitoring.alerts]]
+            name = "slow"
+            metric = "keel_operation_duration_seconds"
+            labels = { operation = "db" }
+            quantile = 0.99
+            above = 0.25
+            for = "1m"
             "#,
         )
         .unwrap();
         assert_eq!(config.cache.capacity, 500);
+        assert_eq!(config.monitoring.sample_rate, 0.5);
+        assert_eq!(
+            config.monitoring.alerts[0].hold,
+            Some(std::time::Duration::from_secs(60))
+        );
         assert_eq!(config.thread_pool.max_workers, 4);
         assert_eq!(config.task_queue.batch_size, 10);
     }
@@ -144,6 +176,8 @@ mod tests {
             [cache.caches.users]
             ttl = "1m"
             local_ttl = "5m"
+            [monitoring]
+            sample_rate = 2.0
             "#,
         )
         .unwrap_err();
@@ -153,7 +187,8 @@ mod tests {
             [
                 "server.listen",
                 "thread_pool.min_workers",
-                "cache.caches.users.local_ttl"
+                "cache.caches.users.local_ttl",
+                "monitoring.sample_rate"
             ],
             "{err}"
         );
