@@ -20,10 +20,11 @@ use serde::Deserialize;
 /// | `health_check_interval` | 30 s | how often a database pool pings its idle connections and restores the minimum |
 /// | `leak_threshold` | off | a connection held longer is logged once, with where it was acquired (HikariCP `leakDetectionThreshold`) |
 ///
-/// Durations are written as `"300ms"`, `"5s"`, `"10m"`.
+/// Durations are written as `"300ms"`, `"5s"`, `"10m"`. Build one with
+/// struct update syntax: `PoolConfig { max_connections: 20,
+/// ..PoolConfig::default() }`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
 pub struct PoolConfig {
     /// Connections open at most.
     pub max_connections: u32,

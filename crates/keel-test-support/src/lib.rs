@@ -15,7 +15,8 @@
 //! a fresh schema and [`TestMysql`] a fresh database, each removed again
 //! when dropped, so tests run in parallel without seeing each other.
 //! [`OwnRedis`] runs a private `redis-server` on a free port that a test
-//! can stop and restart to simulate an outage.
+//! can stop and restart to simulate an outage; [`OwnPostgres`] does the
+//! same for PostgreSQL (with password logins).
 //!
 //! ```no_run
 //! # async fn example() {
@@ -27,12 +28,14 @@
 #![forbid(unsafe_code)]
 
 mod isolate;
+mod own_postgres;
 mod own_redis;
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 pub use isolate::{TestMysql, TestPostgres, TestRedis, mysql, postgres, redis, unique_name};
+pub use own_postgres::{OWN_POSTGRES_PASSWORD, OwnPostgres};
 pub use own_redis::OwnRedis;
 
 /// A real service that tests reach on loopback.
