@@ -84,13 +84,15 @@
 //!   acquires get new connections (waiting, within `connection_timeout`,
 //!   while the server refuses them).
 //! * Each database pool owns one tokio task: every
-//!   `health_check_interval` it pings the `min_connections` longest-idle
-//!   connections (every idle one once a dead one is found), closes dead
-//!   ones, reopens up to `min_connections`, and, when no pooled connection
-//!   answered, probes the server with a connection of its own; with
-//!   `leak_threshold` it also reports connections held too long. The task
-//!   holds the pool weakly and ends when the pool is closed or its last
-//!   handle is dropped. HTTP pools have no task.
+//!   `health_check_interval`, when the pool is at its minimum, it pings
+//!   the idle connections (a pool above its minimum is left for
+//!   `idle_timeout` to shrink: a ping counts as use), closes dead ones,
+//!   reopens up to `min_connections`, and, when no pooled connection was
+//!   pinged or opened, probes the server with a connection of its own
+//!   (for a moment one above `max_connections`); with `leak_threshold` it
+//!   also reports connections held too long. The task holds the pool
+//!   weakly and ends when the pool is closed or its last handle is
+//!   dropped. HTTP pools have no task.
 //! * Counters are relaxed atomics, read without stopping the pool:
 //!   figures read at one moment are each exact but not a consistent
 //!   snapshot. Acquire-wait percentiles come from a log-linear histogram

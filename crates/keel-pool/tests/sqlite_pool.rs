@@ -60,13 +60,18 @@ async fn a_sqlite_file_is_created_and_rows_come_back_as_json() {
     assert_eq!(row["s"], json!("héllo"));
     assert_eq!(row["b"], json!("AP8="), "bytes are base64");
     assert_eq!(row["f"], json!(true));
-    assert_eq!(row["d"], json!("2024-03-01T10:20:30Z"), "a zoneless time is UTC");
+    assert_eq!(
+        row["d"],
+        json!("2024-03-01T10:20:30Z"),
+        "a zoneless time is UTC"
+    );
     assert_eq!(row["n"], json!(null));
 
     // Another pool on the same file sees the data.
-    let again = DatabaseConnectionPool::connect("again", &format!("sqlite://{url}"), settings(1, 1))
-        .await
-        .unwrap();
+    let again =
+        DatabaseConnectionPool::connect("again", &format!("sqlite://{url}"), settings(1, 1))
+            .await
+            .unwrap();
     let rows = again.fetch_all("SELECT i FROM t", &[]).await.unwrap();
     assert_eq!(rows.len(), 1);
 }
@@ -76,7 +81,9 @@ async fn parameters_are_bound_never_spliced_into_the_sql() {
     let pool = DatabaseConnectionPool::connect("bound", "sqlite::memory:", settings(2, 1))
         .await
         .unwrap();
-    pool.execute("CREATE TABLE users (name TEXT)", &[]).await.unwrap();
+    pool.execute("CREATE TABLE users (name TEXT)", &[])
+        .await
+        .unwrap();
     let hostile = "x'); DROP TABLE users; --";
     pool.execute("INSERT INTO users (name) VALUES (?)", &[json!(hostile)])
         .await
@@ -99,8 +106,14 @@ async fn parameters_are_bound_never_spliced_into_the_sql() {
     // The in-memory database is shared by the pool's connections.
     let mut a = pool.acquire().await.unwrap();
     let mut b = pool.acquire().await.unwrap();
-    assert_eq!(a.fetch_all("SELECT * FROM users", &[]).await.unwrap().len(), 1);
-    assert_eq!(b.fetch_all("SELECT * FROM users", &[]).await.unwrap().len(), 1);
+    assert_eq!(
+        a.fetch_all("SELECT * FROM users", &[]).await.unwrap().len(),
+        1
+    );
+    assert_eq!(
+        b.fetch_all("SELECT * FROM users", &[]).await.unwrap().len(),
+        1
+    );
     let err = a.execute("SELEC nonsense", &[]).await.unwrap_err();
     assert!(matches!(err, PoolError::Query { .. }), "{err}");
     assert!(!err.is_transient(), "a syntax error is not worth a retry");
@@ -119,10 +132,8 @@ async fn an_exhausted_pool_times_out_a_waiter_after_connection_timeout() {
             (pool.acquire().await, started.elapsed())
         })
     };
-    let waiting = support::eventually(Duration::from_secs(5), async || {
-        pool.stats().waiters == 1
-    })
-    .await;
+    let waiting =
+        support::eventually(Duration::from_secs(5), async || pool.stats().waiters == 1).await;
     assert!(waiting, "the third caller waits");
     let (result, waited) = waiter.await.unwrap();
     let err = result.unwrap_err();
@@ -138,13 +149,19 @@ async fn an_exhausted_pool_times_out_a_waiter_after_connection_timeout() {
     );
     assert!(err.is_timeout() && err.is_transient());
     assert!(waited >= Duration::from_millis(300), "waited {waited:?}");
-    assert!(err.to_string().contains("all 2 connections are in use"), "{err}");
+    assert!(
+        err.to_string().contains("all 2 connections are in use"),
+        "{err}"
+    );
     let stats = pool.stats();
     assert_eq!((stats.in_use, stats.waiters, stats.timed_out), (2, 0, 1));
     assert_eq!(stats.acquired, 2);
     assert_eq!(pool.health(), ConnectionStatus::Degraded);
     drop(held);
-    assert!(pool.acquire().await.is_ok(), "a returned connection serves again");
+    assert!(
+        pool.acquire().await.is_ok(),
+        "a returned connection serves again"
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -160,10 +177,8 @@ async fn a_connection_held_past_the_leak_threshold_is_reported_once_with_its_ori
         .unwrap();
     let line = line!() + 1;
     let held = pool.acquire().await.unwrap();
-    let reported = support::eventually(Duration::from_secs(5), async || {
-        pool.stats().leaked == 1
-    })
-    .await;
+    let reported =
+        support::eventually(Duration::from_secs(5), async || pool.stats().leaked == 1).await;
     assert!(reported, "the held connection is reported");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(pool.stats().leaked, 1, "reported once");
@@ -177,7 +192,11 @@ async fn a_connection_held_past_the_leak_threshold_is_reported_once_with_its_ori
     let quick = pool.acquire().await.unwrap();
     drop(quick);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(pool.stats().leaked, 1, "returned connections are not reported");
+    assert_eq!(
+        pool.stats().leaked,
+        1,
+        "returned connections are not reported"
+    );
 }
 
 #[tokio::test]
@@ -201,7 +220,9 @@ async fn the_manager_serves_named_pools_their_figures_and_health() {
     .unwrap();
     let pools = ConnectionPoolManager::from_config(&config).await.unwrap();
     let mut conn = pools.get_db_connection().await.unwrap();
-    conn.execute("CREATE TABLE t (x INTEGER)", &[]).await.unwrap();
+    conn.execute("CREATE TABLE t (x INTEGER)", &[])
+        .await
+        .unwrap();
     assert_eq!(pools.get_http_connection().unwrap().name(), "default");
     let stats = pools.stats();
     assert_eq!(
@@ -251,7 +272,9 @@ async fn bad_settings_and_urls_are_refused_naming_the_field() {
         "#,
     )
     .unwrap();
-    let err = ConnectionPoolManager::from_config(&config).await.unwrap_err();
+    let err = ConnectionPoolManager::from_config(&config)
+        .await
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "invalid `pools.db.main.min_connections`: 3 must not exceed max_connections 2"
@@ -261,7 +284,10 @@ async fn bad_settings_and_urls_are_refused_naming_the_field() {
         .unwrap_err();
     let text = err.to_string();
     assert!(text.contains("unknown scheme \"oracle\""), "{text}");
-    assert!(!text.contains("tiger"), "the password is not printed: {text}");
+    assert!(
+        !text.contains("tiger"),
+        "the password is not printed: {text}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let missing_dir = dir.path().join("no/such/dir/x.db").display().to_string();
     let started = Instant::now();
@@ -269,7 +295,10 @@ async fn bad_settings_and_urls_are_refused_naming_the_field() {
         .await
         .unwrap_err();
     assert!(matches!(err, PoolError::Connect { .. }), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(10), "no retry of a bad path");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "no retry of a bad path"
+    );
 }
 
 #[tokio::test]
@@ -289,10 +318,15 @@ async fn dropping_every_handle_stops_the_background_task() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     // Still alive through the clone: the task kept checking.
     assert_eq!(weak_probe.health(), ConnectionStatus::Healthy);
-    let alive = tokio::runtime::Handle::current().metrics().num_alive_tasks();
+    let alive = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
     drop(weak_probe);
     let stopped = support::eventually(Duration::from_secs(5), async || {
-        tokio::runtime::Handle::current().metrics().num_alive_tasks() < alive
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+            < alive
     })
     .await;
     assert!(stopped, "the health task ends with the pool");

@@ -10,9 +10,9 @@
 
 use base64::Engine as _;
 use serde_json::{Map, Number, Value};
-use sqlx::types::time::{OffsetDateTime, PrimitiveDateTime};
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 use sqlx::types::time::{Date, Time};
+use sqlx::types::time::{OffsetDateTime, PrimitiveDateTime};
 use sqlx::{Column as _, Row as _, TypeInfo as _, ValueRef as _};
 
 use crate::PoolError;

@@ -76,19 +76,23 @@ impl Inner {
     }
 }
 
-/// Pings the `min_connections` longest-idle connections (those the idle
-/// timeout spares; pinging marks a connection as just used, so the others
-/// are left for the idle timeout and the checks before use), or every idle
-/// connection once one is found dead; closes dead ones; opens connections
-/// up to the minimum; and, when no connection was pinged or opened,
-/// probes the server with a connection of its own.
+/// When the pool is at its minimum, pings its idle connections (pinging
+/// marks a connection as just used, so a pool above its minimum is left
+/// alone for the idle timeout to shrink, its connections being checked
+/// before use); closes dead ones; opens connections up to the minimum; and,
+/// when no connection was pinged or opened, probes the server with a
+/// connection of its own.
 async fn check<DB: Database>(pool: &Pool<DB>, shared: &Shared, config: &PoolConfig) -> bool {
     let min = config.min_connections() as usize;
     let wait = config
         .connection_timeout
         .min(config.health_check_interval)
         .max(Duration::from_millis(100));
-    let mut budget = min;
+    let mut budget = if pool.size() as usize <= min {
+        pool.num_idle()
+    } else {
+        0
+    };
     let mut live = Vec::new();
     let mut dead = 0usize;
     while budget > 0 {
@@ -99,9 +103,6 @@ async fn check<DB: Database>(pool: &Pool<DB>, shared: &Shared, config: &PoolConf
         match tokio::time::timeout(wait, conn.ping()).await {
             Ok(Ok(())) => live.push(conn),
             _ => {
-                if dead == 0 {
-                    budget = pool.num_idle();
-                }
                 dead += 1;
                 drop(conn.detach());
             }

@@ -86,7 +86,10 @@ impl Drop for CountingServer {
     }
 }
 
-async fn handle(State(counts): State<Arc<Counts>>, method: axum::http::Method) -> (StatusCode, &'static str) {
+async fn handle(
+    State(counts): State<Arc<Counts>>,
+    method: axum::http::Method,
+) -> (StatusCode, &'static str) {
     counts.requests.fetch_add(1, Ordering::SeqCst);
     if method == axum::http::Method::POST {
         counts.posts.fetch_add(1, Ordering::SeqCst);
