@@ -5,7 +5,10 @@
 //! columns → their value, timestamps → RFC 3339 strings (a timestamp
 //! without a zone is taken as UTC), dates → `YYYY-MM-DD`, times →
 //! `HH:MM:SS[.ffffff]`, UUIDs → strings, bytes → base64 strings, MySQL
-//! DECIMAL → strings (exact). Anything else is
+//! DECIMAL → strings (exact). MySQL's protocol does not tell binary data
+//! from text in a `_bin` collation (MariaDB's JSON columns are such text),
+//! so its binary columns come back as strings when they hold UTF-8 and as
+//! base64 otherwise. Anything else is
 //! [`PoolError::UnsupportedColumn`]: cast it to text in the query.
 
 use base64::Engine as _;
@@ -192,8 +195,13 @@ pub(crate) fn mysql_row(pool: &str, row: &sqlx::mysql::MySqlRow) -> Result<JsonR
             ),
             "DATE" => date(row.try_get_unchecked::<Date, _>(i).map_err(e)?),
             "TIME" => time(row.try_get_unchecked::<Time, _>(i).map_err(e)?),
+            // The protocol marks `_bin` collations (MariaDB's JSON, say) as
+            // binary too: text when it is UTF-8, base64 otherwise.
             "BLOB" | "TINYBLOB" | "MEDIUMBLOB" | "LONGBLOB" | "BINARY" | "VARBINARY" => {
-                bytes(&row.try_get_unchecked::<Vec<u8>, _>(i).map_err(e)?)
+                match String::from_utf8(row.try_get_unchecked::<Vec<u8>, _>(i).map_err(e)?) {
+                    Ok(text) => Value::String(text),
+                    Err(raw) => bytes(raw.as_bytes()),
+                }
             }
             "NULL" => Value::Null,
             other => return Err(unsupported(pool, column.name(), other)),
