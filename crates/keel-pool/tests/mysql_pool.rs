@@ -65,11 +65,12 @@ async fn rows_come_back_as_json_with_parameters_bound() {
     assert_eq!(row["day"], json!("2024-03-01"));
     assert_eq!(row["price"], json!("1.50"), "decimals stay exact");
     assert_eq!(row["raw"], json!("AP8="));
-    let doc = &row["doc"];
-    assert!(
-        *doc == json!({"k": [1, 2]}) || *doc == json!("{\"k\": [1, 2]}"),
-        "MariaDB's JSON is LONGTEXT: {doc}"
-    );
+    // MySQL's JSON type comes back as JSON; MariaDB's is text holding it.
+    let doc = match &row["doc"] {
+        serde_json::Value::String(text) => serde_json::from_str(text).unwrap(),
+        other => other.clone(),
+    };
+    assert_eq!(doc, json!({"k": [1, 2]}));
 }
 
 #[tokio::test]
