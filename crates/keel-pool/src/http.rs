@@ -410,6 +410,20 @@ impl HttpConnectionPool {
     async fn slot(&self, host: Arc<Semaphore>) -> Result<Slot, PoolError> {
         let inner = &*self.inner;
         let started = Instant::now();
+        // Free slots need no timer. (A semaphore with waiters has no free
+        // permit, so this never overtakes a queued caller.)
+        if let Ok(total) = Arc::clone(&inner.total).try_acquire_owned()
+            && let Ok(host) = Arc::clone(&host).try_acquire_owned()
+        {
+            inner.counters.wait.record(started.elapsed());
+            Counters::add(&inner.counters.acquired);
+            inner.counters.in_use.fetch_add(1, Ordering::Relaxed);
+            return Ok(Slot {
+                pool: Arc::clone(&self.inner),
+                _total: total,
+                _host: host,
+            });
+        }
         let waiting = inner.counters.waiting();
         let both = async {
             let total = Arc::clone(&inner.total).acquire_owned().await?;
