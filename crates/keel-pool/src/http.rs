@@ -323,7 +323,7 @@ impl HttpConnectionPool {
         inner.budget.deposit();
         let mut attempt = 0u32;
         loop {
-            let (url, limit, guard) = self.target(&request.target)?;
+            let Attempt { url, limit, guard } = self.target(&request.target)?;
             let permits = self.slot(limit).await?;
             let mut builder = inner
                 .client
@@ -375,12 +375,8 @@ impl HttpConnectionPool {
         }
     }
 
-    /// Where this attempt goes: the URL, its host's cap, and the balancer's
-    /// guard when a base URL was picked.
-    fn target(
-        &self,
-        target: &str,
-    ) -> Result<(String, Arc<Semaphore>, Option<EndpointGuard<Endpoint>>), PoolError> {
+    /// Where this attempt goes.
+    fn target(&self, target: &str) -> Result<Attempt, PoolError> {
         let inner = &*self.inner;
         if target.contains("://") {
             let url = Url::parse(target).map_err(|e| PoolError::InvalidRequest {
@@ -388,7 +384,11 @@ impl HttpConnectionPool {
                 reason: format!("{target:?} is not a URL: {e}"),
             })?;
             let limit = self.host_limit(&url);
-            return Ok((target.to_owned(), limit, None));
+            return Ok(Attempt {
+                url: target.to_owned(),
+                limit,
+                guard: None,
+            });
         }
         let Some(balancer) = &inner.balancer else {
             return Err(PoolError::InvalidRequest {
@@ -403,7 +403,11 @@ impl HttpConnectionPool {
         let endpoint = guard.endpoint();
         let url = format!("{}/{}", endpoint.base, target.trim_start_matches('/'));
         let limit = Arc::clone(&endpoint.limit);
-        Ok((url, limit, Some(guard)))
+        Ok(Attempt {
+            url,
+            limit,
+            guard: Some(guard),
+        })
     }
 
     /// A slot in the total and per-host caps, within `connection_timeout`.
@@ -459,6 +463,14 @@ impl HttpConnectionPool {
             }
         }
     }
+}
+
+/// One attempt's destination: the URL, its host's cap, and the balancer's
+/// guard when a base URL was picked.
+struct Attempt {
+    url: String,
+    limit: Arc<Semaphore>,
+    guard: Option<EndpointGuard<Endpoint>>,
 }
 
 /// A request's hold on the caps; released (and counted out) on drop.

@@ -136,10 +136,12 @@ impl ConnectionPoolManager {
     /// use to come back.
     pub async fn close(&self) {
         let mut tasks = tokio::task::JoinSet::new();
-        for pool in self.db.values().cloned() {
+        for pool in self.db.values() {
+            let pool = pool.clone();
             tasks.spawn(async move { pool.close().await });
         }
-        for pool in self.http.values().cloned() {
+        for pool in self.http.values() {
+            let pool = pool.clone();
             tasks.spawn(async move { pool.close().await });
         }
         while tasks.join_next().await.is_some() {}
