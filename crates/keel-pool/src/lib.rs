@@ -68,8 +68,8 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `postgres` | no | PostgreSQL pools (`postgres://` URLs) and [`DbConnection::as_postgres`] |
-//! | `mysql` | no | MySQL and MariaDB pools (`mysql://`, `mariadb://` URLs) and [`DbConnection::as_mysql`] |
+//! | `postgres` | no | PostgreSQL pools (`postgres://` URLs) and `DbConnection::as_postgres` |
+//! | `mysql` | no | MySQL and MariaDB pools (`mysql://`, `mariadb://` URLs) and `DbConnection::as_mysql` |
 //!
 //! SQLite, the embedded default, needs no feature. The HTTP pool speaks
 //! plain `http://` (this crate turns on no TLS backend).

@@ -77,8 +77,8 @@ pub struct DatabaseConnectionPool {
 
 /// A connection checked out of a [`DatabaseConnectionPool`]; back to the
 /// pool when dropped. Run sqlx queries on it through
-/// [`as_sqlite`](Self::as_sqlite), [`as_postgres`](Self::as_postgres) or
-/// [`as_mysql`](Self::as_mysql), or use the JSON helpers.
+/// [`as_sqlite`](Self::as_sqlite), `as_postgres` (feature `postgres`) or
+/// `as_mysql` (feature `mysql`), or use the JSON helpers.
 pub struct DbConnection {
     conn: Conn,
     shared: Arc<Shared>,
