@@ -166,6 +166,12 @@ pub enum TimeoutKind {
     Connect,
 }
 
+/// `d` cut to whole milliseconds, so messages read `300ms`, not
+/// `300ms 412us 5ns`.
+pub(crate) fn whole_millis(d: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 impl PoolError {
     /// Whether the caller waited `connection_timeout` in vain.
     pub fn is_timeout(&self) -> bool {

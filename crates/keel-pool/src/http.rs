@@ -455,7 +455,7 @@ impl HttpConnectionPool {
                 inner.health.failure();
                 Err(PoolError::Timeout {
                     pool: inner.name.clone(),
-                    waited: started.elapsed(),
+                    waited: crate::error::whole_millis(started.elapsed()),
                     kind: TimeoutKind::Exhausted {
                         max_connections: inner.config.max_connections,
                     },

@@ -57,16 +57,12 @@ fn report_leaks(shared: &Shared) {
         Counters::add(&shared.counters.leaked);
         tracing::warn!(
             pool = %shared.name,
-            held_for = %humantime::format_duration(round_ms(held_for)),
+            held_for = %humantime::format_duration(crate::error::whole_millis(held_for)),
             acquired_at = %at,
             "connection held longer than leak_threshold {}: possible leak",
             humantime::format_duration(leaks.threshold)
         );
     }
-}
-
-fn round_ms(d: Duration) -> Duration {
-    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Inner {

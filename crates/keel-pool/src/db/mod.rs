@@ -468,7 +468,7 @@ impl Inner {
                     };
                     return Err(PoolError::Timeout {
                         pool: name.clone(),
-                        waited: started.elapsed(),
+                        waited: crate::error::whole_millis(started.elapsed()),
                         kind,
                     });
                 }
