@@ -373,11 +373,17 @@ impl DatabaseConnectionPool {
     }
 
     /// Opens `min_connections` (at least one) before the pool is used.
+    ///
+    /// sqlx's own maintenance opens connections toward the minimum at the
+    /// same time, so this takes connections only while the pool is below
+    /// it (a connection sqlx is still opening counts), not a fixed number,
+    /// which would overshoot the minimum.
     async fn warm(&self) -> Result<(), PoolError> {
         let at = Location::caller();
         let want = self.inner.config.min_connections().max(1);
+        let size = || each_backend!(&self.inner.pools, Pools, p => p.size());
         let mut held = Vec::new();
-        while held.len() < want as usize {
+        while held.is_empty() || size() < want {
             held.push(self.acquire_at(at, false).await?);
         }
         Ok(())
