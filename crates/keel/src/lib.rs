@@ -60,6 +60,9 @@
 //! | `cache` | yes | [`cache`] (`keel-cache`), `[cache]`, and [`cached`] |
 //! | `concurrency` | yes | [`concurrency`] (`keel-concurrency`), `[thread_pool]`, `[task_queue]` |
 //! | `log` | yes | [`log`] (`keel-log`), `[logging]` |
+//! | `pool` | yes | [`pool`] (`keel-pool`), `[pools]` (database pools on SQLite, HTTP pools) |
+//! | `postgres` | no | PostgreSQL database pools |
+//! | `mysql` | no | MySQL and MariaDB database pools |
 //! | `redis` | no | the Redis backends of the rooms: the L2 cache tier and invalidation bus, the durable task queue |
 //!
 //! `#[cached]` expands to paths of `keel_cache`; through this facade write
@@ -81,3 +84,5 @@ pub use keel_concurrency as concurrency;
 pub use keel_log as log;
 #[cfg(feature = "cache")]
 pub use keel_macros::cached;
+#[cfg(feature = "pool")]
+pub use keel_pool as pool;
