@@ -15,9 +15,10 @@
 //! a fresh schema and [`TestMysql`] a fresh database, each removed again
 //! when dropped, so tests run in parallel without seeing each other.
 //! [`OwnRedis`] runs a private `redis-server` on a free port that a test
-//! can stop and restart to simulate an outage; [`Proxy`] sits between a
-//! client and a server to hold one connection's replies, delay them, or cut
-//! the link while the server keeps its data.
+//! can stop and restart to simulate an outage, [`OwnPostgres`] does the
+//! same for PostgreSQL (with password logins), and [`Proxy`] sits between
+//! a client and a server to hold one connection's replies, delay them, or
+//! cut the link while the server keeps its data.
 //!
 //! ```no_run
 //! # async fn example() {
@@ -29,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 mod isolate;
+mod own_postgres;
 mod own_redis;
 mod proxy;
 
@@ -36,6 +38,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 pub use isolate::{TestMysql, TestPostgres, TestRedis, mysql, postgres, redis, unique_name};
+pub use own_postgres::{OWN_POSTGRES_PASSWORD, OwnPostgres};
 pub use own_redis::OwnRedis;
 pub use proxy::Proxy;
 

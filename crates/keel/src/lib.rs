@@ -61,6 +61,9 @@
 //! | `concurrency` | yes | [`concurrency`] (`keel-concurrency`), `[thread_pool]`, `[task_queue]` |
 //! | `log` | yes | [`log`] (`keel-log`), `[logging]` |
 //! | `monitor` | yes | [`monitor`] (`keel-monitor`), `[monitoring]`, and [`monitored`] |
+//! | `pool` | yes | [`pool`] (`keel-pool`), `[pools]` (database pools on SQLite, HTTP pools) |
+//! | `postgres` | no | PostgreSQL database pools |
+//! | `mysql` | no | MySQL and MariaDB database pools |
 //! | `redis` | no | the Redis backends of the rooms: the L2 cache tier and invalidation bus, the durable task queue |
 //!
 //! `#[cached]` expands to paths of `keel_cache`; through this facade write
@@ -87,3 +90,5 @@ pub use keel_macros::cached;
 pub use keel_macros::monitored;
 #[cfg(feature = "monitor")]
 pub use keel_monitor as monitor;
+#[cfg(feature = "pool")]
+pub use keel_pool as pool;

@@ -3,6 +3,7 @@
 mod cache;
 mod hitratio;
 mod log;
+mod pool;
 mod queue;
 mod ratelimit;
 mod tiered;
@@ -15,6 +16,7 @@ pub(crate) fn run(name: &str, ctx: &mut Ctx) -> anyhow::Result<()> {
         "cache" => cache::run(ctx),
         "hitratio" => hitratio::run(ctx),
         "log" => log::run(ctx),
+        "pool" => pool::run(ctx),
         "queue" => queue::run(ctx),
         "tiered" => tiered::run(ctx),
         _ => {

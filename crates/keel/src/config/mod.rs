@@ -39,6 +39,9 @@ pub struct KeelConfig {
     /// `[task_queue]`: the in-process task queue.
     #[cfg(feature = "concurrency")]
     pub task_queue: keel_concurrency::TaskQueueConfig,
+    /// `[pools]`: the named database and HTTP pools.
+    #[cfg(feature = "pool")]
+    pub pools: keel_pool::PoolsConfig,
 }
 
 impl KeelConfig {
@@ -82,7 +85,8 @@ impl KeelConfig {
 
     /// What field types cannot check: each section's fields against each
     /// other (`thread_pool.min_workers` ≤ `max_workers`, a cache's
-    /// `local_ttl` ≤ its `ttl`, ...).
+    /// `local_ttl` ≤ its `ttl`, a pool's `min_connections` ≤
+    /// `max_connections`, ...).
     fn cross_field_errors(&self) -> Vec<FieldError> {
         #[allow(unused_mut)]
         let mut errors: Vec<FieldError> = Vec::new();
@@ -96,6 +100,14 @@ impl KeelConfig {
         }
         #[cfg(feature = "cache")]
         if let Err(problems) = self.cache.validate() {
+            errors.extend(
+                problems
+                    .into_iter()
+                    .map(|(field, reason)| FieldError::new(field, reason)),
+            );
+        }
+        #[cfg(feature = "pool")]
+        if let Err(problems) = self.pools.validate() {
             errors.extend(
                 problems
                     .into_iter()
@@ -119,7 +131,8 @@ impl KeelConfig {
     feature = "cache",
     feature = "concurrency",
     feature = "log",
-    feature = "monitor"
+    feature = "monitor",
+    feature = "pool"
 ))]
 mod tests {
     use super::*;
@@ -141,6 +154,11 @@ mod tests {
             min_workers = 2
             [task_queue]
             batch_size = 10
+            [pools.db.default]
+            url = "sqlite::memory:"
+            max_connections = 4
+            [pools.http.api]
+            base_urls = ["http://127.0.0.1:9000"]
             [monitoring]
             sample_rate = 0.5
             report_interval = "30s"
@@ -154,6 +172,8 @@ mod tests {
             "#,
         )
         .unwrap();
+        assert_eq!(config.pools.db["default"].max_connections, 4);
+        assert_eq!(config.pools.http["api"].base_urls.len(), 1);
         assert_eq!(config.cache.capacity, 500);
         assert_eq!(config.monitoring.sample_rate, 0.5);
         assert_eq!(
@@ -176,6 +196,13 @@ mod tests {
             [cache.caches.users]
             ttl = "1m"
             local_ttl = "5m"
+            [pools.db.main]
+            url = "sqlite::memory:"
+            max_connections = 2
+            min_connections = 3
+            connection_timeout = "soon"
+            [pools.http.api]
+            base_urls = ["ftp://x"]
             [monitoring]
             sample_rate = 2.0
             "#,
@@ -186,8 +213,11 @@ mod tests {
             paths,
             [
                 "server.listen",
+                "pools.db.main.connection_timeout",
                 "thread_pool.min_workers",
                 "cache.caches.users.local_ttl",
+                "pools.db.main.min_connections",
+                "pools.http.api.base_urls[0]",
                 "monitoring.sample_rate"
             ],
             "{err}"
