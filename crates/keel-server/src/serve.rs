@@ -48,7 +48,11 @@ async fn serve(config: keel::KeelConfig, log_stats: keel::log::LogStats) -> anyh
     let executor = keel::concurrency::Executor::new(config.thread_pool.clone())
         .map_err(|e| anyhow::anyhow!(chain(&e)))
         .context("cannot start the thread pool")?;
-    let monitoring = monitoring(&config, &caches, &executor, log_stats)?;
+    let pools = keel::pool::ConnectionPoolManager::from_config(&config.pools)
+        .await
+        .map_err(|e| anyhow::anyhow!(chain(&e)))
+        .context("cannot open the pools")?;
+    let monitoring = monitoring(&config, &caches, &pools, &executor, log_stats)?;
     tracing::info!(address = %local, "keel listening on http://{local}");
 
     let state = AppState {
@@ -74,6 +78,7 @@ async fn serve(config: keel::KeelConfig, log_stats: keel::log::LogStats) -> anyh
     let _ = stop_tx.send(());
     let drained = drain(server, config.server.shutdown_timeout).await;
     monitoring.stop();
+    pools.close().await;
     drained
 }
 
@@ -83,6 +88,7 @@ async fn serve(config: keel::KeelConfig, log_stats: keel::log::LogStats) -> anyh
 fn monitoring(
     config: &keel::KeelConfig,
     caches: &keel::cache::CacheManager,
+    pools: &keel::pool::ConnectionPoolManager,
     executor: &keel::concurrency::Executor,
     log_stats: keel::log::LogStats,
 ) -> anyhow::Result<keel::monitor::DataMonitoringService> {
@@ -101,9 +107,10 @@ fn monitoring(
             "a default performance monitor was already set; #[monitored] keeps using it"
         );
     }
-    let (c, e) = (caches.clone(), executor.clone());
+    let (c, p, e) = (caches.clone(), pools.clone(), executor.clone());
     monitoring.add_collector(move || {
         c.publish_metrics();
+        p.publish_metrics();
         e.publish_metrics("default");
         log_stats.publish_metrics();
     });
@@ -122,6 +129,33 @@ fn monitoring(
             }
         }),
     );
+    // A database pool down makes the gateway unhealthy; an HTTP upstream
+    // down, degraded (the other routes still answer).
+    for key in pools.health().into_keys() {
+        let critical = key.starts_with("db.");
+        let p = pools.clone();
+        let name = key.clone();
+        monitoring.register_health_check(
+            &key,
+            critical,
+            check_fn(move || {
+                use keel::pool::ConnectionStatus;
+                let status = p.health().get(&name).copied();
+                async move {
+                    match status {
+                        Some(ConnectionStatus::Healthy) => CheckOutcome::healthy(),
+                        Some(ConnectionStatus::Degraded) => CheckOutcome::degraded(
+                            "a connection, statement or request failed recently",
+                        ),
+                        Some(ConnectionStatus::Unhealthy) => {
+                            CheckOutcome::unhealthy("the last health check failed")
+                        }
+                        _ => CheckOutcome::unhealthy("the pool is closed"),
+                    }
+                }
+            }),
+        );
+    }
     monitoring
         .start()
         .map_err(|e| anyhow::anyhow!(chain(&e)))

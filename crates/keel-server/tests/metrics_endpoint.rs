@@ -10,6 +10,19 @@ use std::time::Duration;
 
 use support::{Server, keel};
 
+/// A config with a SQLite pool, written where only this test looks.
+fn config_with_a_pool(test: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("keel-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("keel.toml");
+    std::fs::write(
+        &path,
+        "[pools.db.demo]\nurl = \"sqlite::memory:\"\nmax_connections = 2\n",
+    )
+    .unwrap();
+    path
+}
+
 async fn get(client: &reqwest::Client, server: &Server, path: &str) -> reqwest::Response {
     let mut last = None;
     for _ in 0..100 {
@@ -63,8 +76,10 @@ fn promtool(text: &str) -> Option<Result<(), String>> {
 
 #[tokio::test]
 async fn metrics_after_traffic_pass_promtool_with_every_rooms_families() {
+    let config = config_with_a_pool("metrics");
     let mut cmd = keel();
-    cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config);
     let server = Server::start(cmd);
     let client = reqwest::Client::new();
 
@@ -91,6 +106,9 @@ async fn metrics_after_traffic_pass_promtool_with_every_rooms_families() {
         "keel_cache_capacity",
         "keel_cache_requests_total",
         "keel_executor_jobs_total",
+        "keel_pool_connections",
+        "keel_pool_acquired_total",
+        "keel_pool_max_connections",
         "keel_log_dropped_lines_total",
         "keel_operation_duration_seconds",
         "keel_operation_calls_total",
@@ -137,8 +155,10 @@ async fn metrics_after_traffic_pass_promtool_with_every_rooms_families() {
 
 #[tokio::test]
 async fn health_lists_each_dependency() {
+    let config = config_with_a_pool("health");
     let mut cmd = keel();
-    cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config);
     let server = Server::start(cmd);
     let client = reqwest::Client::new();
     let response = get(&client, &server, "/health").await;
@@ -149,4 +169,7 @@ async fn health_lists_each_dependency() {
     assert_eq!(cache["status"], "healthy");
     assert_eq!(cache["critical"], false);
     assert!(cache["last_success"].is_string(), "{body}");
+    let db = &body["dependencies"]["db.demo"];
+    assert_eq!(db["critical"], true, "{body}");
+    assert_eq!(db["status"], "healthy", "{body}");
 }
