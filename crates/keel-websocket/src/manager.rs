@@ -494,9 +494,10 @@ impl WebSocketManager {
             self.count_rejection();
             WebSocketError::Rejected(rejection)
         })?;
+        let prepared = self.prepare(remote_addr, metadata, slot);
         self.inner
             .tracker
-            .track_future(self.run(socket, remote_addr, metadata, slot))
+            .track_future(prepared.serve(socket))
             .await;
         Ok(())
     }
@@ -518,24 +519,25 @@ impl WebSocketManager {
         Counters::add(&self.inner.hub.counters.rejected, 1);
     }
 
-    /// Runs one connection to its end.
-    pub(crate) async fn run<S>(
+    /// The client-to-be of a connection from `remote`, with what its task
+    /// needs; it holds the manager weakly, so a connection does not keep
+    /// the manager alive.
+    pub(crate) fn prepare(
         &self,
-        socket: WebSocketStream<S>,
         remote: SocketAddr,
         metadata: ClientMetadata,
         slot: Slot,
-    ) where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
+    ) -> Prepared {
         let inner = &self.inner;
         let id = ClientId(inner.next_id.fetch_add(1, Ordering::Relaxed));
         let outbox = Outbox::new(inner.config.queue_size, inner.config.slow_client);
-        let client = Arc::new(Client::new(id, remote, metadata, outbox));
         Counters::add(&inner.hub.counters.accepted, 1);
-        let hub = Arc::clone(&inner.hub);
-        let weak = Arc::downgrade(inner);
-        crate::connection::serve(hub, weak, client, socket, slot).await;
+        Prepared {
+            hub: Arc::clone(&inner.hub),
+            manager: Arc::downgrade(inner),
+            client: Arc::new(Client::new(id, remote, metadata, outbox)),
+            slot,
+        }
     }
 
     fn client_state(&self, id: ClientId) -> Result<Arc<Client>, WebSocketError> {
@@ -552,6 +554,24 @@ impl WebSocketManager {
         } else {
             Ok(())
         }
+    }
+}
+
+/// A connection about to be served.
+pub(crate) struct Prepared {
+    hub: Arc<Hub>,
+    manager: std::sync::Weak<Inner>,
+    client: Arc<Client>,
+    slot: Slot,
+}
+
+impl Prepared {
+    /// Serves the socket until the connection ends.
+    pub(crate) async fn serve<S>(self, socket: WebSocketStream<S>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        crate::connection::serve(self.hub, self.manager, self.client, socket, self.slot).await;
     }
 }
 

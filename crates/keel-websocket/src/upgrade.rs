@@ -65,7 +65,7 @@ impl WebSocketManager {
         let metadata = self.authenticate(&request, remote)?;
         let slot = self.reserve(remote)?;
         let on_upgrade = hyper::upgrade::on(&mut request);
-        let manager = self.clone();
+        let prepared = self.prepare(remote, metadata, slot);
         let framing = self.inner.framing;
         self.inner.tracker.spawn(async move {
             match on_upgrade.await {
@@ -76,7 +76,7 @@ impl WebSocketManager {
                         Some(framing),
                     )
                     .await;
-                    manager.run(socket, remote, metadata, slot).await;
+                    prepared.serve(socket).await;
                 }
                 Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
             }
