@@ -146,6 +146,20 @@ impl Default for AuthConfig {
     }
 }
 
+impl AuthConfig {
+    /// Accepts these tokens, from the default header and query parameter.
+    pub fn with_tokens<I, T>(tokens: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        Self {
+            tokens: tokens.into_iter().map(Into::into).collect(),
+            ..Self::default()
+        }
+    }
+}
+
 /// `[websocket.redis]`: fan-out of broadcasts and topic publishes to every
 /// instance sharing the Redis and the channel prefix.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
