@@ -124,6 +124,7 @@ impl Frame {
         self.len() == 0
     }
 
+    #[cfg(feature = "redis")]
     /// Rebuilds a frame from received bytes: text when they are UTF-8 and
     /// `binary` is false, `None` when text was promised and they are not.
     pub(crate) fn from_parts(binary: bool, bytes: Bytes) -> Option<Self> {
@@ -136,6 +137,7 @@ impl Frame {
         }
     }
 
+    #[cfg(feature = "redis")]
     pub(crate) fn into_bytes(self) -> (bool, Bytes) {
         match self.0 {
             Message::Text(t) => (false, Bytes::from(t)),

@@ -60,7 +60,8 @@
 //! | `cache` | yes | [`cache`] (`keel-cache`), `[cache]`, and [`cached`] |
 //! | `concurrency` | yes | [`concurrency`] (`keel-concurrency`), `[thread_pool]`, `[task_queue]` |
 //! | `log` | yes | [`log`] (`keel-log`), `[logging]` |
-//! | `redis` | no | the Redis backends of the rooms: the L2 cache tier and invalidation bus, the durable task queue |
+//! | `websocket` | yes | [`websocket`] (`keel-websocket`), `[websocket]` |
+//! | `redis` | no | the Redis backends of the rooms: the L2 cache tier and invalidation bus, the durable task queue, WebSocket fan-out across instances |
 //!
 //! `#[cached]` expands to paths of `keel_cache`; through this facade write
 //! `#[keel::cached(crate = "keel::cache", ...)]`.
@@ -81,3 +82,5 @@ pub use keel_concurrency as concurrency;
 pub use keel_log as log;
 #[cfg(feature = "cache")]
 pub use keel_macros::cached;
+#[cfg(feature = "websocket")]
+pub use keel_websocket as websocket;

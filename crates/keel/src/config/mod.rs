@@ -36,6 +36,9 @@ pub struct KeelConfig {
     /// `[task_queue]`: the in-process task queue.
     #[cfg(feature = "concurrency")]
     pub task_queue: keel_concurrency::TaskQueueConfig,
+    /// `[websocket]`: the WebSocket hub, its limits and Redis fan-out.
+    #[cfg(feature = "websocket")]
+    pub websocket: keel_websocket::WebSocketConfig,
 }
 
 impl KeelConfig {
@@ -99,11 +102,25 @@ impl KeelConfig {
                     .map(|(field, reason)| FieldError::new(field, reason)),
             );
         }
+        #[cfg(feature = "websocket")]
+        if let Err(problems) = self.websocket.validate() {
+            errors.extend(
+                problems
+                    .into_iter()
+                    .map(|(field, reason)| FieldError::new(field, reason)),
+            );
+        }
         errors
     }
 }
 
-#[cfg(all(test, feature = "cache", feature = "concurrency", feature = "log"))]
+#[cfg(all(
+    test,
+    feature = "cache",
+    feature = "concurrency",
+    feature = "log",
+    feature = "websocket"
+))]
 mod tests {
     use super::*;
 
@@ -124,9 +141,26 @@ mod tests {
             min_workers = 2
             [task_queue]
             batch_size = 10
+            [websocket]
+            path = "/hub"
+            ping_interval = "15s"
+            slow_client = "disconnect"
+            allowed_origins = ["https://app.example"]
+            [websocket.auth]
+            tokens = ["t"]
             "#,
         )
         .unwrap();
+        assert_eq!(config.websocket.path, "/hub");
+        assert_eq!(
+            config.websocket.ping_interval,
+            std::time::Duration::from_secs(15)
+        );
+        assert_eq!(
+            config.websocket.slow_client,
+            keel_websocket::SlowClientPolicy::Disconnect
+        );
+        assert_eq!(config.websocket.auth.unwrap().tokens, ["t"]);
         assert_eq!(config.cache.capacity, 500);
         assert_eq!(config.thread_pool.max_workers, 4);
         assert_eq!(config.task_queue.batch_size, 10);
@@ -144,6 +178,9 @@ mod tests {
             [cache.caches.users]
             ttl = "1m"
             local_ttl = "5m"
+            [websocket]
+            queue_size = 0
+            slow_client = "sometimes"
             "#,
         )
         .unwrap_err();
@@ -152,8 +189,10 @@ mod tests {
             paths,
             [
                 "server.listen",
+                "websocket.slow_client",
                 "thread_pool.min_workers",
-                "cache.caches.users.local_ttl"
+                "cache.caches.users.local_ttl",
+                "websocket.queue_size"
             ],
             "{err}"
         );
