@@ -6,6 +6,11 @@ mod log;
 mod queue;
 mod ratelimit;
 mod tiered;
+mod websocket;
+
+pub(crate) use websocket::{
+    CLIENT_ENV as WEBSOCKET_CLIENT_ENV, client_main as websocket_client_main,
+};
 
 use crate::Ctx;
 
@@ -17,6 +22,7 @@ pub(crate) fn run(name: &str, ctx: &mut Ctx) -> anyhow::Result<()> {
         "log" => log::run(ctx),
         "queue" => queue::run(ctx),
         "tiered" => tiered::run(ctx),
+        "websocket" => websocket::run(ctx),
         _ => {
             ctx.report.note(&format!(
                 "suite {name}: not available yet (lands with its room)"
