@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -54,6 +55,12 @@ async fn serve(config: keel::KeelConfig) -> anyhow::Result<()> {
     let state = AppState::new(caches, websocket.clone());
     let stats = tokio::spawn(app::publish_stats(state.clone(), Duration::from_secs(1)));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    // No Nagle delay: WebSocket messages and small responses go out at once.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(
         listener,
         app::router(state).into_make_service_with_connect_info::<SocketAddr>(),
