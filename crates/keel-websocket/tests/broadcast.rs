@@ -240,3 +240,40 @@ async fn every_client_gets_every_message_in_order() {
     let ids: HashSet<_> = manager.clients().iter().map(|c| c.id).collect();
     assert_eq!(ids.len(), 10);
 }
+
+#[tokio::test]
+async fn a_socket_upgraded_elsewhere_is_served_like_any_client() {
+    let manager = keel_websocket::WebSocketManager::new(WebSocketConfig::default()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serving = manager.clone();
+    tokio::spawn(async move {
+        let (stream, remote) = listener.accept().await.unwrap();
+        let socket =
+            tokio_tungstenite::accept_async_with_config(stream, Some(serving.framing_config()))
+                .await
+                .unwrap();
+        serving
+            .serve_socket(
+                socket,
+                remote,
+                keel_websocket::ClientMetadata::user("carol"),
+            )
+            .await
+    });
+    let (mut client, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    eventually("registered", || manager.count() == 1).await;
+    assert_eq!(
+        manager.clients()[0].metadata.user_id.as_deref(),
+        Some("carol")
+    );
+    subscribe(&mut client, "raw").await;
+    manager
+        .publish("raw", &WebSocketMessage::new("hello", json!(null)))
+        .unwrap();
+    assert_eq!(next_json(&mut client).await.kind, "hello");
+    drop(client);
+    eventually("gone", || manager.count() == 0).await;
+}
