@@ -251,6 +251,9 @@ async fn write_loop<S>(
             }
         }
         if let Err(close) = client.outbox.take(&mut batch) {
+            // Leave the registry before the close frame, whose write may
+            // wait on a client that does not read.
+            hub.registry.remove(client.id);
             let last = async {
                 match close.frame {
                     Some(frame) => sink.send(Message::Close(Some(frame))).await,

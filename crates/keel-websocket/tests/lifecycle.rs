@@ -15,7 +15,8 @@ use tokio_tungstenite::tungstenite::Message;
 async fn a_silent_client_is_reaped_after_the_pong_timeout() {
     let mut config = WebSocketConfig::default();
     config.ping_interval = Duration::from_millis(200);
-    config.pong_timeout = Duration::from_millis(300);
+    // Generous: a loaded machine must not make the live client miss it.
+    config.pong_timeout = Duration::from_secs(1);
     let (manager, addr) = start(config).await;
     // Never polled, so it never answers a ping.
     let silent = connect(addr).await;
@@ -28,7 +29,7 @@ async fn a_silent_client_is_reaped_after_the_pong_timeout() {
             if message.is_ping() {
                 pings += 1;
             }
-            if pings == 10 {
+            if pings == 4 {
                 return alive;
             }
         }
@@ -38,7 +39,7 @@ async fn a_silent_client_is_reaped_after_the_pong_timeout() {
         manager.stats().pong_timeouts == 1 && manager.count() == 1
     })
     .await;
-    // The live client answered ten pings and is still registered.
+    // The live client answered four pings and is still registered.
     let _alive = reader.await.unwrap();
     assert_eq!(manager.count(), 1);
     assert_eq!(manager.stats().pong_timeouts, 1);

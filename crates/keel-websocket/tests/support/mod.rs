@@ -49,6 +49,18 @@ pub async fn connect(addr: SocketAddr) -> Client {
     client
 }
 
+/// A client whose socket has a 4 KiB receive buffer: if it never reads,
+/// its connection fills after a few tens of KiB.
+pub async fn connect_small_buffer(addr: SocketAddr) -> Client {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4 * 1024).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let (client, _) = tokio_tungstenite::client_async(url(addr), MaybeTlsStream::Plain(stream))
+        .await
+        .unwrap();
+    client
+}
+
 /// Connects with extra headers; the HTTP status of a refusal, or 101.
 pub async fn connect_status(target: &str, headers: &[(&str, &str)]) -> u16 {
     let mut request = target.into_client_request().unwrap();
