@@ -490,7 +490,7 @@ impl WebSocketManager {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let slot = self.reserve(remote_addr).map_err(|rejection| {
+        let slot = self.reserve(Some(remote_addr)).map_err(|rejection| {
             self.count_rejection();
             WebSocketError::Rejected(rejection)
         })?;
@@ -502,17 +502,20 @@ impl WebSocketManager {
         Ok(())
     }
 
-    /// Takes a connection slot for a client from `remote`.
-    pub(crate) fn reserve(&self, remote: SocketAddr) -> Result<Slot, Rejection> {
+    /// Takes a connection slot for a client from `remote` (`None`: an
+    /// address the server did not pass on, to which the per-address limit
+    /// cannot apply).
+    pub(crate) fn reserve(&self, remote: Option<SocketAddr>) -> Result<Slot, Rejection> {
         let inner = &self.inner;
         if inner.hub.shutdown.is_cancelled() {
             return Err(Rejection::ShuttingDown);
         }
-        inner.hub.registry.reserve(
-            remote.ip(),
-            inner.config.max_connections,
-            inner.config.max_connections_per_ip,
-        )
+        let per_ip = remote.and(inner.config.max_connections_per_ip);
+        let ip = remote.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |r| r.ip());
+        inner
+            .hub
+            .registry
+            .reserve(ip, inner.config.max_connections, per_ip)
     }
 
     pub(crate) fn count_rejection(&self) {

@@ -23,7 +23,9 @@ use crate::manager::{AuthRequest, WebSocketManager};
 impl WebSocketManager {
     /// An axum router answering WebSocket upgrades at `[websocket] path`.
     /// Serve it with `into_make_service_with_connect_info::<SocketAddr>()`
-    /// so per-address limits see the peer's address.
+    /// so clients get their address and `max_connections_per_ip` applies
+    /// (without it, clients show `0.0.0.0:0` and only the total limit
+    /// applies).
     pub fn router<S>(&self) -> Router<S>
     where
         S: Clone + Send + Sync + 'static,
@@ -58,12 +60,22 @@ impl WebSocketManager {
         let key = upgrade_key(&request)?;
         let config = self.config();
         check_origin(request.headers(), &config.allowed_origins)?;
-        let remote = request
+        let known = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
-            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
+            .map(|c| c.0);
+        if known.is_none() && config.max_connections_per_ip.is_some() {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    "websocket: max_connections_per_ip needs the peer address; serve the router \
+                     with into_make_service_with_connect_info::<SocketAddr>()"
+                );
+            });
+        }
+        let remote = known.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
         let metadata = self.authenticate(&request, remote)?;
-        let slot = self.reserve(remote)?;
+        let slot = self.reserve(known)?;
         let on_upgrade = hyper::upgrade::on(&mut request);
         let prepared = self.prepare(remote, metadata, slot);
         let framing = self.inner.framing;
