@@ -224,8 +224,9 @@ async fn write_loop<S>(
     let mut ping_sent: Option<Instant> = None;
     loop {
         tokio::select! {
+            // The heartbeat first: a client that always has messages
+            // waiting must still be pinged.
             biased;
-            () = client.outbox.wait() => {}
             () = &mut heartbeat => {
                 let now = Instant::now();
                 match ping_sent.take() {
@@ -249,6 +250,7 @@ async fn write_loop<S>(
                     }
                 }
             }
+            () = client.outbox.wait() => {}
         }
         if let Err(close) = client.outbox.take(&mut batch) {
             // Leave the registry before the close frame, whose write may
