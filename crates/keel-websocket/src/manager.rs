@@ -362,8 +362,9 @@ impl WebSocketManager {
     }
 
     /// Closes a client with code 1000 and `reason` (at most 123 bytes are
-    /// sent). It leaves the registry when its connection ends, at once
-    /// unless its socket is blocked (then within `pong_timeout`).
+    /// sent). Messages still queued for it are discarded; it leaves the
+    /// registry as soon as its connection task takes the request, before
+    /// the close frame is written.
     pub fn close(&self, id: ClientId, reason: &str) -> Result<(), WebSocketError> {
         let client = self.client_state(id)?;
         let mut end = reason.len().min(123);
