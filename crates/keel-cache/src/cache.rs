@@ -375,22 +375,31 @@ where
     /// Inserts or replaces the value for `key`, with the default time-to-live.
     pub fn insert(&self, key: K, value: V) {
         let ttl = (self.inner.ttl > 0).then_some(self.inner.ttl);
-        self.insert_inner(key, Incoming::Owned(value), ttl);
+        self.insert_inner(key, Incoming::Owned(value), ttl, || true);
     }
 
     /// Inserts or replaces the value for `key`, expiring `ttl` after now
     /// (instead of the default time-to-live; time-to-idle still applies).
     pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) {
         let ttl = u64::try_from(ttl.as_nanos()).unwrap_or(NEVER - 1);
-        self.insert_inner(key, Incoming::Owned(value), Some(ttl));
+        self.insert_inner(key, Incoming::Owned(value), Some(ttl), || true);
     }
 
     /// Inserts or replaces the value for `key`, expiring `ttl` nanoseconds
-    /// after now (`None`: the default time-to-live). Without an eviction
+    /// after now (`None`: the default time-to-live), if `admit`, asked under
+    /// the key's shard lock, says yes; returns whether it did. Every write
+    /// and removal of the key takes that lock, so nothing they change can
+    /// change between the check and the insert. Without an eviction
     /// listener, a copy ([`Incoming::CopyOf`]) reuses the value it displaces,
     /// so filling a full cache allocates nothing for a value of the size the
     /// evicted one had.
-    pub(crate) fn insert_nanos(&self, key: K, value: Incoming<'_, V>, ttl: Option<u64>) {
+    pub(crate) fn insert_nanos_if(
+        &self,
+        key: K,
+        value: Incoming<'_, V>,
+        ttl: Option<u64>,
+        admit: impl FnOnce() -> bool,
+    ) -> bool {
         let ttl = ttl.or((self.inner.ttl > 0).then_some(self.inner.ttl));
         let value = match value {
             // The listener takes every displaced value: copy outside the lock.
@@ -399,10 +408,16 @@ where
             }
             value => value,
         };
-        self.insert_inner(key, value, ttl);
+        self.insert_inner(key, value, ttl, admit)
     }
 
-    fn insert_inner(&self, key: K, value: Incoming<'_, V>, ttl: Option<u64>) {
+    fn insert_inner(
+        &self,
+        key: K,
+        value: Incoming<'_, V>,
+        ttl: Option<u64>,
+        admit: impl FnOnce() -> bool,
+    ) -> bool {
         let inner = &*self.inner;
         let weight = inner
             .weigher
@@ -416,7 +431,9 @@ where
             }
         });
         let (hash, shard) = self.locate(&key);
-        self.with_sink(|sink| shard.insert(hash, key, value, weight, ttl, &inner.timing, sink));
+        self.with_sink(|sink| {
+            shard.insert(hash, key, value, weight, ttl, &inner.timing, sink, admit)
+        })
     }
 
     /// Removes `key`; returns its value if it was present and not expired.
@@ -656,7 +673,7 @@ mod tests {
     fn copies(cache: &LocalCache<u64, String>, keys: std::ops::Range<u64>) {
         for k in keys {
             let value = k.to_string().repeat(k as usize % 7 + 1);
-            cache.insert_nanos(k, Incoming::CopyOf(&value), None);
+            cache.insert_nanos_if(k, Incoming::CopyOf(&value), None, || true);
             assert_eq!(cache.peek(&k), Some(value), "the copy of {k}");
         }
     }
@@ -669,7 +686,9 @@ mod tests {
         // Replacing in place copies too.
         copies(&cache, 96..100);
         let ttl = Duration::from_secs(5).as_nanos() as u64;
-        cache.insert_nanos(99, Incoming::CopyOf(&"short".to_owned()), Some(ttl));
+        cache.insert_nanos_if(99, Incoming::CopyOf(&"short".to_owned()), Some(ttl), || {
+            true
+        });
         assert_eq!(
             cache.get_entry(&99).map(|e| e.value).as_deref(),
             Some("short")

@@ -6,10 +6,16 @@
 //! |---|---|
 //! | 1 | magic `0xC7` |
 //! | 1 | format version (`1`) |
-//! | 1 | kind: `0` value, `1` cached absence (negative caching) |
-//! | 8 | fresh until, milliseconds since the Unix epoch; `0` = no expiry |
-//! | 4 | fingerprint of the value's Rust type name |
-//! | … | the value, `postcard`-encoded (empty for an absence) |
+//! | 1 | kind: `0` value, `1` cached absence (negative caching), `2` deleted |
+//! | 8 | fresh until, milliseconds since the Unix epoch; `0` = no expiry (for a deletion: a unique id) |
+//! | 4 | fingerprint of the value's Rust type name (`0` for a deletion) |
+//! | … | the value, `postcard`-encoded (empty for an absence or a deletion) |
+//!
+//! A *deletion* (tombstone) is what a delete leaves for a while instead of
+//! nothing: a reader takes it for a miss, and a load that began before the
+//! delete finds the bytes changed and does not fill the key (see
+//! `RedisCache::fill`). Each one is unique, so no two deletions compare
+//! equal.
 //!
 //! The logical expiry lives in the envelope, not only in Redis's TTL, so a
 //! reader can back-fill L1 with the *remaining* freshness without a second
@@ -29,6 +35,8 @@ pub const CODEC_VERSION: u8 = 1;
 const HEADER: usize = 15;
 const KIND_VALUE: u8 = 0;
 const KIND_ABSENT: u8 = 1;
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+const KIND_DELETED: u8 = 2;
 
 /// Why bytes read from Redis could not be decoded. Callers treat every one
 /// of these as a miss.
@@ -121,6 +129,38 @@ pub(crate) fn encode<V: Serialize>(
         out = postcard::to_extend(value, out)?;
     }
     Ok(out)
+}
+
+#[cfg(feature = "redis")]
+/// A deletion marker: the header with kind `2` and a unique id in place of
+/// the freshness.
+pub(crate) fn tombstone() -> Vec<u8> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    // Unique within the process by the counter, across processes (with
+    // overwhelming likelihood) by the random start.
+    let id = NEXT
+        .fetch_add(1, Ordering::Relaxed)
+        .wrapping_add(*TOMBSTONE_SEED);
+    let mut out = Vec::with_capacity(HEADER);
+    out.push(MAGIC);
+    out.push(CODEC_VERSION);
+    out.push(KIND_DELETED);
+    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out
+}
+
+#[cfg(feature = "redis")]
+static TOMBSTONE_SEED: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| fastrand::u64(..));
+
+#[cfg(feature = "redis")]
+/// Whether `bytes` are a deletion marker written by [`tombstone`].
+pub(crate) fn is_tombstone(bytes: &[u8]) -> bool {
+    bytes.len() == HEADER
+        && bytes[0] == MAGIC
+        && bytes[1] == CODEC_VERSION
+        && bytes[2] == KIND_DELETED
 }
 
 /// An envelope as stored: its expiry still in milliseconds since the Unix
@@ -246,6 +286,19 @@ mod tests {
             flipped[i] ^= 0xFF;
             let _ = decode::<String>(&flipped);
         }
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn tombstones_are_unique_and_never_decode_as_a_value() {
+        let (a, b) = (tombstone(), tombstone());
+        assert_ne!(a, b);
+        assert!(is_tombstone(&a) && is_tombstone(&b));
+        assert!(matches!(decode::<String>(&a), Err(DecodeError::Type)));
+        assert!(decode::<()>(&a).is_err());
+        let value = encode(Some(&7u32), None).unwrap();
+        assert!(!is_tombstone(&value));
+        assert!(!is_tombstone(&encode::<u32>(None, None).unwrap()));
     }
 
     #[test]

@@ -32,6 +32,9 @@ use crate::tiered::{BloomSettings, CacheSettings, LockSettings};
 /// [cache.redis]           # optional: the shared L2 tier
 /// url = "redis://127.0.0.1:6379"
 /// pool_size = 4
+/// command_timeout = "1s"  # a command slower than this counts as failed
+/// failure_threshold = 3   # failures in a row that make the tier bypassed
+/// probe_interval = "500ms"
 ///
 /// [cache.caches.users]    # a named cache: any field above, overriding
 /// capacity = 50000
@@ -153,6 +156,17 @@ pub struct RedisConfig {
     /// How long connecting may take. Default 1s.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// Consecutive failed commands (timeouts, lost connections) after which
+    /// the tier is bypassed at once and probed in the background. Default 3.
+    pub failure_threshold: u32,
+    /// How often a bypassed tier is probed (`PING`). Default 500ms.
+    #[serde(with = "humantime_serde")]
+    pub probe_interval: Duration,
+    /// Keys remembered per outage: writes and deletes that could not reach
+    /// Redis, deleted there and invalidated on every instance once it is
+    /// back. Past this many, the caches concerned are cleared in Redis
+    /// instead. Default 100000.
+    pub max_pending_keys: usize,
 }
 
 impl Default for RedisConfig {
@@ -163,6 +177,9 @@ impl Default for RedisConfig {
             key_prefix: "keel".into(),
             command_timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
+            failure_threshold: 3,
+            probe_interval: Duration::from_millis(500),
+            max_pending_keys: 100_000,
         }
     }
 }
@@ -327,6 +344,30 @@ impl CacheConfig {
             }
             if redis.pool_size == 0 {
                 problems.push(("cache.redis.pool_size".into(), "must be at least 1".into()));
+            }
+            if redis.failure_threshold == 0 {
+                problems.push((
+                    "cache.redis.failure_threshold".into(),
+                    "must be at least 1".into(),
+                ));
+            }
+            if redis.max_pending_keys == 0 {
+                problems.push((
+                    "cache.redis.max_pending_keys".into(),
+                    "must be at least 1".into(),
+                ));
+            }
+            for (field, value) in [
+                ("command_timeout", redis.command_timeout),
+                ("connect_timeout", redis.connect_timeout),
+                ("probe_interval", redis.probe_interval),
+            ] {
+                if value.is_zero() {
+                    problems.push((
+                        format!("cache.redis.{field}"),
+                        "must be longer than 0s".into(),
+                    ));
+                }
             }
         }
         problems.sort();

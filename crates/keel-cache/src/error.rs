@@ -77,6 +77,11 @@ pub enum CacheError {
     #[cfg(feature = "redis")]
     #[error("redis command failed")]
     Redis(#[source] redis::RedisError),
+    /// The call was not made: Redis failed repeatedly, and the tier is
+    /// bypassed until a background probe finds it back.
+    #[cfg(feature = "redis")]
+    #[error("redis is bypassed after repeated failures; probing in the background")]
+    Bypassed,
     /// A value could not be encoded.
     #[error("cannot encode value")]
     Encode(#[source] postcard::Error),
@@ -91,4 +96,23 @@ pub enum CacheError {
     /// Loading needs a tokio runtime and none is running.
     #[error("this needs a tokio runtime and none is running")]
     NoRuntime,
+}
+
+impl CacheError {
+    /// Whether this says Redis is out of reach (down, stalled, bypassed)
+    /// rather than that it answered with an error.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            #[cfg(feature = "redis")]
+            CacheError::Unavailable(_) | CacheError::Bypassed => true,
+            #[cfg(feature = "redis")]
+            CacheError::Redis(e) => {
+                e.is_timeout()
+                    || e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+            }
+            _ => false,
+        }
+    }
 }

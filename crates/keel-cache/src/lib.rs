@@ -33,7 +33,11 @@
 //!
 //! # Feature flags
 //!
-//! None yet: the local engines need no optional backend (`default = []`).
+//! - `redis` (off by default): the Redis tier of [`TieredCache`]
+//!   (`RedisCache`), the `InvalidationBus` that keeps instances' local
+//!   tiers in step, the cluster-wide load lock, and the circuit breaker
+//!   (from `keel-concurrency`) that bypasses a failing Redis. The local
+//!   engines need no optional backend.
 //!
 //! # Implementation details and guarantees
 //!

@@ -555,6 +555,8 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     }
 
     /// Inserts or replaces. `ttl` is this entry's time-to-live in nanoseconds.
+    /// `admit` runs under the shard's write lock, before anything changes:
+    /// when it says no, nothing is written and the result is `false`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn insert(
         &self,
@@ -565,7 +567,9 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         ttl: Option<u64>,
         timing: &Timing,
         mut sink: Sink<'_, K, V>,
-    ) where
+        admit: impl FnOnce() -> bool,
+    ) -> bool
+    where
         V: Clone,
     {
         let now = timing.clock.now_nanos();
@@ -581,6 +585,9 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             && ttl == Some(timing.fixed_ttl)
             && now.checked_add(timing.fixed_ttl) == Some(ttl_deadline);
         let mut st = self.state.write();
+        if !admit() {
+            return false;
+        }
         if deadline != NEVER {
             st.make_timed();
         }
@@ -652,7 +659,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 if let Some(out) = sink {
                     out.push((key, value.into_value(None), RemovalCause::Size));
                 }
-                return;
+                return true;
             }
             let limit = st.capacity - w;
             let spare = st.evict_to(limit, &self.counters, sink);
@@ -710,6 +717,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             bump_locked(&self.counters.inserts, 1);
         }
         self.publish(st);
+        true
     }
 
     /// Removes `key`; returns its value if it was live.
@@ -1085,7 +1093,16 @@ mod tests {
             // tombstones, so the table rehashes in place now and then),
             // with explicit removals mixed in.
             for k in 0..50_000u64 {
-                shard.insert(hash(k), k, Incoming::Owned(k), 1, None, &timing, None);
+                shard.insert(
+                    hash(k),
+                    k,
+                    Incoming::Owned(k),
+                    1,
+                    None,
+                    &timing,
+                    None,
+                    || true,
+                );
                 if k % 7 == 0 {
                     let old = k / 2;
                     shard.remove(hash(old), &old, &timing, None);

@@ -15,7 +15,9 @@
 //! a fresh schema and [`TestMysql`] a fresh database, each removed again
 //! when dropped, so tests run in parallel without seeing each other.
 //! [`OwnRedis`] runs a private `redis-server` on a free port that a test
-//! can stop and restart to simulate an outage.
+//! can stop and restart to simulate an outage; [`Proxy`] sits between a
+//! client and a server to hold one connection's replies, delay them, or cut
+//! the link while the server keeps its data.
 //!
 //! ```no_run
 //! # async fn example() {
@@ -28,12 +30,14 @@
 
 mod isolate;
 mod own_redis;
+mod proxy;
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 pub use isolate::{TestMysql, TestPostgres, TestRedis, mysql, postgres, redis, unique_name};
 pub use own_redis::OwnRedis;
+pub use proxy::Proxy;
 
 /// A real service that tests reach on loopback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

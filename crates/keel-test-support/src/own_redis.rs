@@ -13,6 +13,7 @@ use crate::services_required;
 pub struct OwnRedis {
     port: u16,
     child: Option<Child>,
+    args: Vec<String>,
 }
 
 impl OwnRedis {
@@ -23,11 +24,25 @@ impl OwnRedis {
     ///
     /// When services are required and `redis-server` cannot be started.
     pub fn start() -> Option<OwnRedis> {
+        Self::start_with(&[])
+    }
+
+    /// [`start`](Self::start) with more `redis-server` arguments, such as
+    /// `["--enable-debug-command", "local"]` for `DEBUG SLEEP`.
+    ///
+    /// # Panics
+    ///
+    /// When services are required and `redis-server` cannot be started.
+    pub fn start_with(args: &[&str]) -> Option<OwnRedis> {
         let port = match TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
             Ok(addr) => addr.port(),
             Err(e) => panic!("cannot find a free port: {e}"),
         };
-        let mut server = OwnRedis { port, child: None };
+        let mut server = OwnRedis {
+            port,
+            child: None,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+        };
         match server.spawn() {
             Ok(()) => Some(server),
             Err(reason) if services_required() => {
@@ -48,6 +63,11 @@ impl OwnRedis {
     /// The port it listens on (kept across restarts).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
     /// Kills the server (SIGKILL) and waits until the port refuses.
@@ -82,6 +102,7 @@ impl OwnRedis {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

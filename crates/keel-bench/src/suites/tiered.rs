@@ -8,7 +8,9 @@
 //! defaults), `invalidation` (write on one instance → the other instance
 //! has dropped its copy, p50/p99, vs a raw PUBLISH → subscriber round
 //! trip), `stampede` (loader calls when 1000 callers ask two instances for
-//! one missing key).
+//! one missing key), `stall` (caller latency while a private Redis sleeps
+//! in `DEBUG SLEEP`, against the configured command timeout, and local hits
+//! per second meanwhile against before it).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -218,6 +220,7 @@ async fn run_async(ctx: &mut Ctx) -> anyhow::Result<()> {
 
     invalidation(ctx, &url, &prefix, &client).await?;
     stampede(ctx, &url, &prefix).await?;
+    stall(ctx).await?;
 
     cache.clear().await;
     let _: () = redis::cmd("PING")
@@ -475,5 +478,100 @@ async fn stampede(ctx: &mut Ctx, url: &str, prefix: &str) -> anyhow::Result<()> 
         "loads",
         raw_loads.load(Ordering::SeqCst) as f64,
     );
+    Ok(())
+}
+
+/// `stall`: 64 callers write and read keys the local tier does not hold
+/// while Redis sleeps for two seconds; their latency against the
+/// configured command timeout, and local hits per second once the breaker
+/// has opened against before the stall.
+async fn stall(ctx: &mut Ctx) -> anyhow::Result<()> {
+    const TIMEOUT: Duration = Duration::from_millis(100);
+    let Some(server) =
+        keel_test_support::OwnRedis::start_with(&["--enable-debug-command", "local"])
+    else {
+        ctx.report
+            .note("stall: skipped (redis-server cannot be started here)");
+        return Ok(());
+    };
+    let mut cfg = config(&server.url(), "stall", 10_000);
+    if let Some(redis) = cfg.redis.as_mut() {
+        redis.command_timeout = TIMEOUT;
+    }
+    let manager = CacheManager::new(cfg)?;
+    let c: TieredCache<u64, String> = manager.cache("bench")?;
+    for k in 0..1_000u64 {
+        c.insert(k, "x".repeat(100)).await;
+    }
+    let hits = |c: TieredCache<u64, String>| async move {
+        let started = Instant::now();
+        let mut n = 0u64;
+        while started.elapsed() < Duration::from_millis(300) {
+            for k in 0..1_000u64 {
+                std::hint::black_box(c.get(&k).await);
+            }
+            n += 1_000;
+        }
+        n as f64 / started.elapsed().as_secs_f64()
+    };
+    let before = hits(c.clone()).await;
+
+    let client = redis::Client::open(server.url().as_str())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let sleeper = tokio::spawn(async move {
+        let _: redis::RedisResult<()> = redis::cmd("DEBUG")
+            .arg("SLEEP")
+            .arg(2)
+            .query_async(&mut conn)
+            .await;
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let started = Instant::now();
+    futures_util::stream::iter(0..u64::MAX)
+        .take_while(|_| std::future::ready(started.elapsed() < Duration::from_secs(1)))
+        .map(|i| {
+            let (c, latencies) = (c.clone(), Arc::clone(&latencies));
+            async move {
+                let t = Instant::now();
+                let key = 1_000_000 + i;
+                if i % 2 == 0 {
+                    c.insert(key, "y".into()).await;
+                } else {
+                    std::hint::black_box(c.get(&key).await);
+                }
+                if let Ok(mut l) = latencies.lock() {
+                    l.push(t.elapsed().as_secs_f64() * 1e6);
+                }
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .for_each(|()| async {})
+        .await;
+    let during = hits(c.clone()).await;
+    let mut l = latencies.lock().map(|l| l.clone()).unwrap_or_default();
+    l.sort_by(f64::total_cmp);
+    if l.is_empty() {
+        return Ok(());
+    }
+    let pick = |q: f64| l[((l.len() - 1) as f64 * q) as usize];
+    let timeout_us = TIMEOUT.as_secs_f64() * 1e6;
+    ctx.report.record("stall", "keel", "p99_us", pick(0.99));
+    ctx.report.record("stall", "keel", "max_us", pick(1.0));
+    ctx.report.record("stall", "floor", "p99_us", timeout_us);
+    ctx.report
+        .record("l1-hit-stalled", "keel", "ops_per_s", during);
+    ctx.report
+        .record("l1-hit-calm", "keel", "ops_per_s", before);
+    ctx.report.note(&format!(
+        "stall: {} calls in the first second of a 2 s DEBUG SLEEP, p99 {:.0} us, max {:.0} us, command_timeout {:.0} us; local hits with the breaker open / before = {:.2}",
+        l.len(),
+        pick(0.99),
+        pick(1.0),
+        timeout_us,
+        during / before
+    ));
+    sleeper.await.ok();
+    drop(server);
     Ok(())
 }

@@ -29,6 +29,11 @@ use crate::error::CacheError;
 
 const BUS_VERSION: u8 = 1;
 
+/// The origin of messages sent by an instance's reconciliation after an
+/// outage: no instance id is zero, so every instance, the sender included,
+/// applies them.
+pub(crate) const RECONCILER: u128 = 0;
+
 /// What another instance changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Invalidation {
@@ -65,7 +70,7 @@ struct Wire {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-enum WireOp {
+pub(crate) enum WireOp {
     Keys(Vec<String>),
     Clear,
 }
@@ -215,26 +220,9 @@ impl InvalidationBus {
 
     async fn publish(&self, namespace: &str, op: WireOp) -> Result<(), CacheError> {
         let inner = &self.inner;
-        let wire = Wire {
-            version: BUS_VERSION,
-            origin: inner.instance,
-            op,
-        };
-        let payload = postcard::to_allocvec(&wire).map_err(CacheError::Encode)?;
+        let payload = message(inner.instance, op)?;
         let channel = channel(inner.redis.prefix(), namespace);
-        let result = async {
-            let mut conn = inner.redis.conn().await?;
-            inner
-                .redis
-                .run(
-                    redis::cmd("PUBLISH")
-                        .arg(&channel)
-                        .arg(payload)
-                        .query_async::<i64>(&mut conn),
-                )
-                .await
-        }
-        .await;
+        let result = inner.redis.publish(&channel, &payload).await;
         match result {
             Ok(_) => {
                 inner.counters.sent.fetch_add(1, Ordering::Relaxed);
@@ -251,8 +239,19 @@ impl InvalidationBus {
     }
 }
 
-fn channel(prefix: &str, namespace: &str) -> String {
+/// The channel of cache `namespace`'s invalidations.
+pub(crate) fn channel(prefix: &str, namespace: &str) -> String {
     format!("{prefix}:~inval:{namespace}")
+}
+
+/// The bytes of an invalidation message from `origin`.
+pub(crate) fn message(origin: u128, op: WireOp) -> Result<Vec<u8>, CacheError> {
+    postcard::to_allocvec(&Wire {
+        version: BUS_VERSION,
+        origin,
+        op,
+    })
+    .map_err(CacheError::Encode)
 }
 
 fn deliver(handlers: &Handlers, namespace: Option<&str>, invalidation: &Invalidation) -> bool {
@@ -379,5 +378,6 @@ fn instance_id() -> u128 {
         h.write_u32(std::process::id());
         id = (id << 64) | u128::from(h.finish());
     }
-    id
+    // Never the reconciler's origin.
+    id.max(1)
 }

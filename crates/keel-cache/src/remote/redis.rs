@@ -1,15 +1,20 @@
 //! [`RedisCache`]: the shared L2 tier on Redis.
 
 use std::cell::RefCell;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
+use keel_concurrency::{
+    BreakerPermit, CircuitBreaker, CircuitBreakerConfig, CircuitState, SlidingWindow,
+};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, OnceCell};
 
+use super::bus::{self, RECONCILER, WireOp};
 use crate::codec::{self, Envelope, Stored};
 use crate::config::RedisConfig;
 use crate::error::CacheError;
@@ -28,6 +33,21 @@ pub struct RedisStats {
     pub errors: u64,
     /// Entries written.
     pub writes: u64,
+    /// Calls not made because the tier was bypassed (the circuit breaker
+    /// open, or reconciliation after an outage not finished).
+    pub bypassed: u64,
+    /// Times the breaker opened: failures in a row reached
+    /// `failure_threshold`.
+    pub breaker_opened: u64,
+    /// Keys whose writes or deletes could not reach Redis, waiting to be
+    /// deleted there and invalidated once it is back (a cache to clear
+    /// whole counts as one).
+    pub pending: u64,
+    /// Keys deleted and invalidated after an outage (reconciled).
+    pub reconciled: u64,
+    /// Caches cleared after an outage because more keys were pending than
+    /// `max_pending_keys`.
+    pub overflowed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -37,7 +57,32 @@ struct Counters {
     corrupt: AtomicU64,
     errors: AtomicU64,
     writes: AtomicU64,
+    bypassed: AtomicU64,
+    reconciled: AtomicU64,
+    overflowed: AtomicU64,
 }
+
+/// What a read found in Redis: the decoded entry (`None`: nothing, a
+/// deletion, or bytes that do not decode) and the raw bytes, which a load
+/// hands back to [`RedisCache::fill`] so that it fills only what it saw.
+#[derive(Debug)]
+pub(crate) struct Fetched<V> {
+    pub(crate) entry: Option<Stored<V>>,
+    pub(crate) raw: Option<Vec<u8>>,
+}
+
+/// What a [`RedisCache::fill`] must find under the key to write it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Expect {
+    /// Nothing.
+    Absent,
+    /// Exactly these bytes (a stale entry, a deletion, undecodable bytes).
+    Bytes(Vec<u8>),
+}
+
+/// How long a deletion marker stays: a load that began before a delete and
+/// ends within this finds the marker changed and does not fill the key.
+pub(crate) const TOMBSTONE_TTL: Duration = Duration::from_secs(60);
 
 /// A value read from Redis with its freshness.
 pub type RemoteEntry<V> = Envelope<V>;
@@ -64,6 +109,36 @@ struct Inner {
     counters: Counters,
     /// Whether the last command succeeded.
     healthy: AtomicBool,
+    /// Whether callers use the tier: false from the moment the breaker
+    /// opens until Redis answers again and what failed meanwhile is
+    /// reconciled.
+    up: AtomicBool,
+    /// Counts failures in a row; open, it turns callers away at once.
+    breaker: CircuitBreaker,
+    recovery: parking_lot::Mutex<Recovery>,
+}
+
+/// What failed to reach Redis and must be undone there once it is back.
+#[derive(Debug, Default)]
+struct Recovery {
+    /// Keys by namespace whose write or delete did not reach Redis.
+    keys: HashMap<String, HashSet<String>>,
+    /// Namespaces to clear whole: a clear that failed, or more keys than
+    /// `max_pending_keys`.
+    cleared: HashSet<String>,
+    /// Keys in `keys`.
+    len: usize,
+    /// Keys and namespaces taken out by a reconciliation in progress
+    /// (still pending until it is done).
+    in_flight: usize,
+    /// Whether a prober task is running.
+    prober: bool,
+}
+
+impl Recovery {
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.cleared.is_empty() && self.in_flight == 0
+    }
 }
 
 #[derive(Debug, Default)]
@@ -75,6 +150,28 @@ struct Slot {
 
 /// After a failed attempt, a slot waits this long before trying again.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(250);
+
+/// Keys deleted and invalidated per command when reconciling.
+const RECONCILE_BATCH: usize = 500;
+
+/// Probes a bypassed tier every `probe_interval` until Redis answers and
+/// what failed meanwhile is reconciled; ends early when the tier is
+/// dropped.
+async fn probe_loop(tier: Weak<Inner>) {
+    loop {
+        let Some(interval) = tier.upgrade().map(|inner| inner.config.probe_interval) else {
+            return;
+        };
+        tokio::time::sleep(interval).await;
+        let Some(inner) = tier.upgrade() else {
+            return;
+        };
+        let cache = RedisCache { inner };
+        if cache.probe_once().await && cache.reconcile().await {
+            return;
+        }
+    }
+}
 
 impl RedisCache {
     /// A cache on the server `config.url`. Does not connect yet: the first
@@ -90,6 +187,18 @@ impl RedisCache {
         let slots = (0..config.pool_size.max(1))
             .map(|_| Slot::default())
             .collect();
+        let threshold = config.failure_threshold.max(1);
+        let breaker = CircuitBreaker::new(
+            "redis",
+            CircuitBreakerConfig {
+                failure_rate: 1.0,
+                minimum_calls: threshold,
+                window: SlidingWindow::Count(threshold),
+                open_duration: config.probe_interval.max(Duration::from_millis(1)),
+                half_open_probes: 1,
+            },
+        )
+        .map_err(|e| CacheError::Config(format!("redis circuit breaker: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
@@ -99,6 +208,9 @@ impl RedisCache {
                 config,
                 counters: Counters::default(),
                 healthy: AtomicBool::new(true),
+                up: AtomicBool::new(true),
+                breaker,
+                recovery: parking_lot::Mutex::default(),
             }),
         })
     }
@@ -141,19 +253,41 @@ impl RedisCache {
     /// A snapshot of the counters.
     pub fn stats(&self) -> RedisStats {
         let c = &self.inner.counters;
+        let pending = {
+            let r = self.inner.recovery.lock();
+            (r.len + r.cleared.len() + r.in_flight) as u64
+        };
         RedisStats {
             hits: c.hits.load(Ordering::Relaxed),
             misses: c.misses.load(Ordering::Relaxed),
             corrupt: c.corrupt.load(Ordering::Relaxed),
             errors: c.errors.load(Ordering::Relaxed),
             writes: c.writes.load(Ordering::Relaxed),
+            bypassed: c.bypassed.load(Ordering::Relaxed),
+            breaker_opened: self.inner.breaker.stats().opened,
+            pending,
+            reconciled: c.reconciled.load(Ordering::Relaxed),
+            overflowed: c.overflowed.load(Ordering::Relaxed),
         }
     }
 
-    /// Whether the last command succeeded: `false` while Redis is down,
-    /// `true` again after the first command that gets through.
+    /// Whether the tier is in use and whole: the last command succeeded,
+    /// the tier is not bypassed, and nothing from an outage waits to be
+    /// reconciled. `false` while Redis is down; `true` again once it
+    /// answers and every write that failed meanwhile has been undone there.
     pub fn is_healthy(&self) -> bool {
         self.inner.healthy.load(Ordering::Relaxed)
+            && self.inner.up.load(Ordering::Relaxed)
+            && self.pending_is_empty()
+    }
+
+    /// Whether callers use the tier now (not bypassed).
+    pub fn is_up(&self) -> bool {
+        self.inner.up.load(Ordering::Acquire)
+    }
+
+    fn pending_is_empty(&self) -> bool {
+        self.inner.recovery.lock().is_empty()
     }
 
     fn mark(&self, ok: bool, error: Option<&CacheError>) {
@@ -172,8 +306,13 @@ impl RedisCache {
         }
     }
 
-    /// Round trip to the server.
+    /// Round trip to the server. While the tier is bypassed this fails at
+    /// once; the background prober is what notices Redis is back.
     pub async fn ping(&self) -> Result<(), CacheError> {
+        self.guarded(self.ping_unguarded()).await
+    }
+
+    async fn ping_unguarded(&self) -> Result<(), CacheError> {
         let mut conn = self.conn().await?;
         let pong: String = self.run(redis::cmd("PING").query_async(&mut conn)).await?;
         if pong == "PONG" {
@@ -194,7 +333,7 @@ impl RedisCache {
     ) -> Result<Option<RemoteEntry<V>>, CacheError> {
         let head = self.key_head(namespace, 0);
         let found = self.get_with(&head, |out| out.push_str(key)).await?;
-        Ok(found.map(Envelope::from))
+        Ok(found.entry.map(Envelope::from))
     }
 
     /// [`get`](Self::get) of the key `write_key` appends to a buffer (so a
@@ -204,17 +343,23 @@ impl RedisCache {
         &self,
         head: &str,
         write_key: impl Fn(&mut String),
-    ) -> Result<Option<Stored<V>>, CacheError> {
+    ) -> Result<Fetched<V>, CacheError> {
+        let permit = self.admit()?;
         let (cmd, keep) = get_command(head, write_key);
-        let mut conn = self.conn().await?;
-        let bytes: Option<Vec<u8>> = self.checked(cmd.query_async(&mut conn).await)?;
+        let result = async {
+            let mut conn = self.conn().await?;
+            self.checked(cmd.query_async::<Option<Vec<u8>>>(&mut conn).await)
+        }
+        .await;
+        self.settle(permit, result.as_ref().err());
+        let bytes = result?;
         let mut tally = Tally::default();
-        let entry = decode(&mut tally, bytes, || key_arg(&cmd));
+        let entry = decode(&mut tally, bytes.as_deref(), || key_arg(&cmd));
         tally.add_to(&self.inner.counters);
         if keep {
             recycle(cmd);
         }
-        Ok(entry)
+        Ok(Fetched { entry, raw: bytes })
     }
 
     /// Reads many entries with one `MGET`; the result is in `keys` order.
@@ -254,15 +399,19 @@ impl RedisCache {
             write_key(key, &mut buf);
             cmd.arg(buf.as_str());
         }
-        let mut conn = self.conn().await?;
-        let reply: redis::Value = self.run(cmd.query_async(&mut conn)).await?;
-        let found = values(reply, keys.len()).map_err(|e| self.failed(e))?;
+        let found = self
+            .guarded(async {
+                let mut conn = self.conn().await?;
+                let reply: redis::Value = self.run(cmd.query_async(&mut conn)).await?;
+                values(reply, keys.len()).map_err(|e| self.failed(e))
+            })
+            .await?;
         let mut tally = Tally::default();
         let entries = keys
             .iter()
             .zip(found)
             .map(|(key, bytes)| {
-                decode(&mut tally, bytes, || {
+                decode(&mut tally, bytes.as_deref(), || {
                     buf.truncate(head);
                     write_key(key, &mut buf);
                     buf.clone()
@@ -322,13 +471,77 @@ impl RedisCache {
         if n == 0 {
             return Ok(());
         }
-        let mut conn = self.conn().await?;
-        self.run(pipe.query_async::<()>(&mut conn)).await?;
+        self.guarded(async {
+            let mut conn = self.conn().await?;
+            self.run(pipe.query_async::<()>(&mut conn)).await
+        })
+        .await?;
         self.inner.counters.writes.fetch_add(n, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Deletes entries (`UNLINK`); returns how many existed.
+    /// Writes `value` under `key` only if Redis still holds what a read
+    /// found there (`expect`), in one script: a load fills the key it
+    /// missed, unless a write or a delete (which leaves a unique deletion
+    /// marker) changed it since the read. Returns whether it wrote.
+    pub(crate) async fn fill<V: Serialize>(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: Option<&V>,
+        fresh_for: Option<Duration>,
+        keep_for: Option<Duration>,
+        expect: &Expect,
+    ) -> Result<bool, CacheError> {
+        static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                r"local cur = redis.call('GET', KEYS[1])
+if ARGV[1] == '' then
+  if cur then return 0 end
+elseif cur ~= ARGV[1] then
+  return 0
+end
+if ARGV[3] == '0' then
+  redis.call('SET', KEYS[1], ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+end
+return 1",
+            )
+        });
+        let fresh_until = fresh_for.map(|d| SystemTime::now() + d);
+        let keep_ms = keep_for.or(fresh_for).map_or(0, |d| {
+            u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+        });
+        let bytes = codec::encode(value, fresh_until).map_err(CacheError::Encode)?;
+        let expected: &[u8] = match expect {
+            Expect::Absent => &[],
+            Expect::Bytes(bytes) => bytes,
+        };
+        let full = self.key(namespace, key);
+        let wrote: i64 = self
+            .guarded(async {
+                let mut conn = self.conn().await?;
+                self.run(
+                    SCRIPT
+                        .key(&full)
+                        .arg(expected)
+                        .arg(bytes)
+                        .arg(keep_ms)
+                        .invoke_async(&mut conn),
+                )
+                .await
+            })
+            .await?;
+        if wrote == 1 {
+            self.inner.counters.writes.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(wrote == 1)
+    }
+
+    /// Deletes entries; returns how many held a value. Each key is left
+    /// with a deletion marker for a minute (read as a miss), so a load that
+    /// read the key before the delete does not fill it again afterwards.
     pub async fn delete<S: AsRef<str>>(
         &self,
         namespace: &str,
@@ -337,17 +550,50 @@ impl RedisCache {
         if keys.is_empty() {
             return Ok(0);
         }
-        let full: Vec<String> = keys
-            .iter()
-            .map(|k| self.key(namespace, k.as_ref()))
-            .collect();
-        let mut conn = self.conn().await?;
-        self.run(redis::cmd("UNLINK").arg(&full).query_async(&mut conn))
+        self.guarded(self.delete_unguarded(namespace, keys.iter().map(AsRef::as_ref)))
             .await
     }
 
-    /// Deletes every entry of `namespace` (`SCAN` + `UNLINK`, in batches).
+    async fn delete_unguarded<'a>(
+        &self,
+        namespace: &str,
+        keys: impl Iterator<Item = &'a str>,
+    ) -> Result<u64, CacheError> {
+        static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                r"local n = 0
+for i, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 and redis.call('GETRANGE', key, 2, 2) ~= '' then
+    n = n + 1
+  end
+  redis.call('SET', key, ARGV[i], 'PX', ARGV[#ARGV])
+end
+return n",
+            )
+        });
+        let mut invocation = SCRIPT.prepare_invoke();
+        let mut n = 0;
+        for key in keys {
+            invocation
+                .key(self.key(namespace, key))
+                .arg(codec::tombstone());
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        invocation.arg(u64::try_from(TOMBSTONE_TTL.as_millis()).unwrap_or(u64::MAX));
+        let mut conn = self.conn().await?;
+        self.run(invocation.invoke_async(&mut conn)).await
+    }
+
+    /// Deletes every entry of `namespace` (`SCAN` + `UNLINK`, in batches);
+    /// returns how many keys it removed, deletion markers included.
     pub async fn clear(&self, namespace: &str) -> Result<u64, CacheError> {
+        self.guarded(self.clear_unguarded(namespace)).await
+    }
+
+    async fn clear_unguarded(&self, namespace: &str) -> Result<u64, CacheError> {
         let pattern = format!("{}*", glob_escape(&self.key(namespace, "")));
         let mut conn = self.conn().await?;
         let mut cursor: u64 = 0;
@@ -389,17 +635,20 @@ impl RedisCache {
         let lock_key = format!("{}:~lock:{namespace}:{key}", self.inner.prefix);
         let token = random_token();
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let mut conn = self.conn().await?;
         let set: Option<String> = self
-            .run(
-                redis::cmd("SET")
-                    .arg(&lock_key)
-                    .arg(&token)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ms)
-                    .query_async(&mut conn),
-            )
+            .guarded(async {
+                let mut conn = self.conn().await?;
+                self.run(
+                    redis::cmd("SET")
+                        .arg(&lock_key)
+                        .arg(&token)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(ms)
+                        .query_async(&mut conn),
+                )
+                .await
+            })
             .await?;
         Ok(set.map(|_| LockToken {
             key: lock_key,
@@ -416,16 +665,253 @@ impl RedisCache {
                 "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
             )
         });
-        let mut conn = self.conn().await?;
         let n: i64 = self
-            .run(
-                SCRIPT
-                    .key(&token.key)
-                    .arg(&token.token)
-                    .invoke_async(&mut conn),
-            )
+            .guarded(async {
+                let mut conn = self.conn().await?;
+                self.run(
+                    SCRIPT
+                        .key(&token.key)
+                        .arg(&token.token)
+                        .invoke_async(&mut conn),
+                )
+                .await
+            })
             .await?;
         Ok(n == 1)
+    }
+
+    /// Publishes `payload` on `channel` (the invalidation bus's messages).
+    pub(crate) async fn publish(&self, channel: &str, payload: &[u8]) -> Result<(), CacheError> {
+        self.guarded(self.publish_unguarded(channel, payload)).await
+    }
+
+    async fn publish_unguarded(&self, channel: &str, payload: &[u8]) -> Result<(), CacheError> {
+        let mut conn = self.conn().await?;
+        self.run(
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(payload)
+                .query_async::<i64>(&mut conn),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Runs `op` if the tier lets calls through, reporting how it went to
+    /// the breaker; fails at once with [`CacheError::Bypassed`] otherwise.
+    pub(crate) async fn guarded<T>(
+        &self,
+        op: impl Future<Output = Result<T, CacheError>>,
+    ) -> Result<T, CacheError> {
+        let permit = self.admit()?;
+        let result = op.await;
+        self.settle(permit, result.as_ref().err());
+        result
+    }
+
+    /// Leave for one call: while the tier is up and the breaker closed.
+    fn admit(&self) -> Result<BreakerPermit, CacheError> {
+        let inner = &*self.inner;
+        if inner.up.load(Ordering::Acquire) {
+            if let Ok(permit) = inner.breaker.try_acquire() {
+                return Ok(permit);
+            }
+            self.go_down();
+        }
+        inner.counters.bypassed.fetch_add(1, Ordering::Relaxed);
+        Err(CacheError::Bypassed)
+    }
+
+    /// Reports a call's outcome: timeouts and lost or refused connections
+    /// are failures; an error reply from a live server is not.
+    fn settle(&self, permit: BreakerPermit, error: Option<&CacheError>) {
+        match error {
+            Some(error) if error.is_outage() => {
+                permit.failure();
+                if self.inner.breaker.state() == CircuitState::Open {
+                    self.go_down();
+                }
+            }
+            _ => permit.success(),
+        }
+    }
+
+    /// Stops callers from using the tier and starts probing it.
+    fn go_down(&self) {
+        let inner = &*self.inner;
+        if inner.up.swap(false, Ordering::AcqRel) {
+            tracing::warn!(
+                failures = inner.config.failure_threshold,
+                probe_interval = ?inner.config.probe_interval,
+                "redis failed repeatedly; bypassing it and probing in the background"
+            );
+        }
+        self.ensure_prober();
+    }
+
+    /// Remembers that writes or deletes of `keys` in `namespace` did not
+    /// reach Redis: once it answers again they are deleted there and
+    /// invalidated on every instance, before the tier is used again.
+    pub(crate) fn remember<I>(&self, namespace: &str, keys: I)
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        let max = self.inner.config.max_pending_keys.max(1);
+        {
+            let mut r = self.inner.recovery.lock();
+            let Recovery {
+                keys: pending,
+                cleared,
+                len,
+                ..
+            } = &mut *r;
+            if !cleared.contains(namespace) {
+                let set = pending.entry(namespace.to_owned()).or_default();
+                for key in keys {
+                    if set.insert(key.into()) {
+                        *len += 1;
+                    }
+                }
+                if *len > max {
+                    let dropped = pending.remove(namespace).map_or(0, |s| s.len());
+                    *len -= dropped;
+                    cleared.insert(namespace.to_owned());
+                    self.inner
+                        .counters
+                        .overflowed
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        cache = namespace,
+                        max_pending_keys = max,
+                        "too many writes missed redis; the cache will be cleared there when it is back"
+                    );
+                }
+            }
+        }
+        self.ensure_prober();
+    }
+
+    /// Remembers that `namespace` must be cleared in Redis once it is back.
+    pub(crate) fn remember_clear(&self, namespace: &str) {
+        {
+            let mut r = self.inner.recovery.lock();
+            if let Some(set) = r.keys.remove(namespace) {
+                r.len -= set.len();
+            }
+            r.cleared.insert(namespace.to_owned());
+        }
+        self.ensure_prober();
+    }
+
+    /// Starts the prober task unless one runs (or no runtime does).
+    fn ensure_prober(&self) {
+        let mut r = self.inner.recovery.lock();
+        if r.prober {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            r.prober = true;
+            runtime.spawn(probe_loop(Arc::downgrade(&self.inner)));
+        }
+    }
+
+    /// One probe: whether the breaker is (now) closed.
+    async fn probe_once(&self) -> bool {
+        let breaker = &self.inner.breaker;
+        if breaker.state() == CircuitState::Closed {
+            return true;
+        }
+        let Ok(permit) = breaker.try_acquire() else {
+            return false;
+        };
+        match self.ping_unguarded().await {
+            Ok(()) => {
+                permit.success();
+                breaker.state() == CircuitState::Closed
+            }
+            Err(_) => {
+                permit.failure();
+                false
+            }
+        }
+    }
+
+    /// Deletes and invalidates everything remembered, batch by batch, and
+    /// lets callers back in when nothing is left. False if Redis failed
+    /// meanwhile (what was taken is remembered again).
+    async fn reconcile(&self) -> bool {
+        loop {
+            let (keys, cleared) = {
+                let mut r = self.inner.recovery.lock();
+                if r.is_empty() {
+                    r.prober = false;
+                    if !self.inner.up.swap(true, Ordering::AcqRel) {
+                        tracing::info!("redis is back and reconciled; the tier is in use again");
+                    }
+                    return true;
+                }
+                r.in_flight = r.len + r.cleared.len();
+                r.len = 0;
+                (std::mem::take(&mut r.keys), std::mem::take(&mut r.cleared))
+            };
+            let mut failed = None;
+            for namespace in &cleared {
+                if failed.is_none() {
+                    failed = self.reconcile_clear(namespace).await.err();
+                }
+                if failed.is_some() {
+                    self.remember_clear(namespace);
+                }
+            }
+            for (namespace, keys) in keys {
+                let keys: Vec<String> = keys.into_iter().collect();
+                for chunk in keys.chunks(RECONCILE_BATCH) {
+                    if failed.is_none() {
+                        failed = self.reconcile_keys(&namespace, chunk).await.err();
+                    }
+                    if failed.is_some() {
+                        self.remember(&namespace, chunk.iter().cloned());
+                    }
+                }
+            }
+            self.inner.recovery.lock().in_flight = 0;
+            if let Some(error) = failed {
+                tracing::warn!(%error, "redis failed while reconciling; retrying");
+                return false;
+            }
+        }
+    }
+
+    async fn reconcile_clear(&self, namespace: &str) -> Result<(), CacheError> {
+        self.clear_unguarded(namespace).await?;
+        let payload = bus::message(RECONCILER, WireOp::Clear)?;
+        self.publish_unguarded(&bus::channel(self.prefix(), namespace), &payload)
+            .await?;
+        self.inner
+            .counters
+            .reconciled
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(cache = namespace, "cleared in redis after an outage");
+        Ok(())
+    }
+
+    async fn reconcile_keys(&self, namespace: &str, keys: &[String]) -> Result<(), CacheError> {
+        self.delete_unguarded(namespace, keys.iter().map(String::as_str))
+            .await?;
+        let payload = bus::message(RECONCILER, WireOp::Keys(keys.to_vec()))?;
+        self.publish_unguarded(&bus::channel(self.prefix(), namespace), &payload)
+            .await?;
+        self.inner
+            .counters
+            .reconciled
+            .fetch_add(keys.len() as u64, Ordering::Relaxed);
+        tracing::info!(
+            cache = namespace,
+            keys = keys.len(),
+            "deleted and invalidated keys whose writes missed redis"
+        );
+        Ok(())
     }
 
     /// A connection for the next command, made on first use.
@@ -459,20 +945,38 @@ impl RedisCache {
             .set_response_timeout(Some(inner.config.command_timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let result = slot
-            .conn
-            .get_or_try_init(|| inner.client.get_connection_manager_with_config(config))
-            .await;
+        // The whole attempt, handshake included, within `connect_timeout`:
+        // a server that accepts but does not answer (stalled) must not
+        // hold a caller longer than that.
+        let result = tokio::time::timeout(
+            inner.config.connect_timeout,
+            slot.conn
+                .get_or_try_init(|| inner.client.get_connection_manager_with_config(config)),
+        )
+        .await;
         match result {
-            Ok(conn) => Ok(conn.clone()),
-            Err(e) => {
-                *slot.failed_at.lock().await = Some(Instant::now());
-                inner.counters.errors.fetch_add(1, Ordering::Relaxed);
-                let error = CacheError::Unavailable(e.to_string());
-                self.mark(false, Some(&error));
-                Err(error)
-            }
+            Ok(Ok(conn)) => Ok(conn.clone()),
+            Ok(Err(e)) => Err(self.connect_failed(slot, e.to_string()).await),
+            Err(_) => Err(self
+                .connect_failed(
+                    slot,
+                    format!(
+                        "connecting timed out after {:?}",
+                        inner.config.connect_timeout
+                    ),
+                )
+                .await),
         }
+    }
+
+    /// Counts a failed connection attempt of `slot` and starts its backoff.
+    async fn connect_failed(&self, slot: &Slot, reason: String) -> CacheError {
+        let inner = &self.inner;
+        *slot.failed_at.lock().await = Some(Instant::now());
+        inner.counters.errors.fetch_add(1, Ordering::Relaxed);
+        let error = CacheError::Unavailable(reason);
+        self.mark(false, Some(&error));
+        error
     }
 
     /// Awaits a command, counting failures.
@@ -607,14 +1111,18 @@ impl Tally {
 /// as corrupt and logged with the key `key` builds.
 fn decode<V: DeserializeOwned>(
     tally: &mut Tally,
-    bytes: Option<Vec<u8>>,
+    bytes: Option<&[u8]>,
     key: impl FnOnce() -> String,
 ) -> Option<Stored<V>> {
     let Some(bytes) = bytes else {
         tally.misses += 1;
         return None;
     };
-    match codec::decode_stored(&bytes) {
+    if codec::is_tombstone(bytes) {
+        tally.misses += 1;
+        return None;
+    }
+    match codec::decode_stored(bytes) {
         Ok(entry) => {
             tally.hits += 1;
             Some(entry)

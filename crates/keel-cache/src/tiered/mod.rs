@@ -5,6 +5,7 @@
 
 mod key;
 mod settings;
+mod versions;
 mod warm;
 
 use std::sync::Arc;
@@ -22,9 +23,16 @@ use crate::protect::bloom::BloomFilter;
 #[cfg(feature = "redis")]
 use crate::remote::{
     bus::{Invalidation, InvalidationBus, InvalidationHandler},
-    redis::RedisCache,
+    redis::{Expect, Fetched, RedisCache},
 };
 use crate::shard::Incoming;
+use versions::{Ticket, Versions};
+
+/// What a fill of Redis must find there (without the Redis tier nothing
+/// is ever expected: the type has no values).
+#[cfg(not(feature = "redis"))]
+#[derive(Debug)]
+enum Expect {}
 
 pub use key::CacheKey;
 pub use settings::{BloomSettings, CacheSettings, LockSettings};
@@ -64,13 +72,32 @@ impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> CacheValue
 ///
 /// # Consistency
 ///
-/// A write is visible at once on the instance that made it, and on the
-/// others as soon as they receive its invalidation (typically well under a
-/// millisecond on a LAN). If the bus is down, another instance may serve its
-/// local copy for at most `local_ttl` (or until the bus comes back, when
-/// every local copy is dropped). With Redis down, reads and loads keep
-/// working from the local tier and the loader; writes reach the local tier
-/// only, and [`TieredCache::is_degraded`] says so.
+/// - **A write is visible at once on the instance that made it**, and on
+///   the others as soon as they receive its invalidation (well under a
+///   millisecond on a LAN). A read that was already in flight when a write,
+///   delete, invalidation or resubscription flush landed returns what it
+///   read, but never puts that older value into the local tier: each read
+///   takes a ticket of its key's change counter before asking Redis and
+///   back-fills only if the ticket still holds.
+/// - **A load never overwrites a newer write.** A value a loader found fills
+///   Redis with a compare-and-set against what the read that missed saw (a
+///   delete leaves a unique marker for a minute), and the local tier under
+///   the same ticket; otherwise the callers get it and neither tier keeps it.
+/// - **If the bus is down**, another instance may serve its local copy until
+///   the bus comes back (then every local copy is dropped) or for at most
+///   `local_ttl`.
+/// - **If Redis is down or stalled**, reads and loads keep working from the
+///   local tier and the loader. A call waits at most `command_timeout`;
+///   after `failure_threshold` failures in a row the tier is bypassed at once
+///   and probed every `probe_interval`. Writes and deletes reach the local
+///   tier only and are remembered (up to `max_pending_keys`, then the whole
+///   cache is cleared instead): when Redis answers again they are deleted
+///   there and invalidated on every instance, the writer included, before
+///   the tier is used again, so every instance reloads from the source
+///   rather than serve the value from before the outage. Until then another
+///   instance that still reaches Redis may serve that older value: for the
+///   outage plus one `probe_interval`. [`TieredCache::is_degraded`] is true
+///   from the first failure until reconciliation is done.
 pub struct TieredCache<K, V> {
     inner: Arc<Inner<K, V>>,
 }
@@ -136,8 +163,12 @@ pub struct TieredStats {
     pub bloom_rejections: u64,
     /// Loads that waited for another instance holding the lock.
     pub lock_waits: u64,
-    /// Redis operations that failed (each degrades to the local tier).
+    /// Redis operations that failed or were skipped while the tier was
+    /// bypassed (each degrades to the local tier).
     pub remote_errors: u64,
+    /// Values read or loaded that did not enter a tier because a write,
+    /// delete, invalidation or flush of their key came first.
+    pub fills_refused: u64,
 }
 
 #[derive(Debug, Default)]
@@ -153,6 +184,7 @@ struct Counters {
     bloom_rejections: AtomicU64,
     lock_waits: AtomicU64,
     remote_errors: AtomicU64,
+    fills_refused: AtomicU64,
 }
 
 /// A local copy: the value (or a cached absence) and when it goes stale.
@@ -195,6 +227,7 @@ struct Inner<K, V> {
     wall_origin_nanos: u64,
     flights: Arc<SingleFlight<K, Option<V>>>,
     bloom: Option<BloomFilter>,
+    versions: Versions,
     #[cfg(feature = "redis")]
     remote: Option<Remote>,
     counters: Counters,
@@ -212,9 +245,21 @@ struct Remote {
 enum Found<V> {
     /// A fresh value, or a fresh cached absence (`None`).
     Fresh(Option<V>, bool),
-    /// A stale copy still kept for stale-if-error.
-    Stale(Option<V>, u64),
-    Miss,
+    /// A stale copy still kept for stale-if-error (fresh until the clock
+    /// time given), and what was seen.
+    Stale(Option<V>, u64, Seen),
+    /// Nothing fresh or stale, and what was seen.
+    Miss(Seen),
+}
+
+/// What a read saw before a load: a ticket taken before it asked Redis,
+/// and what Redis held (`None`: not known). The load fills the tiers only
+/// if both still hold when it is done.
+#[derive(Debug)]
+struct Seen {
+    ticket: Ticket,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    redis: Option<Expect>,
 }
 
 impl<K: CacheKey, V: CacheValue> TieredBuilder<K, V> {
@@ -277,6 +322,7 @@ impl<K: CacheKey, V: CacheValue> TieredBuilder<K, V> {
             wall_origin_nanos,
             flights: Arc::default(),
             bloom,
+            versions: Versions::new(),
             #[cfg(feature = "redis")]
             remote,
             counters: Counters::default(),
@@ -335,6 +381,7 @@ impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
             bloom_rejections: get(&c.bloom_rejections),
             lock_waits: get(&c.lock_waits),
             remote_errors: get(&c.remote_errors),
+            fills_refused: get(&c.fills_refused),
         }
     }
 
@@ -353,7 +400,7 @@ impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
     pub async fn get(&self, key: &K) -> Option<V> {
         match self.inner.lookup(key).await {
             Found::Fresh(value, _) => value,
-            Found::Stale(..) | Found::Miss => None,
+            Found::Stale(..) | Found::Miss(_) => None,
         }
     }
 
@@ -362,7 +409,7 @@ impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
     pub(crate) async fn lookup_cached(&self, key: &K) -> Option<Option<V>> {
         match self.inner.lookup(key).await {
             Found::Fresh(value, _) => Some(value),
-            Found::Stale(..) | Found::Miss => None,
+            Found::Stale(..) | Found::Miss(_) => None,
         }
     }
 
@@ -396,6 +443,11 @@ impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
         if let Some(remote) = inner.remote_up()
             && !missing.is_empty()
         {
+            // Taken before the read, as for a single key.
+            let tickets: Vec<Ticket> = missing
+                .iter()
+                .map(|&i| inner.versions.ticket(&keys[i]))
+                .collect();
             let found = remote
                 .redis
                 .get_many_with::<V, _>(&inner.name, &missing, |&i, out| keys[i].write_key(out))
@@ -403,12 +455,12 @@ impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
             match found {
                 Ok(found) => {
                     let mut hits = 0;
-                    for (&i, entry) in missing.iter().zip(found) {
+                    for ((&i, entry), ticket) in missing.iter().zip(found).zip(tickets) {
                         if let Some(e) = entry {
                             let until = inner.clock_time(e.fresh_until_ms);
                             if now < until {
                                 hits += 1;
-                                out[i] = inner.backfill(&keys[i], e.value, until, now);
+                                out[i] = inner.backfill(&keys[i], e.value, until, now, ticket);
                             }
                         }
                     }
@@ -430,6 +482,9 @@ impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
     /// own: callers that arrive meanwhile wait for it, and a caller that is
     /// cancelled does not cancel it. A loader error reaches every waiter
     /// and is not cached; with `max_stale`, a stale value is served instead.
+    /// A loaded value fills the tiers only if nothing changed its key
+    /// since the read that missed (see "Consistency" above); the callers get
+    /// it either way.
     pub async fn try_get_or_load<F, Fut, E>(
         &self,
         key: K,
@@ -441,21 +496,21 @@ impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
         E: Send + Sync + 'static,
     {
         let inner = &self.inner;
-        let stale = match inner.lookup(&key).await {
+        let (stale, seen) = match inner.lookup(&key).await {
             Found::Fresh(value, refresh) => {
                 if refresh {
                     inner.refresh(&key, loader);
                 }
                 return Ok(value);
             }
-            Found::Stale(value, fresh_until) => Some((value, fresh_until)),
-            Found::Miss => None,
+            Found::Stale(value, fresh_until, seen) => (Some((value, fresh_until)), seen),
+            Found::Miss(seen) => (None, seen),
         };
         let Some((done, _)) = inner.flights.join_or_start(&key, || {
             let this = Arc::clone(inner);
             let fut = loader();
             let key = key.clone();
-            async move { this.load(key, fut).await }
+            async move { this.load(key, fut, Some(seen)).await }
         }) else {
             return Err(LoadError::NoRuntime);
         };
@@ -500,7 +555,8 @@ impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
 
     /// Writes `value` to both tiers with the cache's TTL and tells the
     /// other instances to drop their copies. A Redis failure degrades to
-    /// the local tier and is not returned.
+    /// the local tier and is not returned: the key is remembered, and once
+    /// Redis is back it is deleted there and invalidated on every instance.
     pub async fn insert(&self, key: K, value: V) {
         let ttl = self.inner.settings.ttl;
         self.inner.write(key, Some(value), ttl).await;
@@ -511,7 +567,9 @@ impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
         self.inner.write(key, Some(value), Some(ttl)).await;
     }
 
-    /// Removes `key` from both tiers and from the other instances.
+    /// Removes `key` from both tiers and from the other instances. With
+    /// Redis failing, the key is remembered and deleted there once it is
+    /// back.
     pub async fn remove(&self, key: &K) {
         let inner = &self.inner;
         inner.l1.remove(key);
@@ -519,9 +577,20 @@ impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
         if let Some(remote) = &inner.remote {
             let name = key.to_key();
             let result = remote.redis.delete(&inner.name, &[name.as_ref()]).await;
-            inner.remote_result(result.map(drop));
-            inner.publish(remote, vec![name.into_owned()]).await;
+            // After Redis, before the local tier: see `versions.rs`.
+            inner.versions.bump(key);
+            inner.l1.remove(key);
+            match result {
+                Ok(_) => inner.publish(remote, vec![name.into_owned()]).await,
+                Err(error) => {
+                    inner.remote_failed(&error);
+                    remote.redis.remember(&inner.name, [name.into_owned()]);
+                }
+            }
+            return;
         }
+        inner.versions.bump(key);
+        inner.l1.remove(key);
     }
 
     /// Removes every entry of this cache, in both tiers and on the other
@@ -532,13 +601,23 @@ impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
         #[cfg(feature = "redis")]
         if let Some(remote) = &inner.remote {
             let result = remote.redis.clear(&inner.name).await;
-            inner.remote_result(result.map(drop));
+            inner.versions.bump_all();
+            inner.l1.invalidate_all();
+            if let Err(error) = result {
+                inner.remote_failed(&error);
+                remote.redis.remember_clear(&inner.name);
+                return;
+            }
             if let Some(bus) = &remote.bus
                 && let Err(error) = bus.publish_clear(&inner.name).await
             {
-                tracing::warn!(cache = %inner.name, %error, "cannot publish a clear");
+                tracing::warn!(cache = %inner.name, %error, "cannot publish a clear; it is sent again once redis is back");
+                remote.redis.remember_clear(&inner.name);
             }
+            return;
         }
+        inner.versions.bump_all();
+        inner.l1.invalidate_all();
     }
 
     /// Tells the Bloom filter that `key` exists (no-op without one).
@@ -573,10 +652,15 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             .min(NEVER - 1)
     }
 
-    /// The local tier's view of `key`.
+    /// The local tier's view of `key`. What a miss saw in Redis is filled
+    /// in by [`lookup`](Self::lookup).
     fn local(&self, key: &K, now: u64) -> Found<V> {
+        let unseen = || Seen {
+            ticket: self.versions.ticket(key),
+            redis: None,
+        };
         let Some(slot) = self.l1.get(key) else {
-            return Found::Miss;
+            return Found::Miss(unseen());
         };
         if now < slot.fresh_until {
             self.counters.l1_hits.fetch_add(1, Ordering::Relaxed);
@@ -585,7 +669,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             }
             Found::Fresh(slot.value, now >= slot.refresh_at)
         } else {
-            Found::Stale(slot.value, slot.fresh_until)
+            Found::Stale(slot.value, slot.fresh_until, unseen())
         }
     }
 
@@ -599,37 +683,50 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
                 .fetch_add(1, Ordering::Relaxed);
             return Found::Fresh(None, false);
         }
-        let local = self.local(key, now);
+        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+        let mut local = self.local(key, now);
         if matches!(local, Found::Fresh(..)) {
             return local;
         }
         #[cfg(feature = "redis")]
         if let Some(remote) = self.remote_up() {
+            let ticket = self.versions.ticket(key);
             let found = remote
                 .redis
                 .get_with::<V>(&remote.head, |out| key.write_key(out))
                 .await;
             match found {
-                Ok(Some(entry)) => {
-                    let until = self.clock_time(entry.fresh_until_ms);
-                    if now < until {
-                        self.counters.l2_hits.fetch_add(1, Ordering::Relaxed);
-                        let value = self.backfill(key, entry.value, until, now);
-                        return Found::Fresh(value, false);
+                Ok(Fetched { entry, raw }) => {
+                    let seen = |raw: Option<Vec<u8>>| Seen {
+                        ticket,
+                        redis: Some(raw.map_or(Expect::Absent, Expect::Bytes)),
+                    };
+                    if let Some(entry) = entry {
+                        let until = self.clock_time(entry.fresh_until_ms);
+                        if now < until {
+                            self.counters.l2_hits.fetch_add(1, Ordering::Relaxed);
+                            let value = self.backfill(key, entry.value, until, now, ticket);
+                            return Found::Fresh(value, false);
+                        }
+                        if matches!(local, Found::Miss(_)) {
+                            // Kept in Redis past freshness for stale-if-error
+                            // (`NEVER` if it went stale before the clock's origin).
+                            let stale_since = entry
+                                .fresh_until_ms
+                                .checked_mul(1_000_000)
+                                .and_then(|n| n.checked_sub(self.wall_origin_nanos))
+                                .unwrap_or(NEVER);
+                            self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                            return Found::Stale(entry.value, stale_since, seen(raw));
+                        }
                     }
-                    if matches!(local, Found::Miss) {
-                        // Kept in Redis past freshness for stale-if-error
-                        // (`NEVER` if it went stale before the clock's origin).
-                        let stale_since = entry
-                            .fresh_until_ms
-                            .checked_mul(1_000_000)
-                            .and_then(|n| n.checked_sub(self.wall_origin_nanos))
-                            .unwrap_or(NEVER);
-                        self.counters.misses.fetch_add(1, Ordering::Relaxed);
-                        return Found::Stale(entry.value, stale_since);
-                    }
+                    local = match local {
+                        Found::Stale(value, fresh_until, _) => {
+                            Found::Stale(value, fresh_until, seen(raw))
+                        }
+                        _ => Found::Miss(seen(raw)),
+                    };
                 }
-                Ok(None) => {}
                 Err(error) => self.remote_failed(&error),
             }
         }
@@ -638,25 +735,47 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     }
 
     /// Fills the local tier from Redis with the freshness left (the entry
-    /// is fresh until clock time `until`), and hands `value` back: the
-    /// local tier keeps a copy.
+    /// is fresh until clock time `until`) unless `ticket` no longer holds,
+    /// and hands `value` back: the local tier keeps a copy.
     #[cfg(feature = "redis")]
-    fn backfill(&self, key: &K, value: Option<V>, until: u64, now: u64) -> Option<V> {
+    fn backfill(
+        &self,
+        key: &K,
+        value: Option<V>,
+        until: u64,
+        now: u64,
+        ticket: Ticket,
+    ) -> Option<V> {
         let local_ttl = self.settings.local_ttl.or(self.settings.ttl);
         let fresh_until = local_ttl.map_or(until, |l| until.min(add(now, l)));
         let slot = self.slot(value, fresh_until, now);
         let keep = self.keep(fresh_until, now);
-        self.l1
-            .insert_nanos(key.clone(), Incoming::CopyOf(&slot), keep);
+        let filled = self
+            .l1
+            .insert_nanos_if(key.clone(), Incoming::CopyOf(&slot), keep, || {
+                self.versions.still(ticket)
+            });
+        if !filled {
+            self.counters.fills_refused.fetch_add(1, Ordering::Relaxed);
+        }
         slot.value
     }
 
-    /// Stores a local copy fresh for `fresh_for`, kept `max_stale` longer.
-    fn put_local(&self, key: K, value: Option<V>, fresh_for: Option<Duration>, now: u64) {
+    /// Stores a local copy fresh for `fresh_for`, kept `max_stale` longer,
+    /// if `admit` (asked under the key's shard lock) says yes.
+    fn put_local(
+        &self,
+        key: K,
+        value: Option<V>,
+        fresh_for: Option<Duration>,
+        now: u64,
+        admit: impl FnOnce() -> bool,
+    ) -> bool {
         let fresh_until = fresh_for.map_or(NEVER, |d| add(now, d));
         let slot = self.slot(value, fresh_until, now);
         let keep = self.keep(fresh_until, now);
-        self.l1.insert_nanos(key, Incoming::Owned(slot), keep);
+        self.l1
+            .insert_nanos_if(key, Incoming::Owned(slot), keep, admit)
     }
 
     /// The local copy of `value`, fresh until clock time `fresh_until`.
@@ -696,11 +815,52 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         ttl.mul_f64(1.0 - j * fastrand::f64())
     }
 
-    /// Runs a load (on the flight's task) and stores what it found.
+    /// The freshness of a local copy of a value fresh for `ttl`.
+    fn local_ttl(&self, ttl: Option<Duration>) -> Option<Duration> {
+        match (ttl, self.settings.local_ttl) {
+            (Some(t), Some(l)) => Some(t.min(l)),
+            (t, l) => t.or(l),
+        }
+    }
+
+    /// What a load that starts now must find when it is done: a ticket,
+    /// and what Redis holds (one read, when the tier is up).
+    async fn observe(&self, key: &K) -> Seen {
+        let ticket = self.versions.ticket(key);
+        #[cfg(feature = "redis")]
+        if let Some(remote) = self.remote_up() {
+            let found = remote
+                .redis
+                .get_with::<V>(&remote.head, |out| key.write_key(out))
+                .await;
+            return match found {
+                Ok(fetched) => Seen {
+                    ticket,
+                    redis: Some(fetched.raw.map_or(Expect::Absent, Expect::Bytes)),
+                },
+                Err(error) => {
+                    self.remote_failed(&error);
+                    Seen {
+                        ticket,
+                        redis: None,
+                    }
+                }
+            };
+        }
+        Seen {
+            ticket,
+            redis: None,
+        }
+    }
+
+    /// Runs a load (on the flight's task) and stores what it found. `seen`
+    /// is what the read that missed saw (`None`: a refresh, which reads
+    /// Redis itself before calling the loader).
     async fn load<E: Send + Sync + 'static>(
         self: Arc<Self>,
         key: K,
         fut: impl Future<Output = Result<Option<V>, E>>,
+        seen: Option<Seen>,
     ) -> Result<Option<V>, Failure> {
         #[cfg(feature = "redis")]
         let mut lock = None;
@@ -721,6 +881,10 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
                 Err(error) => self.remote_failed(&error),
             }
         }
+        let seen = match seen {
+            Some(seen) => seen,
+            None => self.observe(&key).await,
+        };
         self.counters.loads.fetch_add(1, Ordering::Relaxed);
         let outcome = fut.await;
         let result = match outcome {
@@ -730,7 +894,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
                     None => self.settings.negative_ttl,
                 };
                 if value.is_some() || self.settings.negative_ttl.is_some() {
-                    self.write_loaded(key.clone(), value.clone(), ttl).await;
+                    self.fill(key.clone(), value.clone(), ttl, seen).await;
                 }
                 if value.is_some()
                     && let Some(bloom) = &self.bloom
@@ -763,55 +927,109 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(50));
             let now = self.clock.now_nanos();
+            let ticket = self.versions.ticket(key);
             let found = remote
                 .redis
                 .get_with::<V>(&remote.head, |out| key.write_key(out))
                 .await;
-            if let Ok(Some(entry)) = found {
+            if let Ok(Fetched {
+                entry: Some(entry), ..
+            }) = found
+            {
                 let until = self.clock_time(entry.fresh_until_ms);
                 if now < until {
-                    return Some(self.backfill(key, entry.value, until, now));
+                    return Some(self.backfill(key, entry.value, until, now, ticket));
                 }
             }
         }
         None
     }
 
-    /// Stores a loaded value in both tiers (no invalidation: nothing
-    /// changed that other instances could hold).
-    async fn write_loaded(&self, key: K, value: Option<V>, ttl: Option<Duration>) {
+    /// Stores a loaded value in both tiers, only if nothing changed the key
+    /// since `seen` was taken: locally (a write, delete, invalidation or
+    /// flush moved the key's ticket) or in Redis (it no longer holds what
+    /// the read saw; a delete leaves a unique marker, so it counts). No
+    /// invalidation: nothing changed that other instances could hold.
+    async fn fill(&self, key: K, value: Option<V>, ttl: Option<Duration>, seen: Seen) {
+        let refused = || {
+            self.counters.fills_refused.fetch_add(1, Ordering::Relaxed);
+        };
+        if !self.versions.still(seen.ticket) {
+            return refused();
+        }
         let ttl = ttl.map(|t| self.jitter(t));
         let now = self.clock.now_nanos();
         #[cfg(feature = "redis")]
-        if let Some(remote) = self.remote_up() {
+        if let (Some(remote), Some(expect)) = (self.remote_up(), &seen.redis) {
             let keep = ttl.map(|t| t + self.settings.max_stale.unwrap_or_default());
-            let result = remote
+            let filled = remote
                 .redis
-                .set(&self.name, &key.to_key(), value.as_ref(), ttl, keep)
+                .fill(&self.name, &key.to_key(), value.as_ref(), ttl, keep, expect)
                 .await;
-            self.remote_result(result);
+            match filled {
+                Ok(true) => {}
+                Ok(false) => return refused(),
+                // Redis is out of reach: keep the value locally only.
+                Err(error) => self.remote_failed(&error),
+            }
         }
-        let local = match (ttl, self.settings.local_ttl) {
-            (Some(t), Some(l)) => Some(t.min(l)),
-            (t, l) => t.or(l),
-        };
-        self.put_local(key, value, local, now);
+        let local = self.local_ttl(ttl);
+        if !self.put_local(key, value, local, now, || self.versions.still(seen.ticket)) {
+            refused();
+        }
     }
 
-    /// A write by the application: both tiers, then the other instances.
+    /// A write by the application: Redis, the local tier, then the other
+    /// instances. The key's version moves before and after the Redis write;
+    /// if anything else moved it in between (a concurrent write or an
+    /// invalidation of the same key), the order of the two in Redis is not
+    /// known, so the local copy is dropped instead of written and the next
+    /// read asks Redis.
     async fn write(&self, key: K, value: Option<V>, ttl: Option<Duration>) {
         if value.is_some()
             && let Some(bloom) = &self.bloom
         {
             bloom.insert(key.to_key().as_ref());
         }
-        #[cfg(feature = "redis")]
-        let name = key.to_key().into_owned();
-        self.write_loaded(key, value, ttl).await;
+        let ttl = ttl.map(|t| self.jitter(t));
+        let local = self.local_ttl(ttl);
         #[cfg(feature = "redis")]
         if let Some(remote) = &self.remote {
-            self.publish(remote, vec![name]).await;
+            let name = key.to_key().into_owned();
+            let keep = ttl.map(|t| t + self.settings.max_stale.unwrap_or_default());
+            let before = self.versions.bump(&key);
+            let result = remote
+                .redis
+                .set(&self.name, &name, value.as_ref(), ttl, keep)
+                .await;
+            let after = self.versions.bump(&key);
+            let now = self.clock.now_nanos();
+            match result {
+                Ok(()) => {
+                    let alone = Versions::consecutive(before, after);
+                    if !(alone
+                        && self.put_local(key.clone(), value, local, now, || {
+                            self.versions.still(after)
+                        }))
+                    {
+                        self.l1.remove(&key);
+                    }
+                    self.publish(remote, vec![name]).await;
+                }
+                Err(error) => {
+                    // Redis holds an older value (or will not say): this
+                    // instance serves the new one, and once Redis is back
+                    // the key is deleted there and on every instance.
+                    self.remote_failed(&error);
+                    self.put_local(key, value, local, now, || true);
+                    remote.redis.remember(&self.name, [name]);
+                }
+            }
+            return;
         }
+        self.versions.bump(&key);
+        let now = self.clock.now_nanos();
+        self.put_local(key, value, local, now, || true);
     }
 
     /// Starts a background reload of `key` unless one is running.
@@ -828,7 +1046,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             let this = Arc::clone(self);
             let fut = loader();
             let key = key.clone();
-            async move { this.load(key, fut).await }
+            async move { this.load(key, fut, None).await }
         });
         if let Some((_, true)) = started {
             self.counters.refreshes.fetch_add(1, Ordering::Relaxed);
@@ -859,19 +1077,16 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         tracing::debug!(cache = %self.name, %error, "redis operation failed");
     }
 
-    #[cfg(feature = "redis")]
-    fn remote_result(&self, result: Result<(), CacheError>) {
-        if let Err(error) = result {
-            self.remote_failed(&error);
-        }
-    }
-
+    /// Tells the other instances that `keys` changed. If that fails, the
+    /// keys are remembered and invalidated (and deleted in Redis) once
+    /// Redis is back.
     #[cfg(feature = "redis")]
     async fn publish(&self, remote: &Remote, keys: Vec<String>) {
         if let Some(bus) = &remote.bus
-            && let Err(error) = bus.publish_keys(&self.name, keys).await
+            && let Err(error) = bus.publish_keys(&self.name, keys.clone()).await
         {
             tracing::debug!(cache = %self.name, %error, "cannot publish an invalidation");
+            remote.redis.remember(&self.name, keys);
         }
     }
 }
@@ -883,11 +1098,15 @@ impl<K: CacheKey, V: CacheValue> InvalidationHandler for Inner<K, V> {
             Invalidation::Keys { keys, .. } => {
                 for key in keys {
                     if let Some(key) = K::from_key(key) {
+                        self.versions.bump(&key);
                         self.l1.remove(&key);
                     }
                 }
             }
-            Invalidation::Clear { .. } | Invalidation::Resync => self.l1.invalidate_all(),
+            Invalidation::Clear { .. } | Invalidation::Resync => {
+                self.versions.bump_all();
+                self.l1.invalidate_all();
+            }
         }
     }
 }

@@ -47,8 +47,9 @@ struct SnapshotEntry<V> {
 
 impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
     /// Loads `keys` with `loader`, at most `concurrency` at a time, into
-    /// both tiers (and the Bloom filter). Progress (count, rate, failures)
-    /// is logged through `tracing` every second and at the end.
+    /// both tiers (and the Bloom filter). A key written or deleted while
+    /// its load runs keeps that newer state. Progress (count, rate,
+    /// failures) is logged through `tracing` every second and at the end.
     pub async fn warm<I, F, Fut, E>(&self, keys: I, loader: F, concurrency: usize) -> WarmSummary
     where
         I: IntoIterator<Item = K>,
@@ -60,17 +61,20 @@ impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
         let mut summary = WarmSummary::default();
         let mut last_report = started;
         let loader = &loader;
+        let inner = &self.inner;
         let mut results = futures_util::stream::iter(keys)
             .map(|key| async move {
+                // What Redis holds before the load: a write meanwhile wins.
+                let seen = inner.observe(&key).await;
                 let out = loader(key.clone()).await;
-                (key, out)
+                (key, out, seen)
             })
             .buffer_unordered(concurrency.max(1));
-        while let Some((key, out)) = results.next().await {
+        while let Some((key, out, seen)) = results.next().await {
             match out {
                 Ok(Some(value)) => {
-                    self.inner
-                        .write_loaded(key.clone(), Some(value), self.inner.settings.ttl)
+                    inner
+                        .fill(key.clone(), Some(value), inner.settings.ttl, seen)
                         .await;
                     self.mark_exists(&key);
                     summary.loaded += 1;
@@ -185,7 +189,7 @@ impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
             if entry.value.is_some() {
                 self.mark_exists(&key);
             }
-            inner.put_local(key, entry.value, fresh_for, now);
+            inner.put_local(key, entry.value, fresh_for, now, || true);
             restored += 1;
         }
         Ok(restored)
