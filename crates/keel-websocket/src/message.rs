@@ -331,8 +331,10 @@ mod tests {
             if let Some(data) = data {
                 object.insert("data".into(), Value::from(data));
             }
+            // Unknown keys are ignored (a known key of the wrong type is
+            // malformed, which the other properties cover).
             if let Some(extra) = extra {
-                object.insert(extra, Value::Bool(true));
+                object.insert(format!("x_{extra}"), Value::Bool(true));
             }
             let text = Value::Object(object).to_string();
             match parse_client_message(&text) {
