@@ -1,8 +1,10 @@
 //! `keel serve`: bind, serve, and stop gracefully on SIGINT or SIGTERM.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -45,26 +47,48 @@ async fn serve(config: keel::KeelConfig) -> anyhow::Result<()> {
     if keel::cache::set_default_manager(caches.clone()).is_err() {
         tracing::warn!("a default cache manager was already set; #[cached] keeps using it");
     }
+    let websocket = keel::websocket::WebSocketManager::new(config.websocket.clone())
+        .map_err(|e| anyhow::anyhow!(chain(&e)))
+        .context("cannot start the websocket hub")?;
     tracing::info!(address = %local, "keel listening on http://{local}");
 
+    let state = AppState::new(caches, websocket.clone());
+    let stats = tokio::spawn(app::publish_stats(state.clone(), Duration::from_secs(1)));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let server = axum::serve(listener, app::router(AppState::new(caches)))
-        .with_graceful_shutdown(async move {
-            let _ = stop_rx.await;
-        })
-        .into_future();
+    // No Nagle delay: WebSocket messages and small responses go out at once.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
+    let server = axum::serve(
+        listener,
+        app::router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stop_rx.await;
+    })
+    .into_future();
     let mut server = tokio::spawn(server);
 
     tokio::select! {
         result = &mut server => {
+            stats.abort();
             return result.context("server task failed")?.context("server failed");
         }
         signal = shutdown_signal() => {
             tracing::info!(signal, "shutting down");
         }
     }
+    stats.abort();
     let _ = stop_tx.send(());
-    drain(server, config.server.shutdown_timeout).await
+    // WebSocket clients get a close frame (1001); upgraded connections are
+    // not the HTTP server's to wait for.
+    let timeout = config.server.shutdown_timeout;
+    if !websocket.shutdown(timeout).await {
+        tracing::warn!(?timeout, "websocket clients did not all close in time");
+    }
+    drain(server, timeout).await
 }
 
 async fn drain(

@@ -39,6 +39,9 @@ pub struct KeelConfig {
     /// `[pools]`: the named database and HTTP pools.
     #[cfg(feature = "pool")]
     pub pools: keel_pool::PoolsConfig,
+    /// `[websocket]`: the WebSocket hub, its limits and Redis fan-out.
+    #[cfg(feature = "websocket")]
+    pub websocket: keel_websocket::WebSocketConfig,
 }
 
 impl KeelConfig {
@@ -111,6 +114,14 @@ impl KeelConfig {
                     .map(|(field, reason)| FieldError::new(field, reason)),
             );
         }
+        #[cfg(feature = "websocket")]
+        if let Err(problems) = self.websocket.validate() {
+            errors.extend(
+                problems
+                    .into_iter()
+                    .map(|(field, reason)| FieldError::new(field, reason)),
+            );
+        }
         errors
     }
 }
@@ -120,7 +131,8 @@ impl KeelConfig {
     feature = "cache",
     feature = "concurrency",
     feature = "log",
-    feature = "pool"
+    feature = "pool",
+    feature = "websocket"
 ))]
 mod tests {
     use super::*;
@@ -147,11 +159,28 @@ mod tests {
             max_connections = 4
             [pools.http.api]
             base_urls = ["http://127.0.0.1:9000"]
+            [websocket]
+            path = "/hub"
+            ping_interval = "15s"
+            slow_client = "disconnect"
+            allowed_origins = ["https://app.example"]
+            [websocket.auth]
+            tokens = ["t"]
             "#,
         )
         .unwrap();
         assert_eq!(config.pools.db["default"].max_connections, 4);
         assert_eq!(config.pools.http["api"].base_urls.len(), 1);
+        assert_eq!(config.websocket.path, "/hub");
+        assert_eq!(
+            config.websocket.ping_interval,
+            std::time::Duration::from_secs(15)
+        );
+        assert_eq!(
+            config.websocket.slow_client,
+            keel_websocket::SlowClientPolicy::Disconnect
+        );
+        assert_eq!(config.websocket.auth.unwrap().tokens, ["t"]);
         assert_eq!(config.cache.capacity, 500);
         assert_eq!(config.thread_pool.max_workers, 4);
         assert_eq!(config.task_queue.batch_size, 10);
@@ -176,6 +205,9 @@ mod tests {
             connection_timeout = "soon"
             [pools.http.api]
             base_urls = ["ftp://x"]
+            [websocket]
+            queue_size = 0
+            slow_client = "sometimes"
             "#,
         )
         .unwrap_err();
@@ -185,10 +217,12 @@ mod tests {
             [
                 "server.listen",
                 "pools.db.main.connection_timeout",
+                "websocket.slow_client",
                 "thread_pool.min_workers",
                 "cache.caches.users.local_ttl",
                 "pools.db.main.min_connections",
-                "pools.http.api.base_urls[0]"
+                "pools.http.api.base_urls[0]",
+                "websocket.queue_size"
             ],
             "{err}"
         );
