@@ -96,6 +96,17 @@ const ALL: [Suite; 8] = [
 ];
 
 fn main() -> ExitCode {
+    // The `websocket` suite runs its clients in a child process: this
+    // binary again, with the client spec in the environment.
+    if let Ok(spec) = std::env::var(suites::WEBSOCKET_CLIENT_ENV) {
+        return match suites::websocket_client_main(&spec) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: websocket clients: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let cli = Cli::parse();
     let mut ctx = Ctx {
         quick: cli.quick,

@@ -1,5 +1,7 @@
 //! The HTTP routes of the gateway.
 
+use std::time::{Duration, Instant};
+
 use axum::Json;
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
@@ -7,16 +9,42 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use keel::cache::CacheManager;
 use keel::concurrency::Executor;
 use keel::monitor::{DataMonitoringService, ServiceHealthStatus};
+use keel::websocket::{WebSocketManager, WebSocketMessage};
 use serde::Serialize;
+use serde_json::json;
+
+/// The topic the dashboard subscribes to.
+pub(crate) const STATS_TOPIC: &str = "stats";
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
 pub(crate) struct AppState {
-    pub(crate) monitoring: DataMonitoringService,
+    started: Instant,
+    caches: CacheManager,
+    websocket: WebSocketManager,
+    monitoring: DataMonitoringService,
     /// Blocking and CPU-heavy work (rendering `/metrics`).
-    pub(crate) executor: Executor,
+    executor: Executor,
+}
+
+impl AppState {
+    pub(crate) fn new(
+        caches: CacheManager,
+        websocket: WebSocketManager,
+        monitoring: DataMonitoringService,
+        executor: Executor,
+    ) -> Self {
+        Self {
+            started: Instant::now(),
+            caches,
+            websocket,
+            monitoring,
+            executor,
+        }
+    }
 }
 
 pub(crate) fn router(state: AppState) -> Router {
@@ -24,6 +52,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/monitoring/report", get(report))
+        .merge(state.websocket.router())
         .layer(middleware::from_fn_with_state(state.clone(), measure))
         .with_state(state)
 }
@@ -47,6 +76,49 @@ async fn measure(State(state): State<AppState>, request: Request, next: Next) ->
         drop(call);
     }
     response
+}
+
+/// Publishes a snapshot of every room's stats on the `stats` topic each
+/// `every`, while anyone is subscribed. Runs until aborted.
+pub(crate) async fn publish_stats(state: AppState, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        ticks.tick().await;
+        if state.websocket.topic_count(STATS_TOPIC) == 0 {
+            continue;
+        }
+        let message = WebSocketMessage::new("stats", stats_snapshot(&state));
+        if let Err(error) = state.websocket.publish(STATS_TOPIC, &message) {
+            tracing::debug!(%error, "stats not published");
+        }
+    }
+}
+
+/// Every room's stats as JSON.
+fn stats_snapshot(state: &AppState) -> serde_json::Value {
+    let caches: Vec<serde_json::Value> = state
+        .caches
+        .reports()
+        .into_iter()
+        .map(|report| {
+            json!({
+                "name": report.name,
+                "hits": report.local.hits,
+                "misses": report.local.misses,
+                "hit_ratio": report.local.hit_ratio(),
+                "entries": report.entries,
+                "l2_hits": report.tiered.l2_hits,
+                "loads": report.tiered.loads,
+                "degraded": report.degraded,
+            })
+        })
+        .collect();
+    json!({
+        "uptime_seconds": state.started.elapsed().as_secs_f64(),
+        "cache": { "degraded": state.caches.is_degraded(), "caches": caches },
+        "websocket": state.websocket.stats(),
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -104,10 +176,12 @@ mod tests {
     use keel::monitor::{CheckOutcome, MonitoringConfig, check_fn};
 
     async fn serve(monitoring: DataMonitoringService) -> String {
-        let state = AppState {
+        let state = AppState::new(
+            CacheManager::new(Default::default()).unwrap(),
+            WebSocketManager::new(Default::default()).unwrap(),
             monitoring,
-            executor: Executor::new(ThreadPoolConfig::default()).unwrap(),
-        };
+            Executor::new(ThreadPoolConfig::default()).unwrap(),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, router(state)).await });

@@ -1,8 +1,10 @@
 //! `keel serve`: bind, serve, and stop gracefully on SIGINT or SIGTERM.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -45,6 +47,9 @@ async fn serve(config: keel::KeelConfig, log_stats: keel::log::LogStats) -> anyh
     if keel::cache::set_default_manager(caches.clone()).is_err() {
         tracing::warn!("a default cache manager was already set; #[cached] keeps using it");
     }
+    let websocket = keel::websocket::WebSocketManager::new(config.websocket.clone())
+        .map_err(|e| anyhow::anyhow!(chain(&e)))
+        .context("cannot start the websocket hub")?;
     let executor = keel::concurrency::Executor::new(config.thread_pool.clone())
         .map_err(|e| anyhow::anyhow!(chain(&e)))
         .context("cannot start the thread pool")?;
@@ -52,31 +57,46 @@ async fn serve(config: keel::KeelConfig, log_stats: keel::log::LogStats) -> anyh
         .await
         .map_err(|e| anyhow::anyhow!(chain(&e)))
         .context("cannot open the pools")?;
-    let monitoring = monitoring(&config, &caches, &pools, &executor, log_stats)?;
+    let monitoring = monitoring(&config, &caches, &pools, &websocket, &executor, log_stats)?;
     tracing::info!(address = %local, "keel listening on http://{local}");
 
-    let state = AppState {
-        monitoring: monitoring.clone(),
-        executor,
-    };
+    let state = AppState::new(caches, websocket.clone(), monitoring.clone(), executor);
+    let stats = tokio::spawn(app::publish_stats(state.clone(), Duration::from_secs(1)));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let server = axum::serve(listener, app::router(state))
-        .with_graceful_shutdown(async move {
-            let _ = stop_rx.await;
-        })
-        .into_future();
+    // No Nagle delay: WebSocket messages and small responses go out at once.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
+    let server = axum::serve(
+        listener,
+        app::router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stop_rx.await;
+    })
+    .into_future();
     let mut server = tokio::spawn(server);
 
     tokio::select! {
         result = &mut server => {
+            stats.abort();
             return result.context("server task failed")?.context("server failed");
         }
         signal = shutdown_signal() => {
             tracing::info!(signal, "shutting down");
         }
     }
+    stats.abort();
     let _ = stop_tx.send(());
-    let drained = drain(server, config.server.shutdown_timeout).await;
+    // WebSocket clients get a close frame (1001); upgraded connections are
+    // not the HTTP server's to wait for.
+    let timeout = config.server.shutdown_timeout;
+    if !websocket.shutdown(timeout).await {
+        tracing::warn!(?timeout, "websocket clients did not all close in time");
+    }
+    let drained = drain(server, timeout).await;
     monitoring.stop();
     pools.close().await;
     drained
@@ -89,6 +109,7 @@ fn monitoring(
     config: &keel::KeelConfig,
     caches: &keel::cache::CacheManager,
     pools: &keel::pool::ConnectionPoolManager,
+    websocket: &keel::websocket::WebSocketManager,
     executor: &keel::concurrency::Executor,
     log_stats: keel::log::LogStats,
 ) -> anyhow::Result<keel::monitor::DataMonitoringService> {
@@ -107,10 +128,16 @@ fn monitoring(
             "a default performance monitor was already set; #[monitored] keeps using it"
         );
     }
-    let (c, p, e) = (caches.clone(), pools.clone(), executor.clone());
+    let (c, p, w, e) = (
+        caches.clone(),
+        pools.clone(),
+        websocket.clone(),
+        executor.clone(),
+    );
     monitoring.add_collector(move || {
         c.publish_metrics();
         p.publish_metrics();
+        w.publish_metrics();
         e.publish_metrics("default");
         log_stats.publish_metrics();
     });
@@ -125,6 +152,23 @@ fn monitoring(
                     CheckOutcome::healthy()
                 } else {
                     CheckOutcome::degraded("the redis tier is failing; serving from the local tier")
+                }
+            }
+        }),
+    );
+    let w = websocket.clone();
+    monitoring.register_health_check(
+        "websocket",
+        false,
+        check_fn(move || {
+            let ok = w.config().redis.is_none() || w.fanout_connected();
+            async move {
+                if ok {
+                    CheckOutcome::healthy()
+                } else {
+                    CheckOutcome::degraded(
+                        "the redis fan-out is lost; clients of this instance are still served",
+                    )
                 }
             }
         }),

@@ -107,6 +107,8 @@ async fn metrics_after_traffic_pass_promtool_with_every_rooms_families() {
         "keel_cache_requests_total",
         "keel_executor_jobs_total",
         "keel_pool_connections",
+        "keel_websocket_connections",
+        "keel_websocket_messages_total",
         "keel_pool_acquired_total",
         "keel_pool_max_connections",
         "keel_log_dropped_lines_total",

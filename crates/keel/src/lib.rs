@@ -64,7 +64,8 @@
 //! | `pool` | yes | [`pool`] (`keel-pool`), `[pools]` (database pools on SQLite, HTTP pools) |
 //! | `postgres` | no | PostgreSQL database pools |
 //! | `mysql` | no | MySQL and MariaDB database pools |
-//! | `redis` | no | the Redis backends of the rooms: the L2 cache tier and invalidation bus, the durable task queue |
+//! | `websocket` | yes | [`websocket`] (`keel-websocket`), `[websocket]` |
+//! | `redis` | no | the Redis backends of the rooms: the L2 cache tier and invalidation bus, the durable task queue, WebSocket fan-out across instances |
 //!
 //! `#[cached]` expands to paths of `keel_cache`; through this facade write
 //! `#[keel::cached(crate = "keel::cache", ...)]`, and likewise
@@ -92,3 +93,5 @@ pub use keel_macros::monitored;
 pub use keel_monitor as monitor;
 #[cfg(feature = "pool")]
 pub use keel_pool as pool;
+#[cfg(feature = "websocket")]
+pub use keel_websocket as websocket;

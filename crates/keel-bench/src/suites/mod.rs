@@ -7,6 +7,11 @@ mod pool;
 mod queue;
 mod ratelimit;
 mod tiered;
+mod websocket;
+
+pub(crate) use websocket::{
+    CLIENT_ENV as WEBSOCKET_CLIENT_ENV, client_main as websocket_client_main,
+};
 
 use crate::Ctx;
 
@@ -19,6 +24,7 @@ pub(crate) fn run(name: &str, ctx: &mut Ctx) -> anyhow::Result<()> {
         "pool" => pool::run(ctx),
         "queue" => queue::run(ctx),
         "tiered" => tiered::run(ctx),
+        "websocket" => websocket::run(ctx),
         _ => {
             ctx.report.note(&format!(
                 "suite {name}: not available yet (lands with its room)"

@@ -42,6 +42,9 @@ pub struct KeelConfig {
     /// `[pools]`: the named database and HTTP pools.
     #[cfg(feature = "pool")]
     pub pools: keel_pool::PoolsConfig,
+    /// `[websocket]`: the WebSocket hub, its limits and Redis fan-out.
+    #[cfg(feature = "websocket")]
+    pub websocket: keel_websocket::WebSocketConfig,
 }
 
 impl KeelConfig {
@@ -114,6 +117,14 @@ impl KeelConfig {
                     .map(|(field, reason)| FieldError::new(field, reason)),
             );
         }
+        #[cfg(feature = "websocket")]
+        if let Err(problems) = self.websocket.validate() {
+            errors.extend(
+                problems
+                    .into_iter()
+                    .map(|(field, reason)| FieldError::new(field, reason)),
+            );
+        }
         #[cfg(feature = "monitor")]
         if let Err(problems) = self.monitoring.validate() {
             errors.extend(
@@ -132,7 +143,8 @@ impl KeelConfig {
     feature = "concurrency",
     feature = "log",
     feature = "monitor",
-    feature = "pool"
+    feature = "pool",
+    feature = "websocket"
 ))]
 mod tests {
     use super::*;
@@ -159,6 +171,13 @@ mod tests {
             max_connections = 4
             [pools.http.api]
             base_urls = ["http://127.0.0.1:9000"]
+            [websocket]
+            path = "/hub"
+            ping_interval = "15s"
+            slow_client = "disconnect"
+            allowed_origins = ["https://app.example"]
+            [websocket.auth]
+            tokens = ["t"]
             [monitoring]
             sample_rate = 0.5
             report_interval = "30s"
@@ -174,6 +193,16 @@ mod tests {
         .unwrap();
         assert_eq!(config.pools.db["default"].max_connections, 4);
         assert_eq!(config.pools.http["api"].base_urls.len(), 1);
+        assert_eq!(config.websocket.path, "/hub");
+        assert_eq!(
+            config.websocket.ping_interval,
+            std::time::Duration::from_secs(15)
+        );
+        assert_eq!(
+            config.websocket.slow_client,
+            keel_websocket::SlowClientPolicy::Disconnect
+        );
+        assert_eq!(config.websocket.auth.unwrap().tokens, ["t"]);
         assert_eq!(config.cache.capacity, 500);
         assert_eq!(config.monitoring.sample_rate, 0.5);
         assert_eq!(
@@ -203,6 +232,9 @@ mod tests {
             connection_timeout = "soon"
             [pools.http.api]
             base_urls = ["ftp://x"]
+            [websocket]
+            queue_size = 0
+            slow_client = "sometimes"
             [monitoring]
             sample_rate = 2.0
             "#,
@@ -214,10 +246,12 @@ mod tests {
             [
                 "server.listen",
                 "pools.db.main.connection_timeout",
+                "websocket.slow_client",
                 "thread_pool.min_workers",
                 "cache.caches.users.local_ttl",
                 "pools.db.main.min_connections",
                 "pools.http.api.base_urls[0]",
+                "websocket.queue_size",
                 "monitoring.sample_rate"
             ],
             "{err}"

@@ -1,0 +1,121 @@
+//! Fan-out across instances through a real Redis: two managers share
+//! broadcasts and publishes, each message once per client, and the link
+//! survives a Redis restart.
+
+#![cfg(feature = "redis")]
+
+mod support;
+
+use std::time::Duration;
+
+use keel_websocket::{FanoutConfig, WebSocketConfig, WebSocketManager, WebSocketMessage};
+use serde_json::json;
+use support::*;
+
+fn config(url: &str, prefix: &str) -> WebSocketConfig {
+    let mut config = WebSocketConfig::default();
+    config.redis = Some(FanoutConfig::new(url).channel_prefix(prefix));
+    config
+}
+
+async fn two_instances(url: &str, prefix: &str) -> [(WebSocketManager, std::net::SocketAddr); 2] {
+    let a = start(config(url, prefix)).await;
+    let b = start(config(url, prefix)).await;
+    for (manager, _) in [&a, &b] {
+        assert!(
+            manager.wait_fanout_connected(PATIENCE).await,
+            "fan-out never subscribed"
+        );
+    }
+    [a, b]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_managers_on_one_redis_deliver_across_once_per_client() {
+    let Some(redis) = keel_test_support::redis().await else {
+        return;
+    };
+    let [(a, addr_a), (b, addr_b)] = two_instances(redis.url(), redis.prefix()).await;
+    let mut on_a = connect(addr_a).await;
+    let mut on_b = connect(addr_b).await;
+    subscribe(&mut on_a, "prices").await;
+    subscribe(&mut on_b, "prices").await;
+
+    for i in 0..20 {
+        a.publish("prices", &WebSocketMessage::new("tick", json!(i)))
+            .unwrap();
+        b.broadcast(&WebSocketMessage::new("all", json!(i)))
+            .unwrap();
+    }
+    // Markers from both sides: whatever was duplicated would arrive before
+    // the second marker each client sees.
+    a.broadcast(&WebSocketMessage::new("marker", json!("a")))
+        .unwrap();
+    b.broadcast(&WebSocketMessage::new("marker", json!("b")))
+        .unwrap();
+    for client in [&mut on_a, &mut on_b] {
+        let (mut ticks, mut alls, mut markers) = (Vec::new(), Vec::new(), 0);
+        while markers < 2 {
+            let message = next_json(client).await;
+            match message.kind.as_str() {
+                "tick" => ticks.push(message.data.as_i64().unwrap()),
+                "all" => alls.push(message.data.as_i64().unwrap()),
+                "marker" => markers += 1,
+                other => panic!("unexpected {other}"),
+            }
+        }
+        // Once each, in the order each instance sent them.
+        assert_eq!(ticks, (0..20).collect::<Vec<i64>>());
+        assert_eq!(alls, (0..20).collect::<Vec<i64>>());
+    }
+    // And nothing after the markers.
+    a.broadcast(&WebSocketMessage::new("end", json!(null)))
+        .unwrap();
+    for client in [&mut on_a, &mut on_b] {
+        assert_eq!(next_json(client).await.kind, "end");
+    }
+    let (sa, sb) = (a.stats(), b.stats());
+    assert_eq!(sa.fanout_received, 21, "{sa:?}");
+    assert_eq!(sb.fanout_received, 22, "{sb:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_delivery_goes_on_while_redis_is_down_and_the_link_comes_back() {
+    let Some(mut redis) = keel_test_support::OwnRedis::start() else {
+        return;
+    };
+    let url = redis.url();
+    let [(a, addr_a), (b, addr_b)] = two_instances(&url, "restart").await;
+    let mut on_a = connect(addr_a).await;
+    let mut on_b = connect(addr_b).await;
+    subscribe(&mut on_a, "news").await;
+    subscribe(&mut on_b, "news").await;
+    a.publish("news", &WebSocketMessage::new("before", json!(null)))
+        .unwrap();
+    assert_eq!(next_json(&mut on_a).await.kind, "before");
+    assert_eq!(next_json(&mut on_b).await.kind, "before");
+
+    redis.stop();
+    eventually("b notices the outage", || !b.fanout_connected()).await;
+    a.publish("news", &WebSocketMessage::new("during", json!(null)))
+        .unwrap();
+    assert_eq!(next_json(&mut on_a).await.kind, "during");
+
+    redis.restart();
+    assert!(a.wait_fanout_connected(PATIENCE).await);
+    assert!(b.wait_fanout_connected(PATIENCE).await);
+    // The publisher reconnects on its own too; publish until one arrives.
+    let mut arrived = None;
+    for i in 0..200 {
+        a.publish("news", &WebSocketMessage::new("after", json!(i)))
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_millis(100), next_json(&mut on_b)).await;
+        if let Ok(message) = got {
+            arrived = Some(message);
+            break;
+        }
+    }
+    let message = arrived.expect("nothing crossed after the restart");
+    assert_eq!(message.kind, "after");
+    assert!(a.stats().fanout_failed >= 1, "{:?}", a.stats());
+}
