@@ -7,7 +7,10 @@ use keel_cache::{CacheConfig, CacheManager, LocalCache};
 
 /// Runs `f` with a recorder of its own and returns what it recorded as
 /// (name, labels, value).
-fn recorded(f: impl FnOnce()) -> Vec<(String, Vec<(String, String)>, f64)> {
+/// (name, labels, value) of every series recorded.
+type Recorded = Vec<(String, Vec<(String, String)>, f64)>;
+
+fn recorded(f: impl FnOnce()) -> Recorded {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     metrics::with_local_recorder(&recorder, f);
@@ -31,11 +34,7 @@ fn recorded(f: impl FnOnce()) -> Vec<(String, Vec<(String, String)>, f64)> {
         .collect()
 }
 
-fn value(
-    recorded: &[(String, Vec<(String, String)>, f64)],
-    name: &str,
-    labels: &[(&str, &str)],
-) -> f64 {
+fn value(recorded: &Recorded, name: &str, labels: &[(&str, &str)]) -> f64 {
     recorded
         .iter()
         .find(|(n, l, _)| {

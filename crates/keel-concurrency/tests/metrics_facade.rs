@@ -10,7 +10,10 @@ use keel_concurrency::{
     TaskQueue, TaskQueueConfig, ThreadPoolConfig,
 };
 
-fn recorded(f: impl FnOnce()) -> Vec<(String, Vec<(String, String)>, f64)> {
+/// (name, labels, value) of every series recorded.
+type Recorded = Vec<(String, Vec<(String, String)>, f64)>;
+
+fn recorded(f: impl FnOnce()) -> Recorded {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     metrics::with_local_recorder(&recorder, f);
@@ -34,11 +37,7 @@ fn recorded(f: impl FnOnce()) -> Vec<(String, Vec<(String, String)>, f64)> {
         .collect()
 }
 
-fn value(
-    recorded: &[(String, Vec<(String, String)>, f64)],
-    name: &str,
-    labels: &[(&str, &str)],
-) -> f64 {
+fn value(recorded: &Recorded, name: &str, labels: &[(&str, &str)]) -> f64 {
     recorded
         .iter()
         .find(|(n, l, _)| {
@@ -53,8 +52,10 @@ fn value(
 
 #[tokio::test]
 async fn every_piece_publishes_its_counters() {
-    let mut config = TaskQueueConfig::default();
-    config.max_size = 4;
+    let config = TaskQueueConfig {
+        max_size: 4,
+        ..TaskQueueConfig::default()
+    };
     let queue: TaskQueue<u32> = TaskQueue::new(config).unwrap();
     for i in 0..4 {
         queue.try_put(i, Default::default()).unwrap();

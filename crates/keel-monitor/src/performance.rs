@@ -138,7 +138,7 @@ impl PerformanceMonitor {
         let op = self.inner.id_cached(name);
         let sampled = self.inner.sampled();
         self.inner
-            .finish(op, sampled.then(|| duration.as_nanos() as u64), false);
+            .finish(op, sampled.then_some(duration.as_nanos() as u64), false);
     }
 
     /// Records a failed call of `name`: its error type and message go to
@@ -316,9 +316,11 @@ impl Operation {
     /// Records one call that took `duration`.
     pub fn record(&self, duration: Duration) {
         let sampled = self.monitor.inner.sampled();
-        self.monitor
-            .inner
-            .finish(self.id, sampled.then(|| duration.as_nanos() as u64), false);
+        self.monitor.inner.finish(
+            self.id,
+            sampled.then_some(duration.as_nanos() as u64),
+            false,
+        );
     }
 }
 

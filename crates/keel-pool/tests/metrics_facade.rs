@@ -6,6 +6,9 @@ use std::time::Duration;
 use keel_pool::{ConnectionPoolManager, DatabaseConnectionPool, PoolConfig};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
+/// A recorded series: name, labels, value.
+type Series = (String, Vec<(String, String)>, DebugValue);
+
 #[tokio::test]
 async fn acquire_waits_and_pool_figures_reach_the_recorder() {
     let recorder = DebuggingRecorder::new();
@@ -29,7 +32,7 @@ async fn acquire_waits_and_pool_figures_reach_the_recorder() {
     manager.insert_db(pool);
     manager.publish_metrics();
 
-    let recorded: Vec<(String, Vec<(String, String)>, DebugValue)> = snapshotter
+    let recorded: Vec<Series> = snapshotter
         .snapshot()
         .into_vec()
         .into_iter()

@@ -28,6 +28,9 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 use crate::Ctx;
 use crate::workload::median;
 
+/// An implementation's name and its measurement.
+type Run<'a, T> = (&'static str, Box<dyn Fn() -> T + 'a>);
+
 static METADATA: Metadata<'static> = Metadata::new("keel_bench", metrics::Level::INFO, None);
 
 /// The measured work: a call the optimizer cannot remove.
@@ -78,7 +81,7 @@ fn measure(ctx: &mut Ctx, ops: u64, rounds: usize, series: usize) -> anyhow::Res
     let mut unmeasured = Vec::new();
     for round in 0..rounds {
         for (threads, case) in [(1, "measure-1t"), (2, "measure-2t")] {
-            let mut runs: Vec<(&'static str, Box<dyn Fn() -> f64 + '_>)> = vec![
+            let mut runs: Vec<Run<'_, f64>> = vec![
                 (
                     "keel",
                     Box::new(|| {
@@ -145,7 +148,7 @@ fn measure(ctx: &mut Ctx, ops: u64, rounds: usize, series: usize) -> anyhow::Res
         fill(keel_render.registry(), series);
         fill(&prometheus_render, series);
         let handle = prometheus_render.handle();
-        let mut runs: Vec<(&'static str, Box<dyn Fn() -> usize + '_>)> = vec![
+        let mut runs: Vec<Run<'_, usize>> = vec![
             ("keel", Box::new(|| keel_render.render_prometheus().len())),
             ("metrics", Box::new(|| handle.render().len())),
         ];
