@@ -19,7 +19,7 @@ pub const LATENCY_BUCKETS: [f64; 17] = [
 /// Bucket bounds of other histograms: powers of ten from 1 to 10⁹.
 const DECADE_BUCKETS: [f64; 10] = [1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
 
-/// The content type of [`render`]'s output.
+/// The content type of the text [`DataMonitoringService::render_prometheus`](crate::DataMonitoringService::render_prometheus) returns.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Built-in families rendered next to the registry's.
