@@ -19,6 +19,9 @@ use serde_json::json;
 /// The topic the dashboard subscribes to.
 pub(crate) const STATS_TOPIC: &str = "stats";
 
+/// The topic alert events (raised and resolved) are published on.
+pub(crate) const ALERTS_TOPIC: &str = "alerts";
+
 /// What every handler can reach.
 #[derive(Debug, Clone)]
 pub(crate) struct AppState {
@@ -91,6 +94,20 @@ pub(crate) async fn publish_stats(state: AppState, every: Duration) {
         let message = WebSocketMessage::new("stats", stats_snapshot(&state));
         if let Err(error) = state.websocket.publish(STATS_TOPIC, &message) {
             tracing::debug!(%error, "stats not published");
+        }
+    }
+}
+
+/// Publishes every alert event on the `alerts` topic, until the
+/// monitoring service is gone or the task is aborted.
+pub(crate) async fn publish_alerts(
+    mut alerts: keel::monitor::AlertSubscription,
+    websocket: WebSocketManager,
+) {
+    while let Some(alert) = alerts.recv().await {
+        let body = serde_json::to_value(&alert).unwrap_or_default();
+        if let Err(error) = websocket.publish(ALERTS_TOPIC, &WebSocketMessage::new("alert", body)) {
+            tracing::debug!(%error, "alert not published");
         }
     }
 }

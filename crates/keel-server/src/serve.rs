@@ -62,6 +62,10 @@ async fn serve(config: keel::KeelConfig, log_stats: keel::log::LogStats) -> anyh
 
     let state = AppState::new(caches, websocket.clone(), monitoring.clone(), executor);
     let stats = tokio::spawn(app::publish_stats(state.clone(), Duration::from_secs(1)));
+    let alerts = tokio::spawn(app::publish_alerts(
+        monitoring.subscribe_alerts(),
+        websocket.clone(),
+    ));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     // No Nagle delay: WebSocket messages and small responses go out at once.
     let listener = listener.tap_io(|tcp| {
@@ -82,6 +86,7 @@ async fn serve(config: keel::KeelConfig, log_stats: keel::log::LogStats) -> anyh
     tokio::select! {
         result = &mut server => {
             stats.abort();
+            alerts.abort();
             return result.context("server task failed")?.context("server failed");
         }
         signal = shutdown_signal() => {
@@ -89,6 +94,7 @@ async fn serve(config: keel::KeelConfig, log_stats: keel::log::LogStats) -> anyh
         }
     }
     stats.abort();
+    alerts.abort();
     let _ = stop_tx.send(());
     // WebSocket clients get a close frame (1001); upgraded connections are
     // not the HTTP server's to wait for.
