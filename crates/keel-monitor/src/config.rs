@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 ///
 /// ```toml
 /// [monitoring]
-/// enabled = true               # false: no background work, nothing sampled
+/// enabled = true               # false: no background task (reports, alerts, process figures)
 /// sample_rate = 1.0            # share of calls whose latency is measured (counts stay exact)
 /// report_interval = "60s"      # reports, process CPU and memory, rate windows
 /// max_series = 10000           # distinct metric series kept; more are counted as dropped
@@ -34,7 +34,9 @@ use serde::{Deserialize, Serialize};
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct MonitoringConfig {
-    /// Whether the service samples, reports and evaluates alerts.
+    /// Whether [`start`](crate::DataMonitoringService::start) runs the
+    /// background task (reports, alert evaluation, process figures).
+    /// Measuring, counting and exposition work either way.
     pub enabled: bool,
     /// Share (0 < rate ≤ 1) of measured calls whose latency is recorded.
     pub sample_rate: f64,

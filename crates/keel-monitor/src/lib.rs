@@ -80,9 +80,12 @@
 //!   forgotten at each report; at most `max_operations` operation names
 //!   and `max_error_types` error types (the rest share `other`);
 //!   `recent_errors` messages of at most 512 bytes. A histogram allocates
-//!   32 buckets per power of two it has seen (about 260 bytes each).
+//!   32 buckets per power of two it has seen (about 260 bytes each); each
+//!   thread that measures holds a 16-byte slot per possible operation
+//!   (`max_operations`) and a histogram per operation it measured.
 //! - **Per-thread recording:** a measured call writes only its thread's
-//!   shard (plain loads and stores); reads sum the shards, so a snapshot
+//!   shard (plain loads and stores) and reads the clock through `quanta`
+//!   (the TSC where it is stable); reads sum the shards, so a snapshot
 //!   taken while calls are running is not one instant.
 //! - **Background work** (alerts every `alert_interval`; a report, process
 //!   figures and series expiry every `report_interval`) runs in one tokio
