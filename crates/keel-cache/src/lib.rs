@@ -153,6 +153,6 @@ pub use remote::{
 };
 pub use stats::CacheStats;
 pub use tiered::{
-    BloomSettings, CacheKey, CacheSettings, CacheValue, Keep, LockSettings, Loaded, Lookup, Served,
+    BloomSettings, CacheKey, CacheSettings, CacheValue, Keep, Loaded, LockSettings, Lookup, Served,
     TieredBuilder, TieredCache, TieredStats, WarmSummary,
 };

@@ -413,7 +413,10 @@ async fn a_loader_says_how_long_its_value_is_kept_and_the_caller_learns_where_it
         .try_get_or_load_with(1, load("a", Keep::Never))
         .await
         .unwrap();
-    assert_eq!((got.value.as_deref(), got.served), (Some("a"), Served::Loaded));
+    assert_eq!(
+        (got.value.as_deref(), got.served),
+        (Some("a"), Served::Loaded)
+    );
     assert_eq!(cache.get(&1).await, None, "a `Never` value is not kept");
 
     // Kept for its own time, shorter than the cache's 60 s.
@@ -426,7 +429,10 @@ async fn a_loader_says_how_long_its_value_is_kept_and_the_caller_learns_where_it
         .try_get_or_load_with(2, load("other", Keep::Default))
         .await
         .unwrap();
-    assert_eq!((got.value.as_deref(), got.served), (Some("b"), Served::Cached));
+    assert_eq!(
+        (got.value.as_deref(), got.served),
+        (Some("b"), Served::Cached)
+    );
     time.advance(Duration::from_secs(6));
     assert_eq!(cache.get(&2).await, None, "gone after its own 5 s");
 
@@ -440,5 +446,8 @@ async fn a_loader_says_how_long_its_value_is_kept_and_the_caller_learns_where_it
         .try_get_or_load_with(3, || async { Err::<Loaded<String>, _>("down".to_owned()) })
         .await
         .unwrap();
-    assert_eq!((got.value.as_deref(), got.served), (Some("old"), Served::Stale));
+    assert_eq!(
+        (got.value.as_deref(), got.served),
+        (Some("old"), Served::Stale)
+    );
 }

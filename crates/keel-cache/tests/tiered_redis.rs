@@ -356,7 +356,10 @@ async fn the_manager_removes_a_key_or_clears_a_cache_by_name_on_every_instance()
 
     assert!(a.remove_key("users", "1").await);
     eventually("b drops key 1", async || ub.get(&1).await.is_none()).await;
-    assert!(!a.remove_key("users", "not-a-number").await, "not a u64 key");
+    assert!(
+        !a.remove_key("users", "not-a-number").await,
+        "not a u64 key"
+    );
     assert!(!a.remove_key("nope", "1").await, "no such cache");
 
     assert_eq!(ub.get(&2).await.as_deref(), Some("two"));

@@ -1,6 +1,7 @@
 //! `keel serve`: bind, serve, and stop gracefully on SIGINT or SIGTERM.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -18,6 +19,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }
+    let demo = args.config.is_none() && config.routes.is_empty();
+    if demo {
+        crate::demo::apply(&mut config);
+    }
     // Held until the end of `run`: dropping it flushes the log writer.
     let _log = config
         .logging
@@ -28,10 +33,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, demo))
 }
 
-async fn serve(config: keel::KeelConfig) -> anyhow::Result<()> {
+async fn serve(config: keel::KeelConfig, demo: bool) -> anyhow::Result<()> {
     let listen = config.server.listen;
     let listener = TcpListener::bind(listen).await.map_err(|e| {
         anyhow::anyhow!(
@@ -41,18 +46,38 @@ async fn serve(config: keel::KeelConfig) -> anyhow::Result<()> {
     let local = listener
         .local_addr()
         .context("cannot read the bound address")?;
-    let caches = keel::cache::CacheManager::new(config.cache.clone())
-        .map_err(|e| anyhow::anyhow!(chain(&e)))
-        .context("cannot start the caches")?;
-    if keel::cache::set_default_manager(caches.clone()).is_err() {
+    let keel = keel::Keel::from_config(config.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!(chain(&e)))?;
+    if keel::cache::set_default_manager(keel.caches().clone()).is_err() {
         tracing::warn!("a default cache manager was already set; #[cached] keeps using it");
     }
-    let websocket = keel::websocket::WebSocketManager::new(config.websocket.clone())
-        .map_err(|e| anyhow::anyhow!(chain(&e)))
-        .context("cannot start the websocket hub")?;
+    if demo {
+        let pool = keel
+            .pools()
+            .db(crate::demo::POOL)
+            .map_err(|e| anyhow::anyhow!(chain(&e)))?;
+        crate::demo::seed(&pool).await?;
+    }
+    let keel = Arc::new(keel);
+    let websocket = keel.websocket().clone();
+    let routes = crate::gateway::router(&keel)?;
+    let admin = match (&config.server.admin_token, local.ip().is_loopback()) {
+        (Some(token), _) => Some(crate::admin::router(Arc::clone(&keel), Some(token.clone()))),
+        (None, true) => {
+            tracing::info!("admin API open without a token: keel listens on loopback only");
+            Some(crate::admin::router(Arc::clone(&keel), None))
+        }
+        (None, false) => {
+            tracing::warn!(
+                "admin API disabled: set server.admin_token to serve /admin on a non-loopback address"
+            );
+            None
+        }
+    };
     tracing::info!(address = %local, "keel listening on http://{local}");
 
-    let state = AppState::new(caches, websocket.clone());
+    let state = AppState::new(keel.caches().clone(), websocket.clone());
     let stats = tokio::spawn(app::publish_stats(state.clone(), Duration::from_secs(1)));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     // No Nagle delay: WebSocket messages and small responses go out at once.
@@ -61,9 +86,13 @@ async fn serve(config: keel::KeelConfig) -> anyhow::Result<()> {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
     });
+    let mut router = app::router(state).merge(routes);
+    if let Some(admin) = admin {
+        router = router.merge(admin);
+    }
     let server = axum::serve(
         listener,
-        app::router(state).into_make_service_with_connect_info::<SocketAddr>(),
+        router.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async move {
         let _ = stop_rx.await;
@@ -88,7 +117,14 @@ async fn serve(config: keel::KeelConfig) -> anyhow::Result<()> {
     if !websocket.shutdown(timeout).await {
         tracing::warn!(?timeout, "websocket clients did not all close in time");
     }
-    drain(server, timeout).await
+    let drained = drain(server, timeout).await;
+    // Requests are done: the rooms stop in order (jobs, sockets, pools,
+    // executor); the log guard, held by `run`, flushes last.
+    match Arc::try_unwrap(keel) {
+        Ok(keel) => keel.shutdown(timeout).await,
+        Err(_) => tracing::warn!("rooms still in use at shutdown; leaving them to the exit"),
+    }
+    drained
 }
 
 async fn drain(

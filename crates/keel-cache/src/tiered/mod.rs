@@ -72,6 +72,9 @@ pub enum Keep {
     Default,
     /// This long, whatever the settings say (an absence too).
     For(Duration),
+    /// The cache's `ttl` or this, whichever is shorter (an upstream's
+    /// `max-age`).
+    ForAtMost(Duration),
     /// Not at all: the callers get it, no tier keeps it.
     Never,
 }
@@ -983,12 +986,15 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             Ok(Loaded { value, keep }) => {
                 let ttl = match (&value, keep) {
                     (_, Keep::For(ttl)) => Some(ttl),
+                    (_, Keep::ForAtMost(ttl)) => {
+                        Some(self.settings.ttl.map_or(ttl, |own| own.min(ttl)))
+                    }
                     (Some(_), _) => self.settings.ttl,
                     (None, _) => self.settings.negative_ttl,
                 };
                 let cacheable = value.is_some()
                     || self.settings.negative_ttl.is_some()
-                    || matches!(keep, Keep::For(_));
+                    || matches!(keep, Keep::For(_) | Keep::ForAtMost(_));
                 if keep != Keep::Never && cacheable {
                     self.fill(key.clone(), value.clone(), ttl, seen).await;
                 }
