@@ -154,6 +154,6 @@ pub use remote::{
 };
 pub use stats::CacheStats;
 pub use tiered::{
-    BloomSettings, CacheKey, CacheSettings, CacheValue, LockSettings, TieredBuilder, TieredCache,
-    TieredStats, WarmSummary,
+    BloomSettings, CacheKey, CacheSettings, CacheValue, Keep, Loaded, LockSettings, Lookup, Served,
+    TieredBuilder, TieredCache, TieredStats, WarmSummary,
 };

@@ -65,7 +65,13 @@ struct Registered {
     types: &'static str,
     cache: Box<dyn Any + Send + Sync>,
     report: Box<dyn Fn() -> CacheReport + Send + Sync>,
+    /// Removes a key given in its string form (false: not a key of this
+    /// cache's type).
+    remove: Box<dyn Fn(String) -> BoxFuture<bool> + Send + Sync>,
+    clear: Box<dyn Fn() -> BoxFuture<()> + Send + Sync>,
 }
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// The state of one named cache, for dashboards and health.
 #[derive(Debug, Clone, PartialEq)]
@@ -216,6 +222,7 @@ impl CacheManager {
         }
         let cache = builder.build()?;
         let reported = cache.clone();
+        let (removing, clearing) = (cache.clone(), cache.clone());
         caches.insert(
             name.to_owned(),
             Registered {
@@ -230,9 +237,63 @@ impl CacheManager {
                     capacity: reported.settings().capacity,
                     degraded: reported.is_degraded(),
                 }),
+                remove: Box::new(move |key| {
+                    let cache = removing.clone();
+                    Box::pin(async move {
+                        match K::from_key(&key) {
+                            Some(key) => {
+                                cache.remove(&key).await;
+                                true
+                            }
+                            None => false,
+                        }
+                    })
+                }),
+                clear: Box::new(move || {
+                    let cache = clearing.clone();
+                    Box::pin(async move { cache.clear().await })
+                }),
             },
         );
         Ok(cache)
+    }
+
+    /// Like [`cache`](Self::cache) with settings of the caller's (the
+    /// first call's settings stay; later calls get the same cache).
+    pub fn cache_with<K: CacheKey, V: CacheValue>(
+        &self,
+        name: &str,
+        settings: CacheSettings,
+    ) -> Result<TieredCache<K, V>, CacheError> {
+        self.handle(name, settings)
+    }
+
+    /// Removes `key` (in its string form) from cache `name`, in both tiers
+    /// and on the other instances. False when no cache of that name is in
+    /// use or the key is not of its key type.
+    pub async fn remove_key(&self, name: &str, key: &str) -> bool {
+        let removing = {
+            let caches = self.inner.caches.read();
+            match caches.get(name) {
+                Some(r) => (r.remove)(key.to_owned()),
+                None => return false,
+            }
+        };
+        removing.await
+    }
+
+    /// Clears cache `name` in both tiers and on the other instances. False
+    /// when no cache of that name is in use.
+    pub async fn clear_cache(&self, name: &str) -> bool {
+        let clearing = {
+            let caches = self.inner.caches.read();
+            match caches.get(name) {
+                Some(r) => (r.clear)(),
+                None => return false,
+            }
+        };
+        clearing.await;
+        true
     }
 
     /// A report per cache in use, by name.

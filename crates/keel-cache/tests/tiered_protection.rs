@@ -398,3 +398,56 @@ async fn a_cancelled_caller_does_not_cancel_the_load_for_the_others() {
         "the load still filled the cache"
     );
 }
+
+#[tokio::test]
+async fn a_loader_says_how_long_its_value_is_kept_and_the_caller_learns_where_it_came_from() {
+    use keel_cache::{Keep, Loaded, Served};
+    let (cache, time) = cache(settings());
+    let load = |value: &str, keep: Keep| {
+        let value = value.to_owned();
+        move || async move { Ok::<_, String>(Loaded::keep(Some(value), keep)) }
+    };
+
+    // Not kept: every call loads.
+    let got = cache
+        .try_get_or_load_with(1, load("a", Keep::Never))
+        .await
+        .unwrap();
+    assert_eq!(
+        (got.value.as_deref(), got.served),
+        (Some("a"), Served::Loaded)
+    );
+    assert_eq!(cache.get(&1).await, None, "a `Never` value is not kept");
+
+    // Kept for its own time, shorter than the cache's 60 s.
+    let got = cache
+        .try_get_or_load_with(2, load("b", Keep::For(Duration::from_secs(5))))
+        .await
+        .unwrap();
+    assert_eq!(got.served, Served::Loaded);
+    let got = cache
+        .try_get_or_load_with(2, load("other", Keep::Default))
+        .await
+        .unwrap();
+    assert_eq!(
+        (got.value.as_deref(), got.served),
+        (Some("b"), Served::Cached)
+    );
+    time.advance(Duration::from_secs(6));
+    assert_eq!(cache.get(&2).await, None, "gone after its own 5 s");
+
+    // A stale copy after a failed load says so.
+    let mut s = settings();
+    s.max_stale = Some(Duration::from_secs(600));
+    let (cache, time) = self::cache(s);
+    cache.insert(3, "old".into()).await;
+    time.advance(Duration::from_secs(61));
+    let got = cache
+        .try_get_or_load_with(3, || async { Err::<Loaded<String>, _>("down".to_owned()) })
+        .await
+        .unwrap();
+    assert_eq!(
+        (got.value.as_deref(), got.served),
+        (Some("old"), Served::Stale)
+    );
+}

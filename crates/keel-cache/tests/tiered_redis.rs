@@ -341,3 +341,29 @@ async fn the_manager_names_unknown_caches_and_type_mismatches() {
         .to_string();
     assert!(err.contains("(u64, alloc::string::String)"), "{err}");
 }
+
+#[tokio::test]
+async fn the_manager_removes_a_key_or_clears_a_cache_by_name_on_every_instance() {
+    let Some(redis) = keel_test_support::redis().await else {
+        return;
+    };
+    let (a, b) = two_instances(config(redis.url(), redis.prefix())).await;
+    let (ua, ub) = (users(&a), users(&b));
+    bus_ready(&[&ua, &ub]).await;
+    ua.insert(1, "one".into()).await;
+    ua.insert(2, "two".into()).await;
+    assert_eq!(ub.get(&1).await.as_deref(), Some("one"));
+
+    assert!(a.remove_key("users", "1").await);
+    eventually("b drops key 1", async || ub.get(&1).await.is_none()).await;
+    assert!(
+        !a.remove_key("users", "not-a-number").await,
+        "not a u64 key"
+    );
+    assert!(!a.remove_key("nope", "1").await, "no such cache");
+
+    assert_eq!(ub.get(&2).await.as_deref(), Some("two"));
+    assert!(a.clear_cache("users").await);
+    eventually("b sees the clear", async || ub.get(&2).await.is_none()).await;
+    assert!(!a.clear_cache("nope").await);
+}

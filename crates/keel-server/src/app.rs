@@ -56,20 +56,28 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/monitoring/report", get(report))
         .merge(state.websocket.router())
-        .layer(middleware::from_fn_with_state(state.clone(), measure))
         .with_state(state)
+}
+
+/// `router` with every request measured by `monitoring`.
+pub(crate) fn measured(router: Router, monitoring: DataMonitoringService) -> Router {
+    router.layer(middleware::from_fn_with_state(monitoring, measure))
 }
 
 /// Measures every request as the operation `http <METHOD> <route>`; a 5xx
 /// answer counts as a failed call.
-async fn measure(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn measure(
+    State(monitoring): State<DataMonitoringService>,
+    request: Request,
+    next: Next,
+) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_owned();
     let name = format!("http {} {route}", request.method());
-    let monitor = state.monitoring.monitor();
+    let monitor = monitoring.monitor();
     let call = monitor.measure(&name);
     let response = next.run(request).await;
     let status = response.status();

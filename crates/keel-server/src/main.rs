@@ -3,8 +3,11 @@
 //! `keel` (or `keel serve`) runs the gateway; `keel check-config FILE`
 //! validates a configuration file and prints `ok` or every error in it.
 
+mod admin;
 mod app;
 mod cli;
+mod demo;
+mod gateway;
 mod serve;
 
 use std::process::ExitCode;

@@ -1,6 +1,7 @@
 //! `keel serve`: bind, serve, and stop gracefully on SIGINT or SIGTERM.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -18,6 +19,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }
+    let demo = args.config.is_none() && config.routes.is_empty();
+    if demo {
+        crate::demo::apply(&mut config);
+    }
     // Held until the end of `run`: dropping it flushes the log writer.
     let log = config
         .logging
@@ -28,10 +33,14 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(config, log.stats().clone()))
+    runtime.block_on(serve(config, demo, log.stats().clone()))
 }
 
-async fn serve(config: keel::KeelConfig, log_stats: keel::log::LogStats) -> anyhow::Result<()> {
+async fn serve(
+    config: keel::KeelConfig,
+    demo: bool,
+    log_stats: keel::log::LogStats,
+) -> anyhow::Result<()> {
     let listen = config.server.listen;
     let listener = TcpListener::bind(listen).await.map_err(|e| {
         anyhow::anyhow!(
@@ -41,26 +50,44 @@ async fn serve(config: keel::KeelConfig, log_stats: keel::log::LogStats) -> anyh
     let local = listener
         .local_addr()
         .context("cannot read the bound address")?;
-    let caches = keel::cache::CacheManager::new(config.cache.clone())
-        .map_err(|e| anyhow::anyhow!(chain(&e)))
-        .context("cannot start the caches")?;
-    if keel::cache::set_default_manager(caches.clone()).is_err() {
+    let keel = keel::Keel::from_config(config.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!(chain(&e)))?;
+    if keel::cache::set_default_manager(keel.caches().clone()).is_err() {
         tracing::warn!("a default cache manager was already set; #[cached] keeps using it");
     }
-    let websocket = keel::websocket::WebSocketManager::new(config.websocket.clone())
-        .map_err(|e| anyhow::anyhow!(chain(&e)))
-        .context("cannot start the websocket hub")?;
-    let executor = keel::concurrency::Executor::new(config.thread_pool.clone())
-        .map_err(|e| anyhow::anyhow!(chain(&e)))
-        .context("cannot start the thread pool")?;
-    let pools = keel::pool::ConnectionPoolManager::from_config(&config.pools)
-        .await
-        .map_err(|e| anyhow::anyhow!(chain(&e)))
-        .context("cannot open the pools")?;
-    let monitoring = monitoring(&config, &caches, &pools, &websocket, &executor, log_stats)?;
+    if demo {
+        let pool = keel
+            .pools()
+            .db(crate::demo::POOL)
+            .map_err(|e| anyhow::anyhow!(chain(&e)))?;
+        crate::demo::seed(&pool).await?;
+    }
+    let monitoring = monitoring(&keel, log_stats)?;
+    let keel = Arc::new(keel);
+    let websocket = keel.websocket().clone();
+    let routes = crate::gateway::router(&keel)?;
+    let admin = match (&config.server.admin_token, local.ip().is_loopback()) {
+        (Some(token), _) => Some(crate::admin::router(Arc::clone(&keel), Some(token.clone()))),
+        (None, true) => {
+            tracing::info!("admin API open without a token: keel listens on loopback only");
+            Some(crate::admin::router(Arc::clone(&keel), None))
+        }
+        (None, false) => {
+            tracing::warn!(
+                "admin API disabled: set server.admin_token to serve /admin on a non-loopback address"
+            );
+            None
+        }
+    };
     tracing::info!(address = %local, "keel listening on http://{local}");
 
-    let state = AppState::new(caches, websocket.clone(), monitoring.clone(), executor);
+    let state = AppState::new(
+        keel.caches().clone(),
+        websocket.clone(),
+        monitoring.clone(),
+        keel.executor().clone(),
+    );
     let stats = tokio::spawn(app::publish_stats(state.clone(), Duration::from_secs(1)));
     let alerts = tokio::spawn(app::publish_alerts(
         monitoring.subscribe_alerts(),
@@ -73,9 +100,15 @@ async fn serve(config: keel::KeelConfig, log_stats: keel::log::LogStats) -> anyh
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
     });
+    let mut router = app::router(state).merge(routes);
+    if let Some(admin) = admin {
+        router = router.merge(admin);
+    }
+    // Every route, the gateway's and the admin API's included, is measured.
+    let router = app::measured(router, monitoring);
     let server = axum::serve(
         listener,
-        app::router(state).into_make_service_with_connect_info::<SocketAddr>(),
+        router.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async move {
         let _ = stop_rx.await;
@@ -103,27 +136,23 @@ async fn serve(config: keel::KeelConfig, log_stats: keel::log::LogStats) -> anyh
         tracing::warn!(?timeout, "websocket clients did not all close in time");
     }
     let drained = drain(server, timeout).await;
-    monitoring.stop();
-    pools.close().await;
+    // Requests are done: the rooms stop in order (jobs, sockets, pools,
+    // executor); the log guard, held by `run`, flushes last.
+    match Arc::try_unwrap(keel) {
+        Ok(keel) => keel.shutdown(timeout).await,
+        Err(_) => tracing::warn!("rooms still in use at shutdown; leaving them to the exit"),
+    }
     drained
 }
 
-/// The monitoring service from `[monitoring]`: the process's `metrics`
-/// recorder and `#[monitored]`'s monitor, publishing every room's numbers
-/// before each scrape, alert evaluation and report.
+/// The rooms' monitoring service made the process's `metrics` recorder and
+/// `#[monitored]`'s monitor, publishing the log pipeline's counters too,
+/// and started.
 fn monitoring(
-    config: &keel::KeelConfig,
-    caches: &keel::cache::CacheManager,
-    pools: &keel::pool::ConnectionPoolManager,
-    websocket: &keel::websocket::WebSocketManager,
-    executor: &keel::concurrency::Executor,
+    keel: &keel::Keel,
     log_stats: keel::log::LogStats,
 ) -> anyhow::Result<keel::monitor::DataMonitoringService> {
-    use keel::monitor::{CheckOutcome, DataMonitoringService, check_fn};
-
-    let monitoring = DataMonitoringService::new(config.monitoring.clone())
-        .map_err(|e| anyhow::anyhow!(chain(&e)))
-        .context("cannot start monitoring")?;
+    let monitoring = keel.monitoring().clone();
     if monitoring.install_recorder().is_err() {
         tracing::warn!(
             "a metrics recorder was already installed; /metrics shows only keel's own figures"
@@ -134,78 +163,7 @@ fn monitoring(
             "a default performance monitor was already set; #[monitored] keeps using it"
         );
     }
-    let (c, p, w, e) = (
-        caches.clone(),
-        pools.clone(),
-        websocket.clone(),
-        executor.clone(),
-    );
-    monitoring.add_collector(move || {
-        c.publish_metrics();
-        p.publish_metrics();
-        w.publish_metrics();
-        e.publish_metrics("default");
-        log_stats.publish_metrics();
-    });
-    let c = caches.clone();
-    monitoring.register_health_check(
-        "cache",
-        false,
-        check_fn(move || {
-            let c = c.clone();
-            async move {
-                if c.probe().await {
-                    CheckOutcome::healthy()
-                } else {
-                    CheckOutcome::degraded("the redis tier is failing; serving from the local tier")
-                }
-            }
-        }),
-    );
-    let w = websocket.clone();
-    monitoring.register_health_check(
-        "websocket",
-        false,
-        check_fn(move || {
-            let ok = w.config().redis.is_none() || w.fanout_connected();
-            async move {
-                if ok {
-                    CheckOutcome::healthy()
-                } else {
-                    CheckOutcome::degraded(
-                        "the redis fan-out is lost; clients of this instance are still served",
-                    )
-                }
-            }
-        }),
-    );
-    // A database pool down makes the gateway unhealthy; an HTTP upstream
-    // down, degraded (the other routes still answer).
-    for key in pools.health().into_keys() {
-        let critical = key.starts_with("db.");
-        let p = pools.clone();
-        let name = key.clone();
-        monitoring.register_health_check(
-            &key,
-            critical,
-            check_fn(move || {
-                use keel::pool::ConnectionStatus;
-                let status = p.health().get(&name).copied();
-                async move {
-                    match status {
-                        Some(ConnectionStatus::Healthy) => CheckOutcome::healthy(),
-                        Some(ConnectionStatus::Degraded) => CheckOutcome::degraded(
-                            "a connection, statement or request failed recently",
-                        ),
-                        Some(ConnectionStatus::Unhealthy) => {
-                            CheckOutcome::unhealthy("the last health check failed")
-                        }
-                        _ => CheckOutcome::unhealthy("the pool is closed"),
-                    }
-                }
-            }),
-        );
-    }
+    monitoring.add_collector(move || log_stats.publish_metrics());
     monitoring
         .start()
         .map_err(|e| anyhow::anyhow!(chain(&e)))

@@ -10,14 +10,30 @@ use std::time::Duration;
 
 use support::{Server, keel};
 
-/// A config with a SQLite pool, written where only this test looks.
+/// A config with a SQLite pool and a proxy route, written where only this
+/// test looks.
 fn config_with_a_pool(test: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("keel-{test}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("keel.toml");
+    // A proxy route to an upstream nobody listens on: its breaker, limits
+    // and HTTP pool are there to be reported.
     std::fs::write(
         &path,
-        "[pools.db.demo]\nurl = \"sqlite::memory:\"\nmax_connections = 2\n",
+        r#"
+[pools.db.demo]
+url = "sqlite::memory:"
+max_connections = 2
+
+[pools.http.nowhere]
+base_urls = ["http://127.0.0.1:9"]
+
+[[routes]]
+path = "/proxy/{*rest}"
+upstream = "nowhere"
+max_concurrency = 4
+rate_limit = { per_second = 100 }
+"#,
     )
     .unwrap();
     path
@@ -108,6 +124,10 @@ async fn metrics_after_traffic_pass_promtool_with_every_rooms_families() {
         "keel_executor_jobs_total",
         "keel_pool_connections",
         "keel_websocket_connections",
+        "keel_queue_depth",
+        "keel_breaker_state",
+        "keel_concurrency_in_flight",
+        "keel_rate_limiter_rejected_total",
         "keel_websocket_messages_total",
         "keel_pool_acquired_total",
         "keel_pool_max_connections",
@@ -166,7 +186,17 @@ async fn health_lists_each_dependency() {
     let response = get(&client, &server, "/health").await;
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body["status"], "healthy");
+    // The proxy route's upstream listens nowhere: once its pool notices,
+    // the service is degraded, never unhealthy (an HTTP pool is not
+    // critical).
+    assert!(
+        body["status"] == "healthy" || body["status"] == "degraded",
+        "{body}"
+    );
+    assert_eq!(
+        body["dependencies"]["http.nowhere"]["critical"], false,
+        "{body}"
+    );
     let cache = &body["dependencies"]["cache"];
     assert_eq!(cache["status"], "healthy");
     assert_eq!(cache["critical"], false);

@@ -75,9 +75,25 @@
 
 mod config;
 mod error;
+#[cfg(all(
+    feature = "cache",
+    feature = "concurrency",
+    feature = "monitor",
+    feature = "pool",
+    feature = "websocket"
+))]
+mod keel;
 
-pub use config::{KeelConfig, ServerConfig};
+pub use config::{KeelConfig, RouteConfig, RouteKind, RouteRateLimit, Rows, ServerConfig};
 pub use error::{ConfigError, FieldError};
+#[cfg(all(
+    feature = "cache",
+    feature = "concurrency",
+    feature = "monitor",
+    feature = "pool",
+    feature = "websocket"
+))]
+pub use keel::{Job, Keel, KeelError};
 
 #[cfg(feature = "cache")]
 pub use keel_cache as cache;

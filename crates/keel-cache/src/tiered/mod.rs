@@ -38,6 +38,68 @@ pub use key::CacheKey;
 pub use settings::{BloomSettings, CacheSettings, LockSettings};
 pub use warm::WarmSummary;
 
+/// What a loader of [`TieredCache::try_get_or_load_with`] found, and how
+/// long the tiers may keep it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Loaded<V> {
+    /// The value, or `None` for "does not exist".
+    pub value: Option<V>,
+    /// How long it may be kept.
+    pub keep: Keep,
+}
+
+impl<V> Loaded<V> {
+    /// `value`, kept as the cache's settings say.
+    pub fn new(value: Option<V>) -> Self {
+        Self {
+            value,
+            keep: Keep::Default,
+        }
+    }
+
+    /// `value`, kept as `keep` says.
+    pub fn keep(value: Option<V>, keep: Keep) -> Self {
+        Self { value, keep }
+    }
+}
+
+/// How long the tiers keep a loaded value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// The cache's `ttl` (or `negative_ttl` for an absence, which is not
+    /// kept without one).
+    Default,
+    /// This long, whatever the settings say (an absence too).
+    For(Duration),
+    /// The cache's `ttl` or this, whichever is shorter (an upstream's
+    /// `max-age`).
+    ForAtMost(Duration),
+    /// Not at all: the callers get it, no tier keeps it.
+    Never,
+}
+
+/// What [`TieredCache::try_get_or_load_with`] returned.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Lookup<V> {
+    /// The value, or `None` for "does not exist".
+    pub value: Option<V>,
+    /// Where it came from.
+    pub served: Served,
+}
+
+/// Where a value of [`TieredCache::try_get_or_load_with`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// A tier had it fresh.
+    Cached,
+    /// A load: this call's, or one it waited for.
+    Loaded,
+    /// A stale copy, because the load failed (`max_stale`).
+    Stale,
+}
+
 /// What a [`TieredCache`] value must be: cloneable for the local tier,
 /// serializable for Redis and snapshots.
 pub trait CacheValue: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
@@ -495,13 +557,40 @@ impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
         E: Send + Sync + 'static,
     {
+        let lookup = self
+            .try_get_or_load_with(key, move || {
+                let fut = loader();
+                async move { fut.await.map(Loaded::new) }
+            })
+            .await?;
+        Ok(lookup.value)
+    }
+
+    /// [`try_get_or_load`](Self::try_get_or_load) with a loader that also
+    /// says how long its value may be kept ([`Keep`]: a response's
+    /// `Cache-Control`, say), and an answer that says where the value came
+    /// from ([`Served`]: a tier, a load, or a stale copy after a failed
+    /// load).
+    pub async fn try_get_or_load_with<F, Fut, E>(
+        &self,
+        key: K,
+        loader: F,
+    ) -> Result<Lookup<V>, LoadError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Loaded<V>, E>> + Send + 'static,
+        E: Send + Sync + 'static,
+    {
         let inner = &self.inner;
         let (stale, seen) = match inner.lookup(&key).await {
             Found::Fresh(value, refresh) => {
                 if refresh {
                     inner.refresh(&key, loader);
                 }
-                return Ok(value);
+                return Ok(Lookup {
+                    value,
+                    served: Served::Cached,
+                });
             }
             Found::Stale(value, fresh_until, seen) => (Some((value, fresh_until)), seen),
             Found::Miss(seen) => (None, seen),
@@ -515,14 +604,20 @@ impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
             return Err(LoadError::NoRuntime);
         };
         match done.await {
-            Ok(value) => Ok(value),
+            Ok(value) => Ok(Lookup {
+                value,
+                served: Served::Loaded,
+            }),
             Err(failure) => {
                 if let Some((value, fresh_until)) = stale
                     && inner.within_max_stale(fresh_until)
                 {
                     inner.counters.stale_served.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(cache = %inner.name, "loader failed; serving a stale value");
-                    return Ok(value);
+                    return Ok(Lookup {
+                        value,
+                        served: Served::Stale,
+                    });
                 }
                 Err(match failure {
                     Failure::Loader(e) => e
@@ -859,7 +954,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     async fn load<E: Send + Sync + 'static>(
         self: Arc<Self>,
         key: K,
-        fut: impl Future<Output = Result<Option<V>, E>>,
+        fut: impl Future<Output = Result<Loaded<V>, E>>,
         seen: Option<Seen>,
     ) -> Result<Option<V>, Failure> {
         #[cfg(feature = "redis")]
@@ -888,12 +983,19 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         self.counters.loads.fetch_add(1, Ordering::Relaxed);
         let outcome = fut.await;
         let result = match outcome {
-            Ok(value) => {
-                let ttl = match &value {
-                    Some(_) => self.settings.ttl,
-                    None => self.settings.negative_ttl,
+            Ok(Loaded { value, keep }) => {
+                let ttl = match (&value, keep) {
+                    (_, Keep::For(ttl)) => Some(ttl),
+                    (_, Keep::ForAtMost(ttl)) => {
+                        Some(self.settings.ttl.map_or(ttl, |own| own.min(ttl)))
+                    }
+                    (Some(_), _) => self.settings.ttl,
+                    (None, _) => self.settings.negative_ttl,
                 };
-                if value.is_some() || self.settings.negative_ttl.is_some() {
+                let cacheable = value.is_some()
+                    || self.settings.negative_ttl.is_some()
+                    || matches!(keep, Keep::For(_) | Keep::ForAtMost(_));
+                if keep != Keep::Never && cacheable {
                     self.fill(key.clone(), value.clone(), ttl, seen).await;
                 }
                 if value.is_some()
@@ -1036,7 +1138,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     fn refresh<F, Fut, E>(self: &Arc<Self>, key: &K, loader: F)
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
+        Fut: Future<Output = Result<Loaded<V>, E>> + Send + 'static,
         E: Send + Sync + 'static,
     {
         if self.flights.is_running(key) {

@@ -8,11 +8,28 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// The `keel` binary cargo built for these tests.
+/// The `keel` binary cargo built for these tests, run in a directory of
+/// its own (the embedded demo writes `keel.db` where it runs).
 pub fn keel() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_keel"));
-    cmd.env_remove("RUST_LOG").env_remove("KEEL_CONFIG");
+    cmd.env_remove("RUST_LOG")
+        .env_remove("KEEL_CONFIG")
+        .current_dir(scratch_dir());
     cmd
+}
+
+/// A new empty directory under the system's temporary directory.
+pub fn scratch_dir() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "keel-server-test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a scratch directory");
+    dir
 }
 
 /// Sends every line of `from` down `to`.

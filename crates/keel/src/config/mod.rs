@@ -2,6 +2,7 @@
 
 mod de;
 mod load;
+mod routes;
 mod server;
 
 use std::ffi::OsString;
@@ -11,6 +12,7 @@ use serde::Deserialize;
 
 use crate::{ConfigError, FieldError};
 
+pub use routes::{RouteConfig, RouteKind, RouteRateLimit, Rows};
 pub use server::ServerConfig;
 
 /// The configuration of a Keel service: one section per room.
@@ -45,6 +47,8 @@ pub struct KeelConfig {
     /// `[websocket]`: the WebSocket hub, its limits and Redis fan-out.
     #[cfg(feature = "websocket")]
     pub websocket: keel_websocket::WebSocketConfig,
+    /// `[[routes]]`: the gateway's SQL and HTTP routes.
+    pub routes: Vec<RouteConfig>,
 }
 
 impl KeelConfig {
@@ -129,6 +133,21 @@ impl KeelConfig {
         if let Err(problems) = self.monitoring.validate() {
             errors.extend(
                 problems
+                    .into_iter()
+                    .map(|(field, reason)| FieldError::new(field, reason)),
+            );
+        }
+        #[cfg(feature = "pool")]
+        let (db, http): (Vec<String>, Vec<String>) = (
+            self.pools.db.keys().cloned().collect(),
+            self.pools.http.keys().cloned().collect(),
+        );
+        #[cfg(not(feature = "pool"))]
+        let (db, http): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+        for (i, route) in self.routes.iter().enumerate() {
+            errors.extend(
+                route
+                    .problems(i, &db, &http)
                     .into_iter()
                     .map(|(field, reason)| FieldError::new(field, reason)),
             );

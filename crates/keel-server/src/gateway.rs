@@ -1,0 +1,563 @@
+//! The configured routes: SQL queries through a database pool and requests
+//! forwarded through an HTTP pool, both cached through the tiered cache.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Query, RawPathParams, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use keel::cache::{CacheManager, Keep, Loaded, Served, TieredCache};
+use keel::concurrency::{
+    CircuitBreaker, CircuitBreakerConfig, ConcurrencyLimiter, KeyedRateLimiter, Quota,
+};
+use keel::pool::{DatabaseConnectionPool, HttpConnectionPool, PoolError};
+use keel::{Keel, RouteConfig, RouteKind, Rows};
+use serde::{Deserialize, Serialize};
+
+/// An answer as the cache keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Cached {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    /// When it was produced, milliseconds since the Unix epoch (for `Age`).
+    at_ms: u64,
+}
+
+struct RouteState {
+    config: RouteConfig,
+    target: Target,
+    cache: Option<TieredCache<String, Cached>>,
+    limiter: Option<ConcurrencyLimiter>,
+    rate: Option<KeyedRateLimiter<IpAddr>>,
+}
+
+impl RouteState {
+    /// Publishes the route's breaker, concurrency limit and rate limit
+    /// (labelled `route <path>`) through the `metrics` facade.
+    fn publish_metrics(&self) {
+        let name = format!("route {}", self.config.path);
+        if let Target::Proxy { breaker, .. } = &self.target {
+            breaker.publish_metrics();
+        }
+        if let Some(limiter) = &self.limiter {
+            limiter.publish_metrics(&name);
+        }
+        if let Some(rate) = &self.rate {
+            rate.publish_metrics(&name);
+        }
+    }
+}
+
+enum Target {
+    Sql {
+        pool: DatabaseConnectionPool,
+        sql: String,
+        params: Vec<String>,
+        rows: Rows,
+    },
+    Proxy {
+        pool: HttpConnectionPool,
+        breaker: CircuitBreaker,
+        wildcard: Option<String>,
+    },
+}
+
+/// What a load found that is not an answer: the route's backend failed.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error("{0}")]
+    Pool(#[from] PoolError),
+    #[error("upstream circuit is open")]
+    Open,
+    #[error("{0}")]
+    Bad(String),
+}
+
+/// The name of route `index`'s cache (for `/admin/caches`).
+pub(crate) fn cache_name(index: usize) -> String {
+    format!("route-{index}")
+}
+
+/// A router serving every `[[routes]]` entry of `keel`'s configuration.
+pub(crate) fn router(keel: &Keel) -> anyhow::Result<Router> {
+    let mut router = Router::new();
+    for (index, config) in keel.config().routes.iter().enumerate() {
+        let state = Arc::new(route_state(keel, index, config)?);
+        let published = Arc::clone(&state);
+        keel.monitoring()
+            .add_collector(move || published.publish_metrics());
+        let handler = match state.config.kind() {
+            Some(RouteKind::Sql) => get(sql_route),
+            _ => any(proxy_route),
+        };
+        router = router.route(&config.path, handler.with_state(state));
+        tracing::info!(path = %config.path, "route ready");
+    }
+    Ok(router)
+}
+
+fn route_state(keel: &Keel, index: usize, config: &RouteConfig) -> anyhow::Result<RouteState> {
+    let at = || format!("routes[{index}] ({})", config.path);
+    let target = match config.kind() {
+        Some(RouteKind::Sql) => Target::Sql {
+            pool: keel
+                .pools()
+                .db(config.pool.as_deref().unwrap_or_default())
+                .with_context(at)?,
+            sql: config.sql.clone().unwrap_or_default(),
+            params: config.bound_params(),
+            rows: config.rows_mode(),
+        },
+        _ => Target::Proxy {
+            pool: keel
+                .pools()
+                .http(config.upstream.as_deref().unwrap_or_default())
+                .with_context(at)?,
+            breaker: CircuitBreaker::new(
+                &format!("route {}", config.path),
+                CircuitBreakerConfig {
+                    minimum_calls: 5,
+                    window: keel::concurrency::SlidingWindow::Count(20),
+                    open_duration: Duration::from_secs(5),
+                    ..CircuitBreakerConfig::default()
+                },
+            )
+            .with_context(at)?,
+            wildcard: config
+                .path
+                .split('/')
+                .find_map(|s| s.strip_prefix("{*"))
+                .and_then(|s| s.strip_suffix('}'))
+                .map(str::to_owned),
+        },
+    };
+    let cache = match config.ttl {
+        Some(ttl) => Some(route_cache(keel.caches(), index, config, ttl).with_context(at)?),
+        None => None,
+    };
+    let limiter = config
+        .max_concurrency
+        .map(|n| ConcurrencyLimiter::new(n as usize))
+        .transpose()
+        .with_context(at)?;
+    let rate = match config.rate_limit {
+        Some(limit) => {
+            let quota = Quota::per_second(limit.per_second)
+                .and_then(|q| q.burst(limit.burst.unwrap_or(limit.per_second)))
+                .with_context(at)?;
+            Some(KeyedRateLimiter::new(quota))
+        }
+        None => None,
+    };
+    Ok(RouteState {
+        config: config.clone(),
+        target,
+        cache,
+        limiter,
+        rate,
+    })
+}
+
+fn route_cache(
+    caches: &CacheManager,
+    index: usize,
+    config: &RouteConfig,
+    ttl: Duration,
+) -> Result<TieredCache<String, Cached>, keel::cache::CacheError> {
+    let mut settings = caches.config().default_settings();
+    settings.ttl = Some(ttl);
+    settings.negative_ttl = config.negative_ttl;
+    settings.max_stale = config.max_stale;
+    settings.refresh_after = None;
+    if settings.local_ttl.is_some_and(|l| l > ttl) {
+        settings.local_ttl = None;
+    }
+    caches.cache_with(&cache_name(index), settings)
+}
+
+/// Why a request was turned away before reaching the backend.
+enum Refused {
+    /// Over the client's rate: retry after this many seconds.
+    Rate(u64),
+    /// Too many requests in flight on the route.
+    Busy,
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::Rate(wait) => {
+                let mut response = error(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded");
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+                response
+            }
+            Refused::Busy => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many requests in flight on this route",
+            ),
+        }
+    }
+}
+
+/// Refuses a request over the route's rate or concurrency limit.
+fn admit(
+    state: &RouteState,
+    client: IpAddr,
+) -> Result<Option<keel::concurrency::ConcurrencyPermit>, Refused> {
+    if let Some(rate) = &state.rate
+        && let Err(limited) = rate.check_key(&client)
+    {
+        let wait = limited.wait_time().as_secs_f64().ceil().max(1.0) as u64;
+        return Err(Refused::Rate(wait));
+    }
+    match &state.limiter {
+        Some(limiter) => match limiter.try_acquire() {
+            Ok(permit) => Ok(Some(permit)),
+            Err(_) => Err(Refused::Busy),
+        },
+        None => Ok(None),
+    }
+}
+
+async fn sql_route(
+    State(state): State<Arc<RouteState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    path: RawPathParams,
+    Query(query): Query<HashMap<String, String>>,
+    uri: Uri,
+) -> Response {
+    let _permit = match admit(&state, peer.ip()) {
+        Ok(permit) => permit,
+        Err(refused) => return refused.into_response(),
+    };
+    let path: HashMap<&str, &str> = path.iter().collect();
+    let Target::Sql { params, .. } = &state.target else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "not a SQL route");
+    };
+    let mut bound = Vec::with_capacity(params.len());
+    for name in params {
+        match path
+            .get(name.as_str())
+            .copied()
+            .or_else(|| query.get(name).map(String::as_str))
+        {
+            Some(value) => bound.push(serde_json::Value::String(value.to_owned())),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("missing parameter {name:?}"),
+                );
+            }
+        }
+    }
+    let key = cache_key(&uri);
+    let run = {
+        let state = Arc::clone(&state);
+        move || async move { run_sql(&state, &bound).await }
+    };
+    answer(&state, key, &Method::GET, run).await
+}
+
+async fn run_sql(
+    state: &RouteState,
+    bound: &[serde_json::Value],
+) -> Result<Loaded<Cached>, Failure> {
+    let Target::Sql {
+        pool, sql, rows, ..
+    } = &state.target
+    else {
+        return Err(Failure::Bad("not a SQL route".into()));
+    };
+    let (status, body) = match rows {
+        Rows::One => match pool.fetch_optional(sql, bound).await? {
+            Some(row) => (StatusCode::OK, serde_json::to_vec(&row)),
+            None => (
+                StatusCode::NOT_FOUND,
+                serde_json::to_vec(&serde_json::json!({"error": "not found"})),
+            ),
+        },
+        Rows::All => (
+            StatusCode::OK,
+            serde_json::to_vec(&pool.fetch_all(sql, bound).await?),
+        ),
+    };
+    let body = body.map_err(|e| Failure::Bad(e.to_string()))?;
+    let keep = if status.is_success() {
+        Keep::Default
+    } else {
+        match state.config.negative_ttl {
+            Some(ttl) => Keep::For(ttl),
+            None => Keep::Never,
+        }
+    };
+    let cached = Cached {
+        status: status.as_u16(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body,
+        at_ms: now_ms(),
+    };
+    Ok(Loaded::keep(Some(cached), keep))
+}
+
+async fn proxy_route(
+    State(state): State<Arc<RouteState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    path: RawPathParams,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let _permit = match admit(&state, peer.ip()) {
+        Ok(permit) => permit,
+        Err(refused) => return refused.into_response(),
+    };
+    let Target::Proxy { wildcard, .. } = &state.target else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "not a proxy route");
+    };
+    let rest = wildcard
+        .as_deref()
+        .and_then(|w| path.iter().find(|(name, _)| *name == w).map(|(_, v)| v));
+    let mut target = match rest {
+        Some(rest) => format!("/{}", rest.trim_start_matches('/')),
+        None => uri.path().to_owned(),
+    };
+    if let Some(query) = uri.query() {
+        target.push('?');
+        target.push_str(query);
+    }
+    let forward: Vec<(String, String)> = headers
+        .iter()
+        .filter(|(name, _)| !hop_by_hop(name) && *name != header::HOST)
+        .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
+        .collect();
+    let cacheable = method == Method::GET;
+    let run = {
+        let state = Arc::clone(&state);
+        let method = method.clone();
+        move || async move { forward_request(&state, method, target, forward, body).await }
+    };
+    if !cacheable || state.cache.is_none() {
+        return match run().await {
+            Ok(loaded) => render(loaded.value, "BYPASS", &method),
+            Err(failure) => failed(&failure),
+        };
+    }
+    answer(&state, cache_key(&uri), &method, run).await
+}
+
+async fn forward_request(
+    state: &RouteState,
+    method: Method,
+    target: String,
+    headers: Vec<(String, String)>,
+    body: Bytes,
+) -> Result<Loaded<Cached>, Failure> {
+    let Target::Proxy { pool, breaker, .. } = &state.target else {
+        return Err(Failure::Bad("not a proxy route".into()));
+    };
+    let permit = breaker.try_acquire().map_err(|_| Failure::Open)?;
+    let mut request = pool.request(method, target);
+    for (name, value) in &headers {
+        request = request.header(name, value);
+    }
+    if !body.is_empty() {
+        request = request.body(body);
+    }
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(e) => {
+            permit.failure();
+            return Err(e.into());
+        }
+    };
+    if response.status.is_server_error() {
+        permit.failure();
+    } else {
+        permit.success();
+    }
+    let keep = keep_for(
+        response.status,
+        &response.headers,
+        state.config.negative_ttl,
+    );
+    let cached = Cached {
+        status: response.status.as_u16(),
+        headers: response
+            .headers
+            .iter()
+            .filter(|(name, _)| !hop_by_hop(name) && *name != header::CONTENT_LENGTH)
+            .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
+            .collect(),
+        body: response.body.to_vec(),
+        at_ms: now_ms(),
+    };
+    Ok(Loaded::keep(Some(cached), keep))
+}
+
+/// How long an upstream's answer may be kept: 2xx for the route's `ttl`
+/// (shortened by `max-age`), others for `negative_ttl`; never with
+/// `no-store` or `private`.
+fn keep_for(status: StatusCode, headers: &HeaderMap, negative_ttl: Option<Duration>) -> Keep {
+    let control = headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| d.trim().to_ascii_lowercase())
+        .collect::<Vec<_>>();
+    if control
+        .iter()
+        .any(|d| d == "no-store" || d == "private" || d == "no-cache")
+    {
+        return Keep::Never;
+    }
+    let max_age = control.iter().find_map(|d| {
+        d.strip_prefix("max-age=")
+            .and_then(|n| n.trim_matches('"').parse::<u64>().ok())
+    });
+    if !status.is_success() {
+        return match negative_ttl {
+            Some(ttl) => Keep::For(max_age.map_or(ttl, |a| ttl.min(Duration::from_secs(a)))),
+            None => Keep::Never,
+        };
+    }
+    match max_age {
+        Some(0) => Keep::Never,
+        Some(age) => Keep::ForAtMost(Duration::from_secs(age)),
+        None => Keep::Default,
+    }
+}
+
+/// Serves a cacheable request: from the route's cache, or by `run`.
+async fn answer<F, Fut>(state: &RouteState, key: String, method: &Method, run: F) -> Response
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<Loaded<Cached>, Failure>> + Send + 'static,
+{
+    let Some(cache) = &state.cache else {
+        return match run().await {
+            Ok(loaded) => render(loaded.value, "BYPASS", method),
+            Err(failure) => failed(&failure),
+        };
+    };
+    match cache.try_get_or_load_with(key, run).await {
+        Ok(lookup) => {
+            let tag = match lookup.served {
+                Served::Cached => "HIT",
+                Served::Loaded => "MISS",
+                Served::Stale => "STALE",
+            };
+            render(lookup.value, tag, method)
+        }
+        Err(keel::cache::LoadError::Loader(failure)) => failed(&failure),
+        Err(other) => error(StatusCode::INTERNAL_SERVER_ERROR, &other.to_string()),
+    }
+}
+
+fn render(cached: Option<Cached>, tag: &'static str, method: &Method) -> Response {
+    let Some(cached) = cached else {
+        return error(StatusCode::NOT_FOUND, "not found");
+    };
+    let status = StatusCode::from_u16(cached.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut headers = HeaderMap::new();
+    for (name, value) in &cached.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    headers.insert("x-cache", HeaderValue::from_static(tag));
+    let age = now_ms().saturating_sub(cached.at_ms) / 1000;
+    headers.insert(header::AGE, HeaderValue::from(age));
+    let body = if *method == Method::HEAD {
+        Vec::new()
+    } else {
+        cached.body
+    };
+    (status, headers, body).into_response()
+}
+
+fn failed(failure: &Failure) -> Response {
+    match failure {
+        Failure::Open => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream is failing; its circuit is open",
+        ),
+        Failure::Pool(e) if e.is_timeout() => error(StatusCode::GATEWAY_TIMEOUT, &e.to_string()),
+        Failure::Pool(e) => error(StatusCode::BAD_GATEWAY, &e.to_string()),
+        Failure::Bad(message) => error(StatusCode::INTERNAL_SERVER_ERROR, message),
+    }
+}
+
+pub(crate) fn error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+/// The cache key of a request: its path and query.
+fn cache_key(uri: &Uri) -> String {
+    uri.path_and_query()
+        .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned())
+}
+
+fn hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn control(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn cache_control_decides_how_long_an_answer_is_kept() {
+        let ok = StatusCode::OK;
+        assert_eq!(keep_for(ok, &HeaderMap::new(), None), Keep::Default);
+        assert_eq!(keep_for(ok, &control("no-store"), None), Keep::Never);
+        assert_eq!(keep_for(ok, &control("public, private"), None), Keep::Never);
+        assert_eq!(
+            keep_for(ok, &control("public, max-age=5"), None),
+            Keep::ForAtMost(Duration::from_secs(5))
+        );
+        assert_eq!(keep_for(ok, &control("max-age=0"), None), Keep::Never);
+        let bad = StatusCode::SERVICE_UNAVAILABLE;
+        assert_eq!(keep_for(bad, &HeaderMap::new(), None), Keep::Never);
+        assert_eq!(
+            keep_for(bad, &HeaderMap::new(), Some(Duration::from_secs(3))),
+            Keep::For(Duration::from_secs(3))
+        );
+    }
+}
