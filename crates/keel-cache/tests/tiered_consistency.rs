@@ -8,6 +8,7 @@
 #![cfg(feature = "redis")]
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 use keel_cache::{
@@ -107,7 +108,11 @@ async fn a_read_in_flight_does_not_undo_a_write_on_the_same_instance() {
     );
 
     assert_eq!(a.get(&1).await.as_deref(), Some("v2"), "the write stays");
-    assert_eq!(b.get(&1).await.as_deref(), Some("v2"));
+    // B hears of it when A's invalidation arrives.
+    eventually("B drops its copy", async || {
+        b.get(&1).await.as_deref() == Some("v2")
+    })
+    .await;
     assert_eq!(refused(a.stats()), 1, "the late reply was kept out of L1");
 }
 
@@ -182,21 +187,30 @@ async fn a_load_does_not_fill_a_key_written_or_deleted_while_it_ran() {
     // read that missed saw.
     let (a, remote) = instance_on(redis.url(), redis.prefix(), None);
     let (b, _, _) = instance(redis.url(), redis.url(), redis.prefix()).await;
+    // The loader says when it runs (the read that missed is done by then)
+    // and waits to be let go.
     let slow = |value: &'static str| {
-        move || async move {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = Arc::new(tokio::sync::Notify::new());
+        let go = Arc::new(tokio::sync::Notify::new());
+        let (s, g) = (Arc::clone(&started), Arc::clone(&go));
+        let loader = move || async move {
+            s.notify_one();
+            g.notified().await;
             Ok::<_, std::io::Error>(Some(value.to_owned()))
-        }
+        };
+        (loader, started, go)
     };
 
     // Written on another instance while A's loader runs: the write wins in
     // Redis and on A.
+    let (loader, started, go) = slow("old");
     let load = tokio::spawn({
         let a = a.clone();
-        async move { a.try_get_or_load(1, slow("old")).await }
+        async move { a.try_get_or_load(1, loader).await }
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    started.notified().await;
     b.insert(1, "new".into()).await;
+    go.notify_one();
     assert_eq!(load.await.unwrap().unwrap().as_deref(), Some("old"));
     let stored = remote.get::<String>("users", "1").await.unwrap();
     assert_eq!(stored.and_then(|e| e.value).as_deref(), Some("new"));
@@ -204,12 +218,14 @@ async fn a_load_does_not_fill_a_key_written_or_deleted_while_it_ran() {
 
     // Deleted on another instance while A's loader runs: the key stays
     // deleted, in Redis and on A.
+    let (loader, started, go) = slow("old");
     let load = tokio::spawn({
         let a = a.clone();
-        async move { a.try_get_or_load(2, slow("old")).await }
+        async move { a.try_get_or_load(2, loader).await }
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    started.notified().await;
     b.remove(&2).await;
+    go.notify_one();
     assert_eq!(load.await.unwrap().unwrap().as_deref(), Some("old"));
     let stored = remote.get::<String>("users", "2").await.unwrap();
     assert!(stored.is_none(), "the delete holds: {stored:?}");

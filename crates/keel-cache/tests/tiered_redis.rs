@@ -56,6 +56,10 @@ async fn a_write_on_one_instance_is_seen_on_the_other() {
     bus_ready(&[&ua, &ub]).await;
 
     ua.insert(1, "v1".into()).await;
+    // A's invalidation reaching B while B's read is in flight would (rightly)
+    // keep that read's copy out of B's local tier: let it arrive first.
+    let bus = b.bus().unwrap();
+    eventually("b hears the write", async || bus.stats().received >= 1).await;
     assert_eq!(ub.get(&1).await.as_deref(), Some("v1"), "read through L2");
     assert_eq!(ub.stats().l2_hits, 1);
     assert_eq!(ub.get(&1).await.as_deref(), Some("v1"));

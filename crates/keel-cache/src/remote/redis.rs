@@ -115,6 +115,9 @@ struct Inner {
     up: AtomicBool,
     /// Counts failures in a row; open, it turns callers away at once.
     breaker: CircuitBreaker,
+    /// Failed calls since the last success (calls report to the breaker
+    /// only while this is not 0).
+    failing: AtomicU64,
     recovery: parking_lot::Mutex<Recovery>,
 }
 
@@ -150,6 +153,14 @@ struct Slot {
 
 /// After a failed attempt, a slot waits this long before trying again.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(250);
+
+/// Leave for one Redis call (see `RedisCache::admit`).
+enum Permit {
+    /// No failure since the last success: nothing to report on success.
+    Free,
+    /// A permit of the breaker, reported either way.
+    Breaker(BreakerPermit),
+}
 
 /// Keys deleted and invalidated per command when reconciling.
 const RECONCILE_BATCH: usize = 500;
@@ -210,6 +221,7 @@ impl RedisCache {
                 healthy: AtomicBool::new(true),
                 up: AtomicBool::new(true),
                 breaker,
+                failing: AtomicU64::new(0),
                 recovery: parking_lot::Mutex::default(),
             }),
         })
@@ -710,11 +722,20 @@ return n",
     }
 
     /// Leave for one call: while the tier is up and the breaker closed.
-    fn admit(&self) -> Result<BreakerPermit, CacheError> {
+    ///
+    /// While no call has failed since the last success (`failing` is 0),
+    /// a call takes no breaker permit: the breaker opens only on
+    /// `failure_threshold` failures in a row, so it needs to see only the
+    /// failures and the success that ends a run of them. The common path
+    /// is two loads of words nobody writes.
+    fn admit(&self) -> Result<Permit, CacheError> {
         let inner = &*self.inner;
         if inner.up.load(Ordering::Acquire) {
+            if inner.failing.load(Ordering::Relaxed) == 0 {
+                return Ok(Permit::Free);
+            }
             if let Ok(permit) = inner.breaker.try_acquire() {
-                return Ok(permit);
+                return Ok(Permit::Breaker(permit));
             }
             self.go_down();
         }
@@ -724,15 +745,27 @@ return n",
 
     /// Reports a call's outcome: timeouts and lost or refused connections
     /// are failures; an error reply from a live server is not.
-    fn settle(&self, permit: BreakerPermit, error: Option<&CacheError>) {
-        match error {
-            Some(error) if error.is_outage() => {
-                permit.failure();
-                if self.inner.breaker.state() == CircuitState::Open {
+    fn settle(&self, permit: Permit, error: Option<&CacheError>) {
+        let inner = &*self.inner;
+        match (error, permit) {
+            (Some(error), permit) if error.is_outage() => {
+                inner.failing.fetch_add(1, Ordering::Relaxed);
+                let permit = match permit {
+                    Permit::Breaker(permit) => Some(permit),
+                    Permit::Free => inner.breaker.try_acquire().ok(),
+                };
+                if let Some(permit) = permit {
+                    permit.failure();
+                }
+                if inner.breaker.state() == CircuitState::Open {
                     self.go_down();
                 }
             }
-            _ => permit.success(),
+            (_, Permit::Breaker(permit)) => {
+                permit.success();
+                inner.failing.store(0, Ordering::Relaxed);
+            }
+            (_, Permit::Free) => {}
         }
     }
 
@@ -828,6 +861,7 @@ return n",
         match self.ping_unguarded().await {
             Ok(()) => {
                 permit.success();
+                self.inner.failing.store(0, Ordering::Relaxed);
                 breaker.state() == CircuitState::Closed
             }
             Err(_) => {
