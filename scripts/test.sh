@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: makes sure Redis, PostgreSQL and MariaDB answer on
-# loopback (starting or installing them as needed), then runs formatting,
+# loopback and promtool is installed (starting or installing them as
+# needed), then runs formatting,
 # lints, every test (unit, integration, doc) and the docs build.
 # Stops at the first failure with a non-zero exit.
 set -euo pipefail
@@ -95,10 +96,19 @@ ensure_mysql() {
   echo "mysql: up"
 }
 
+ensure_promtool() {
+  # `promtool check metrics` checks the gateway's /metrics output.
+  if command -v promtool >/dev/null; then echo "promtool: present"; return; fi
+  echo "promtool: installing (Debian package prometheus)"
+  apt_install --no-install-recommends prometheus
+  command -v promtool >/dev/null || die "promtool is missing after installing prometheus"
+}
+
 step "services"
 ensure_redis
 ensure_postgres
 ensure_mysql
+ensure_promtool
 export KEEL_REQUIRE_SERVICES=1
 
 step "cargo fmt --all --check"

@@ -497,6 +497,15 @@ where
         self.stats_of_shards().weight
     }
 
+    /// Publishes this cache's counters through the `metrics` facade as the
+    /// `keel_cache_*` families labelled `cache = name` (each counter set to
+    /// the cache's total, each gauge to its value now). Hits are counted
+    /// per thread and only reach the facade here, never one by one.
+    pub fn publish_metrics(&self, name: &str) {
+        crate::metrics::describe();
+        crate::metrics::publish_local(name, &self.stats(), self.capacity());
+    }
+
     /// The capacity the cache was built with.
     pub fn capacity(&self) -> u64 {
         self.inner.capacity

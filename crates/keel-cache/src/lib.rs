@@ -124,6 +124,7 @@ mod expiry;
 mod flight;
 mod loader;
 mod manager;
+mod metrics;
 mod policy;
 mod protect;
 #[cfg(feature = "redis")]

@@ -85,6 +85,8 @@ pub struct CacheReport {
     pub tiered: TieredStats,
     /// Entries in the local tier.
     pub entries: u64,
+    /// Capacity of the local tier.
+    pub capacity: u64,
     /// Whether its Redis tier is failing.
     pub degraded: bool,
 }
@@ -232,6 +234,7 @@ impl CacheManager {
                     local: reported.local_stats(),
                     tiered: reported.stats(),
                     entries: reported.local_len(),
+                    capacity: reported.settings().capacity,
                     degraded: reported.is_degraded(),
                 }),
                 remove: Box::new(move |key| {
@@ -299,6 +302,24 @@ impl CacheManager {
         let mut out: Vec<CacheReport> = caches.values().map(|r| (r.report)()).collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
+    }
+
+    /// Publishes every cache's counters (and the Redis tier's, when
+    /// configured) through the `metrics` facade as the `keel_cache_*`
+    /// families, labelled by cache name: each counter is set to the total
+    /// the cache keeps, each gauge to its value now. Hits are counted per
+    /// thread and reach the facade only here, never one by one.
+    pub fn publish_metrics(&self) {
+        crate::metrics::describe();
+        // `default` always exists; make sure it is reported before first use.
+        let _ = self.blobs("default");
+        for report in self.reports() {
+            crate::metrics::publish_report(&report);
+        }
+        #[cfg(feature = "redis")]
+        if let Some((redis, _)) = &self.inner.remote {
+            crate::metrics::publish_redis(&redis.stats());
+        }
     }
 
     /// Whether the Redis tier is configured and failing (the caches serve

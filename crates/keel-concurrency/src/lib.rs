@@ -175,6 +175,7 @@ mod error;
 
 // Executor, TaskQueue, Scheduler:
 mod executor;
+mod metrics;
 mod queue;
 mod scheduler;
 

@@ -58,6 +58,34 @@ impl LogStats {
         }
     }
 
+    /// Publishes the counters through the `metrics` facade as the
+    /// `keel_log_*` families, each set to its total so far. Lines are
+    /// counted by the pipeline itself; nothing reaches the facade per line.
+    pub fn publish_metrics(&self) {
+        use metrics::{counter, describe_counter};
+        describe_counter!(
+            "keel_log_lines_total",
+            "Log lines by outcome (written to a file, dropped by the shed policy, written to stderr as a fallback)."
+        );
+        describe_counter!(
+            "keel_log_dropped_lines_total",
+            "Log lines shed by the overflow policy or logged after shutdown."
+        );
+        describe_counter!("keel_log_rotations_total", "Log files rotated.");
+        describe_counter!(
+            "keel_log_files_total",
+            "Rotated files by what maintenance did (compressed, deleted, failed)."
+        );
+        let s = self.snapshot();
+        counter!("keel_log_lines_total", "outcome" => "written").absolute(s.written);
+        counter!("keel_log_lines_total", "outcome" => "fallback").absolute(s.fallback);
+        counter!("keel_log_dropped_lines_total").absolute(s.dropped);
+        counter!("keel_log_rotations_total").absolute(s.rotations);
+        counter!("keel_log_files_total", "action" => "compressed").absolute(s.compressed);
+        counter!("keel_log_files_total", "action" => "deleted").absolute(s.deleted);
+        counter!("keel_log_files_total", "action" => "failed").absolute(s.maintenance_errors);
+    }
+
     /// Lines dropped so far.
     pub fn dropped(&self) -> u64 {
         self.cells.dropped.load(Ordering::Relaxed)

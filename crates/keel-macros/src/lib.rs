@@ -1,4 +1,6 @@
-//! Attribute macros for Keel. [`macro@cached`] memoizes an `async fn` in a
+//! Attribute macros for Keel. [`macro@monitored`] measures every call of
+//! a function in `keel-monitor`'s default performance monitor (see its
+//! own documentation). [`macro@cached`] memoizes an `async fn` in a
 //! named cache of `keel-cache`: the first call with given arguments runs
 //! the body and stores its value under a key built from the arguments;
 //! later calls with the same key get the stored value without running it.
@@ -160,6 +162,7 @@
 #![forbid(unsafe_code)]
 
 mod cached;
+mod monitored;
 
 use proc_macro::TokenStream;
 
@@ -174,4 +177,49 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
     cached::expand(attr.into(), item.into()).into()
+}
+
+/// Measures every call of a function (sync or `async`) under its name, or
+/// `name = "..."`: `#[monitored]`, `#[monitored(name = "db.query")]`.
+///
+/// Each call's count (exact) and latency (sampled at the monitor's
+/// `sample_rate`) go to the default `keel_monitor::PerformanceMonitor`
+/// (`DataMonitoringService::set_default`); the call is recorded on every
+/// way out, `?` and panics included. When the return type's path ends in
+/// `Result` (without `impl Trait` inside), an `Err` is also counted as a
+/// failed call and recorded in the error statistics under the error's Rust
+/// type name with its `Display` message, so the error type must implement
+/// `Display`.
+///
+/// Arguments: `name` (default the function's name), `crate` (default
+/// `::keel_monitor`; through the facade, `crate = "keel::monitor"`).
+/// Methods, generic functions and any signature are accepted; a `const fn`
+/// is not.
+///
+/// ```no_run
+/// # extern crate self as keel_monitor;
+/// # #[doc(hidden)]
+/// # pub mod __private {
+/// #     pub struct Site;
+/// #     pub struct Measure;
+/// #     impl Site { pub const fn new(_: &'static str) -> Self { Site } pub fn start(&'static self) -> Measure { Measure } }
+/// #     pub fn finish<T, E: std::fmt::Display>(_: Measure, _: &Result<T, E>) {}
+/// #     pub fn typed<R, F: std::future::Future<Output = R>>(f: F) -> F { f }
+/// # }
+/// use keel_macros::monitored;
+///
+/// #[monitored(name = "db.query")]
+/// async fn query(sql: &str) -> Result<u64, std::io::Error> {
+///     Ok(sql.len() as u64)
+/// }
+///
+/// #[monitored]
+/// fn checksum(bytes: &[u8]) -> u32 {
+///     bytes.iter().map(|&b| u32::from(b)).sum()
+/// }
+/// # fn main() {}
+/// ```
+#[proc_macro_attribute]
+pub fn monitored(attr: TokenStream, item: TokenStream) -> TokenStream {
+    monitored::expand(attr.into(), item.into()).into()
 }

@@ -165,13 +165,14 @@ impl HttpConnectionPool {
                 })?,
             )
         };
+        let counters = Counters::new(format!("http.{name}"));
         Ok(Self {
             inner: Arc::new(Inner {
                 name,
                 client,
                 total: Arc::new(Semaphore::new(config.max_connections as usize)),
                 hosts: Mutex::new(hosts),
-                counters: Counters::default(),
+                counters,
                 health: Health::new(config.health_check_interval),
                 budget: RetryBudget::new(config.retry_budget),
                 balancer,
@@ -419,7 +420,7 @@ impl HttpConnectionPool {
         if let Ok(total) = Arc::clone(&inner.total).try_acquire_owned()
             && let Ok(host) = Arc::clone(&host).try_acquire_owned()
         {
-            inner.counters.wait.record(started.elapsed());
+            inner.counters.record_wait(started.elapsed());
             Counters::add(&inner.counters.acquired);
             inner.counters.in_use.fetch_add(1, Ordering::Relaxed);
             return Ok(Slot {
@@ -438,7 +439,7 @@ impl HttpConnectionPool {
         drop(waiting);
         match acquired {
             Ok(Ok((total, host))) => {
-                inner.counters.wait.record(started.elapsed());
+                inner.counters.record_wait(started.elapsed());
                 Counters::add(&inner.counters.acquired);
                 inner.counters.in_use.fetch_add(1, Ordering::Relaxed);
                 Ok(Slot {

@@ -114,6 +114,73 @@ impl ConnectionPoolManager {
         db.chain(http).collect()
     }
 
+    /// Publishes every pool's figures through the `metrics` facade as the
+    /// `keel_pool_*` families labelled `pool = db.<name>` or
+    /// `http.<name>`: each counter set to the pool's total, each gauge to
+    /// its value now. (Acquire waits reach the facade as they happen, in
+    /// `keel_pool_acquire_wait_seconds`.)
+    pub fn publish_metrics(&self) {
+        use metrics::{Unit, counter, describe_counter, describe_gauge, gauge};
+        describe_gauge!(
+            "keel_pool_connections",
+            Unit::Count,
+            "Connections by state (idle, in_use; HTTP pools: in_use = requests in flight)."
+        );
+        describe_gauge!(
+            "keel_pool_max_connections",
+            Unit::Count,
+            "Most connections the pool opens."
+        );
+        describe_gauge!(
+            "keel_pool_waiters",
+            Unit::Count,
+            "Callers waiting for a connection now."
+        );
+        describe_counter!(
+            "keel_pool_acquired_total",
+            "Connections handed out (HTTP: requests admitted)."
+        );
+        describe_counter!(
+            "keel_pool_timeouts_total",
+            "Callers that gave up after connection_timeout."
+        );
+        describe_counter!(
+            "keel_pool_errors_total",
+            "Connects, statements or requests that failed."
+        );
+        describe_counter!("keel_pool_retries_total", "Retries made.");
+        describe_counter!(
+            "keel_pool_leaks_total",
+            "Connections held past leak_threshold."
+        );
+        let max = self
+            .db
+            .iter()
+            .map(|(n, p)| (format!("db.{n}"), p.config().max_connections))
+            .chain(
+                self.http
+                    .iter()
+                    .map(|(n, p)| (format!("http.{n}"), p.config().max_connections)),
+            );
+        for (pool, max) in max {
+            gauge!("keel_pool_max_connections", "pool" => pool).set(f64::from(max));
+        }
+        for (pool, s) in self.stats() {
+            if let Some(idle) = s.idle {
+                gauge!("keel_pool_connections", "pool" => pool.clone(), "state" => "idle")
+                    .set(f64::from(idle));
+            }
+            gauge!("keel_pool_connections", "pool" => pool.clone(), "state" => "in_use")
+                .set(f64::from(s.in_use));
+            gauge!("keel_pool_waiters", "pool" => pool.clone()).set(f64::from(s.waiters));
+            counter!("keel_pool_acquired_total", "pool" => pool.clone()).absolute(s.acquired);
+            counter!("keel_pool_timeouts_total", "pool" => pool.clone()).absolute(s.timed_out);
+            counter!("keel_pool_errors_total", "pool" => pool.clone()).absolute(s.errors);
+            counter!("keel_pool_retries_total", "pool" => pool.clone()).absolute(s.retries);
+            counter!("keel_pool_leaks_total", "pool" => pool).absolute(s.leaked);
+        }
+    }
+
     /// Every pool's health, keyed `db.<name>` and `http.<name>`.
     pub fn health(&self) -> BTreeMap<String, ConnectionStatus> {
         let db = self.db.iter().map(|(n, p)| (format!("db.{n}"), p.health()));

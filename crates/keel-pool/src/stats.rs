@@ -82,8 +82,9 @@ pub struct ConnectionStats {
     pub wait_p99: Duration,
 }
 
-/// The counters every pool keeps; all relaxed atomics.
-#[derive(Debug, Default)]
+/// The counters every pool keeps; all relaxed atomics, plus the handle
+/// through which each acquire's wait reaches the `metrics` facade.
+#[derive(Debug)]
 pub(crate) struct Counters {
     pub(crate) in_use: AtomicUsize,
     pub(crate) waiters: AtomicUsize,
@@ -93,9 +94,38 @@ pub(crate) struct Counters {
     pub(crate) retries: AtomicU64,
     pub(crate) leaked: AtomicU64,
     pub(crate) wait: WaitHistogram,
+    /// `keel_pool_acquire_wait_seconds{pool}`, registered with the
+    /// recorder installed when the pool was built.
+    wait_seconds: metrics::Histogram,
 }
 
 impl Counters {
+    /// Counters of the pool labelled `pool` (`db.<name>`, `http.<name>`).
+    pub(crate) fn new(pool: String) -> Self {
+        metrics::describe_histogram!(
+            "keel_pool_acquire_wait_seconds",
+            metrics::Unit::Seconds,
+            "Time callers waited for a connection (HTTP: for a request slot)."
+        );
+        Self {
+            in_use: AtomicUsize::default(),
+            waiters: AtomicUsize::default(),
+            acquired: AtomicU64::default(),
+            timed_out: AtomicU64::default(),
+            errors: AtomicU64::default(),
+            retries: AtomicU64::default(),
+            leaked: AtomicU64::default(),
+            wait: WaitHistogram::default(),
+            wait_seconds: metrics::histogram!("keel_pool_acquire_wait_seconds", "pool" => pool),
+        }
+    }
+
+    /// Records one caller's wait for a connection.
+    pub(crate) fn record_wait(&self, wait: Duration) {
+        self.wait.record(wait);
+        self.wait_seconds.record(wait.as_secs_f64());
+    }
+
     /// Counts the caller as waiting until the guard drops.
     pub(crate) fn waiting(&self) -> Waiting<'_> {
         self.waiters.fetch_add(1, Ordering::Relaxed);

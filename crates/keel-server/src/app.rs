@@ -4,9 +4,14 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use keel::cache::CacheManager;
+use keel::concurrency::Executor;
+use keel::monitor::{DataMonitoringService, ServiceHealthStatus};
 use keel::websocket::{WebSocketManager, WebSocketMessage};
 use serde::Serialize;
 use serde_json::json;
@@ -14,20 +19,33 @@ use serde_json::json;
 /// The topic the dashboard subscribes to.
 pub(crate) const STATS_TOPIC: &str = "stats";
 
+/// The topic alert events (raised and resolved) are published on.
+pub(crate) const ALERTS_TOPIC: &str = "alerts";
+
 /// What every handler can reach.
 #[derive(Debug, Clone)]
 pub(crate) struct AppState {
     started: Instant,
     caches: CacheManager,
     websocket: WebSocketManager,
+    monitoring: DataMonitoringService,
+    /// Blocking and CPU-heavy work (rendering `/metrics`).
+    executor: Executor,
 }
 
 impl AppState {
-    pub(crate) fn new(caches: CacheManager, websocket: WebSocketManager) -> Self {
+    pub(crate) fn new(
+        caches: CacheManager,
+        websocket: WebSocketManager,
+        monitoring: DataMonitoringService,
+        executor: Executor,
+    ) -> Self {
         Self {
             started: Instant::now(),
             caches,
             websocket,
+            monitoring,
+            executor,
         }
     }
 }
@@ -35,8 +53,40 @@ impl AppState {
 pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/monitoring/report", get(report))
         .merge(state.websocket.router())
         .with_state(state)
+}
+
+/// `router` with every request measured by `monitoring`.
+pub(crate) fn measured(router: Router, monitoring: DataMonitoringService) -> Router {
+    router.layer(middleware::from_fn_with_state(monitoring, measure))
+}
+
+/// Measures every request as the operation `http <METHOD> <route>`; a 5xx
+/// answer counts as a failed call.
+async fn measure(
+    State(monitoring): State<DataMonitoringService>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let name = format!("http {} {route}", request.method());
+    let monitor = monitoring.monitor();
+    let call = monitor.measure(&name);
+    let response = next.run(request).await;
+    let status = response.status();
+    if status.is_server_error() {
+        call.fail("http_5xx", status.as_str());
+    } else {
+        drop(call);
+    }
+    response
 }
 
 /// Publishes a snapshot of every room's stats on the `stats` topic each
@@ -52,6 +102,20 @@ pub(crate) async fn publish_stats(state: AppState, every: Duration) {
         let message = WebSocketMessage::new("stats", stats_snapshot(&state));
         if let Err(error) = state.websocket.publish(STATS_TOPIC, &message) {
             tracing::debug!(%error, "stats not published");
+        }
+    }
+}
+
+/// Publishes every alert event on the `alerts` topic, until the
+/// monitoring service is gone or the task is aborted.
+pub(crate) async fn publish_alerts(
+    mut alerts: keel::monitor::AlertSubscription,
+    websocket: WebSocketManager,
+) {
+    while let Some(alert) = alerts.recv().await {
+        let body = serde_json::to_value(&alert).unwrap_or_default();
+        if let Err(error) = websocket.publish(ALERTS_TOPIC, &WebSocketMessage::new("alert", body)) {
+            tracing::debug!(%error, "alert not published");
         }
     }
 }
@@ -84,35 +148,98 @@ fn stats_snapshot(state: &AppState) -> serde_json::Value {
 
 #[derive(Debug, Serialize)]
 struct Health {
-    status: &'static str,
     version: &'static str,
-    uptime_seconds: f64,
-    checks: Checks,
+    #[serde(flatten)]
+    status: ServiceHealthStatus,
 }
 
-#[derive(Debug, Serialize)]
-struct Checks {
-    /// `healthy`, or `degraded` while the Redis tier is failing (the caches
-    /// serve from their local tier).
-    cache: &'static str,
-    /// `healthy`, or `degraded` while the WebSocket fan-out has lost Redis
-    /// (clients of this instance are still served).
-    websocket: &'static str,
+/// Every dependency's status; 503 when a critical one is down, 200 when
+/// healthy or degraded.
+async fn health(State(state): State<AppState>) -> Response {
+    let status = state.monitoring.health_status().await;
+    let code = StatusCode::from_u16(status.http_status()).unwrap_or(StatusCode::OK);
+    (
+        code,
+        Json(Health {
+            version: env!("CARGO_PKG_VERSION"),
+            status,
+        }),
+    )
+        .into_response()
 }
 
-/// `healthy` or `degraded` both answer 200: the service serves either way.
-async fn health(State(state): State<AppState>) -> Json<Health> {
-    let cache_ok = state.caches.probe().await;
-    let websocket_ok =
-        state.websocket.config().redis.is_none() || state.websocket.fanout_connected();
-    let word = |ok: bool| if ok { "healthy" } else { "degraded" };
-    Json(Health {
-        status: word(cache_ok && websocket_ok),
-        version: env!("CARGO_PKG_VERSION"),
-        uptime_seconds: state.started.elapsed().as_secs_f64(),
-        checks: Checks {
-            cache: word(cache_ok),
-            websocket: word(websocket_ok),
-        },
-    })
+/// Every series in the Prometheus text format, rendered on the executor.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let monitoring = state.monitoring.clone();
+    match state
+        .executor
+        .submit(move || monitoring.render_prometheus())
+        .await
+    {
+        Ok(text) => ([(header::CONTENT_TYPE, keel::monitor::CONTENT_TYPE)], text).into_response(),
+        Err(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot render the metrics: {error}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// The latest performance report (made now if none was made yet).
+async fn report(State(state): State<AppState>) -> Response {
+    let report = match state.monitoring.latest_report() {
+        Some(report) => report,
+        None => state.monitoring.report_now(),
+    };
+    Json(&*report).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel::concurrency::ThreadPoolConfig;
+    use keel::monitor::{CheckOutcome, MonitoringConfig, check_fn};
+
+    async fn serve(monitoring: DataMonitoringService) -> String {
+        let state = AppState::new(
+            CacheManager::new(Default::default()).unwrap(),
+            WebSocketManager::new(Default::default()).unwrap(),
+            monitoring,
+            Executor::new(ThreadPoolConfig::default()).unwrap(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router(state)).await });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn health_is_503_with_a_critical_dependency_down_and_200_when_degraded() {
+        let monitoring = DataMonitoringService::new(MonitoringConfig::default()).unwrap();
+        monitoring.register_health_check(
+            "search",
+            false,
+            check_fn(|| async { CheckOutcome::unhealthy("connection refused") }),
+        );
+        let url = serve(monitoring.clone()).await;
+        let response = reqwest::get(format!("{url}/health")).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["status"], "degraded");
+        assert_eq!(body["dependencies"]["search"]["status"], "unhealthy");
+
+        let monitoring = DataMonitoringService::new(MonitoringConfig::default()).unwrap();
+        monitoring.register_health_check(
+            "db",
+            true,
+            check_fn(|| async { CheckOutcome::unhealthy("connection refused") }),
+        );
+        let url = serve(monitoring).await;
+        let response = reqwest::get(format!("{url}/health")).await.unwrap();
+        assert_eq!(response.status(), 503);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["status"], "unhealthy");
+        assert_eq!(body["dependencies"]["db"]["critical"], true);
+        assert_eq!(body["dependencies"]["db"]["message"], "connection refused");
+    }
 }

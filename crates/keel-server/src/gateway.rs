@@ -39,6 +39,23 @@ struct RouteState {
     rate: Option<KeyedRateLimiter<IpAddr>>,
 }
 
+impl RouteState {
+    /// Publishes the route's breaker, concurrency limit and rate limit
+    /// (labelled `route <path>`) through the `metrics` facade.
+    fn publish_metrics(&self) {
+        let name = format!("route {}", self.config.path);
+        if let Target::Proxy { breaker, .. } = &self.target {
+            breaker.publish_metrics();
+        }
+        if let Some(limiter) = &self.limiter {
+            limiter.publish_metrics(&name);
+        }
+        if let Some(rate) = &self.rate {
+            rate.publish_metrics(&name);
+        }
+    }
+}
+
 enum Target {
     Sql {
         pool: DatabaseConnectionPool,
@@ -74,6 +91,9 @@ pub(crate) fn router(keel: &Keel) -> anyhow::Result<Router> {
     let mut router = Router::new();
     for (index, config) in keel.config().routes.iter().enumerate() {
         let state = Arc::new(route_state(keel, index, config)?);
+        let published = Arc::clone(&state);
+        keel.monitoring()
+            .add_collector(move || published.publish_metrics());
         let handler = match state.config.kind() {
             Some(RouteKind::Sql) => get(sql_route),
             _ => any(proxy_route),

@@ -24,7 +24,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         crate::demo::apply(&mut config);
     }
     // Held until the end of `run`: dropping it flushes the log writer.
-    let _log = config
+    let log = config
         .logging
         .install()
         .map_err(|e| anyhow::anyhow!(chain(&e)))
@@ -33,10 +33,14 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(config, demo))
+    runtime.block_on(serve(config, demo, log.stats().clone()))
 }
 
-async fn serve(config: keel::KeelConfig, demo: bool) -> anyhow::Result<()> {
+async fn serve(
+    config: keel::KeelConfig,
+    demo: bool,
+    log_stats: keel::log::LogStats,
+) -> anyhow::Result<()> {
     let listen = config.server.listen;
     let listener = TcpListener::bind(listen).await.map_err(|e| {
         anyhow::anyhow!(
@@ -59,6 +63,7 @@ async fn serve(config: keel::KeelConfig, demo: bool) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!(chain(&e)))?;
         crate::demo::seed(&pool).await?;
     }
+    let monitoring = monitoring(&keel, log_stats)?;
     let keel = Arc::new(keel);
     let websocket = keel.websocket().clone();
     let routes = crate::gateway::router(&keel)?;
@@ -77,8 +82,17 @@ async fn serve(config: keel::KeelConfig, demo: bool) -> anyhow::Result<()> {
     };
     tracing::info!(address = %local, "keel listening on http://{local}");
 
-    let state = AppState::new(keel.caches().clone(), websocket.clone());
+    let state = AppState::new(
+        keel.caches().clone(),
+        websocket.clone(),
+        monitoring.clone(),
+        keel.executor().clone(),
+    );
     let stats = tokio::spawn(app::publish_stats(state.clone(), Duration::from_secs(1)));
+    let alerts = tokio::spawn(app::publish_alerts(
+        monitoring.subscribe_alerts(),
+        websocket.clone(),
+    ));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     // No Nagle delay: WebSocket messages and small responses go out at once.
     let listener = listener.tap_io(|tcp| {
@@ -90,6 +104,8 @@ async fn serve(config: keel::KeelConfig, demo: bool) -> anyhow::Result<()> {
     if let Some(admin) = admin {
         router = router.merge(admin);
     }
+    // Every route, the gateway's and the admin API's included, is measured.
+    let router = app::measured(router, monitoring);
     let server = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -103,6 +119,7 @@ async fn serve(config: keel::KeelConfig, demo: bool) -> anyhow::Result<()> {
     tokio::select! {
         result = &mut server => {
             stats.abort();
+            alerts.abort();
             return result.context("server task failed")?.context("server failed");
         }
         signal = shutdown_signal() => {
@@ -110,6 +127,7 @@ async fn serve(config: keel::KeelConfig, demo: bool) -> anyhow::Result<()> {
         }
     }
     stats.abort();
+    alerts.abort();
     let _ = stop_tx.send(());
     // WebSocket clients get a close frame (1001); upgraded connections are
     // not the HTTP server's to wait for.
@@ -125,6 +143,32 @@ async fn serve(config: keel::KeelConfig, demo: bool) -> anyhow::Result<()> {
         Err(_) => tracing::warn!("rooms still in use at shutdown; leaving them to the exit"),
     }
     drained
+}
+
+/// The rooms' monitoring service made the process's `metrics` recorder and
+/// `#[monitored]`'s monitor, publishing the log pipeline's counters too,
+/// and started.
+fn monitoring(
+    keel: &keel::Keel,
+    log_stats: keel::log::LogStats,
+) -> anyhow::Result<keel::monitor::DataMonitoringService> {
+    let monitoring = keel.monitoring().clone();
+    if monitoring.install_recorder().is_err() {
+        tracing::warn!(
+            "a metrics recorder was already installed; /metrics shows only keel's own figures"
+        );
+    }
+    if monitoring.set_default().is_err() {
+        tracing::warn!(
+            "a default performance monitor was already set; #[monitored] keeps using it"
+        );
+    }
+    monitoring.add_collector(move || log_stats.publish_metrics());
+    monitoring
+        .start()
+        .map_err(|e| anyhow::anyhow!(chain(&e)))
+        .context("cannot start monitoring")?;
+    Ok(monitoring)
 }
 
 async fn drain(

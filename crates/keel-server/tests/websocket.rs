@@ -1,5 +1,6 @@
 //! `/ws` in the running binary: a client subscribes to `stats` and receives
-//! snapshots of the rooms; SIGTERM closes it with 1001.
+//! snapshots of the rooms, or to `alerts` and receives alert events;
+//! SIGTERM closes it with 1001.
 
 mod support;
 
@@ -82,5 +83,50 @@ async fn plain_http_on_ws_is_refused_and_health_reports_the_hub() {
         .json()
         .await
         .unwrap();
-    assert_eq!(health["checks"]["websocket"], "healthy", "{health}");
+    assert_eq!(
+        health["dependencies"]["websocket"]["status"], "healthy",
+        "{health}"
+    );
+}
+
+#[tokio::test]
+async fn an_alert_reaches_clients_subscribed_to_alerts() {
+    // A rule that fires once `/health` has been requested (only after the
+    // client subscribed, so the event cannot come before the subscription).
+    let dir = std::env::temp_dir().join(format!("keel-alerts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("keel.toml");
+    std::fs::write(
+        &config,
+        r#"
+[monitoring]
+alert_interval = "100ms"
+[[monitoring.alerts]]
+name = "any-request"
+metric = "keel_operation_calls_total"
+labels = { operation = "http GET /health" }
+above = 0
+severity = "info"
+"#,
+    )
+    .unwrap();
+    let mut cmd = keel();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config);
+    let server = Server::start(cmd);
+    let (mut client, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", server.addr))
+        .await
+        .expect("connect to /ws");
+    client
+        .send(Message::text(r#"{"type":"subscribe","topic":"alerts"}"#))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut client).await["type"], "subscribed");
+    reqwest::get(server.url("/health")).await.unwrap();
+
+    let alert = next_json(&mut client).await;
+    assert_eq!(alert["type"], "alert", "{alert}");
+    assert_eq!(alert["topic"], "alerts");
+    assert_eq!(alert["data"]["name"], "any-request", "{alert}");
+    assert_eq!(alert["data"]["state"], "firing", "{alert}");
 }

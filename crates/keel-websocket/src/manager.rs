@@ -409,6 +409,69 @@ impl WebSocketManager {
         self.inner.hub.registry.topic_len(topic)
     }
 
+    /// Publishes the counters through the `metrics` facade as the
+    /// `keel_websocket_*` families: each counter set to its total, each
+    /// gauge to its value now. Messages are counted by the hub itself;
+    /// nothing reaches the facade per message.
+    pub fn publish_metrics(&self) {
+        use metrics::{Unit, counter, describe_counter, describe_gauge, gauge};
+        describe_gauge!(
+            "keel_websocket_connections",
+            Unit::Count,
+            "Clients connected now."
+        );
+        describe_gauge!(
+            "keel_websocket_topics",
+            Unit::Count,
+            "Topics with at least one subscriber now."
+        );
+        describe_counter!(
+            "keel_websocket_connections_total",
+            "Upgrade requests by outcome (accepted, rejected) and connections ended (disconnected)."
+        );
+        describe_counter!(
+            "keel_websocket_messages_total",
+            "Messages by direction and outcome (sent, received, dropped, malformed, oversized)."
+        );
+        describe_counter!(
+            "keel_websocket_closed_total",
+            "Clients closed by the server, by reason (slow, pong_timeout)."
+        );
+        describe_counter!(
+            "keel_websocket_fanout_total",
+            "Redis fan-out messages (published, received, failed)."
+        );
+        let s = self.stats();
+        gauge!("keel_websocket_connections").set(s.connections as f64);
+        gauge!("keel_websocket_topics").set(s.topics as f64);
+        for (outcome, n) in [
+            ("accepted", s.accepted),
+            ("rejected", s.rejected),
+            ("disconnected", s.disconnected),
+        ] {
+            counter!("keel_websocket_connections_total", "outcome" => outcome).absolute(n);
+        }
+        for (outcome, n) in [
+            ("sent", s.sent),
+            ("received", s.received),
+            ("dropped", s.dropped),
+            ("malformed", s.malformed),
+            ("oversized", s.oversized),
+        ] {
+            counter!("keel_websocket_messages_total", "outcome" => outcome).absolute(n);
+        }
+        counter!("keel_websocket_closed_total", "reason" => "slow").absolute(s.slow_disconnects);
+        counter!("keel_websocket_closed_total", "reason" => "pong_timeout")
+            .absolute(s.pong_timeouts);
+        for (outcome, n) in [
+            ("published", s.fanout_published),
+            ("received", s.fanout_received),
+            ("failed", s.fanout_failed),
+        ] {
+            counter!("keel_websocket_fanout_total", "outcome" => outcome).absolute(n);
+        }
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> WebSocketStats {
         let hub = &self.inner.hub;

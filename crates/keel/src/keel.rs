@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use keel_cache::CacheManager;
 use keel_concurrency::{Executor, Priority, ProcessHandle, TaskQueue};
+use keel_monitor::{CheckOutcome, DataMonitoringService, check_fn};
 use keel_pool::ConnectionPoolManager;
 use keel_websocket::WebSocketManager;
 
@@ -16,7 +17,13 @@ use crate::KeelConfig;
 /// The rooms of a service, built from one [`KeelConfig`]: the named caches
 /// (and their Redis tier), the database and HTTP pools, the WebSocket hub,
 /// the executor for blocking work, and a queue of background jobs worked
-/// by `task_queue.batch_size` tasks.
+/// by `task_queue.batch_size` tasks, and the [`DataMonitoringService`] that
+/// watches them: before every scrape, alert evaluation and report it has
+/// every room publish its `keel_*` metrics, and its health checks are the
+/// caches (degraded while Redis fails), the WebSocket fan-out (degraded
+/// while lost) and each pool (a database pool critical, an HTTP pool
+/// not). Installing its registry as the `metrics` recorder and starting
+/// it are the binary's.
 ///
 /// [`Keel::shutdown`] stops them in dependency order: the job queue drains
 /// (jobs still queued are dropped and counted in the log), WebSocket
@@ -38,6 +45,7 @@ pub struct Keel {
     websocket: WebSocketManager,
     executor: Executor,
     jobs: ProcessHandle<Job>,
+    monitoring: DataMonitoringService,
 }
 
 /// A background job for [`Keel::spawn_job`]: named, retried by the task
@@ -91,6 +99,9 @@ pub enum KeelError {
     /// The executor or the job queue could not be built.
     #[error("cannot start the executor or the job queue")]
     Concurrency(#[source] keel_concurrency::ConfigError),
+    /// The monitoring service could not be built.
+    #[error("cannot start monitoring")]
+    Monitor(#[source] keel_monitor::MonitorError),
 }
 
 impl fmt::Debug for Keel {
@@ -126,6 +137,16 @@ impl Keel {
                 result
             }
         });
+        let monitoring =
+            DataMonitoringService::new(config.monitoring.clone()).map_err(KeelError::Monitor)?;
+        watch(
+            &monitoring,
+            &caches,
+            &pools,
+            &websocket,
+            &executor,
+            jobs.queue(),
+        );
         Ok(Self {
             config,
             caches,
@@ -133,6 +154,7 @@ impl Keel {
             websocket,
             executor,
             jobs,
+            monitoring,
         })
     }
 
@@ -161,6 +183,11 @@ impl Keel {
         &self.executor
     }
 
+    /// The monitoring service watching the rooms.
+    pub fn monitoring(&self) -> &DataMonitoringService {
+        &self.monitoring
+    }
+
     /// The queue of background jobs.
     pub fn jobs(&self) -> &TaskQueue<Job> {
         self.jobs.queue()
@@ -179,9 +206,10 @@ impl Keel {
         }
     }
 
-    /// Stops every room in order, each within `timeout`: jobs, WebSocket
-    /// clients, pools, executor.
+    /// Stops every room in order, each within `timeout`: the monitoring
+    /// task, jobs, WebSocket clients, pools, executor.
     pub async fn shutdown(self, timeout: Duration) {
+        self.monitoring.stop();
         let left = match tokio::time::timeout(timeout, self.jobs.shutdown()).await {
             Ok(left) => left.len(),
             Err(_) => {
@@ -204,5 +232,90 @@ impl Keel {
         if let Err(error) = self.executor.shutdown(timeout).await {
             tracing::warn!(%error, "executor did not stop cleanly");
         }
+    }
+}
+
+/// Has every room publish its metrics before each scrape, alert evaluation
+/// and report, and registers the rooms' health checks.
+fn watch(
+    monitoring: &DataMonitoringService,
+    caches: &CacheManager,
+    pools: &ConnectionPoolManager,
+    websocket: &WebSocketManager,
+    executor: &Executor,
+    jobs: &TaskQueue<Job>,
+) {
+    let (c, p, w, e, j) = (
+        caches.clone(),
+        pools.clone(),
+        websocket.clone(),
+        executor.clone(),
+        jobs.clone(),
+    );
+    monitoring.add_collector(move || {
+        c.publish_metrics();
+        p.publish_metrics();
+        w.publish_metrics();
+        e.publish_metrics("default");
+        j.publish_metrics("jobs");
+    });
+    let c = caches.clone();
+    monitoring.register_health_check(
+        "cache",
+        false,
+        check_fn(move || {
+            let c = c.clone();
+            async move {
+                if c.probe().await {
+                    CheckOutcome::healthy()
+                } else {
+                    CheckOutcome::degraded("the redis tier is failing; serving from the local tier")
+                }
+            }
+        }),
+    );
+    let w = websocket.clone();
+    monitoring.register_health_check(
+        "websocket",
+        false,
+        check_fn(move || {
+            let ok = w.config().redis.is_none() || w.fanout_connected();
+            async move {
+                if ok {
+                    CheckOutcome::healthy()
+                } else {
+                    CheckOutcome::degraded(
+                        "the redis fan-out is lost; clients of this instance are still served",
+                    )
+                }
+            }
+        }),
+    );
+    // A database pool down makes the service unhealthy; an HTTP upstream
+    // down, degraded (the other routes still answer).
+    for key in pools.health().into_keys() {
+        let critical = key.starts_with("db.");
+        let p = pools.clone();
+        let name = key.clone();
+        monitoring.register_health_check(
+            &key,
+            critical,
+            check_fn(move || {
+                use keel_pool::ConnectionStatus;
+                let status = p.health().get(&name).copied();
+                async move {
+                    match status {
+                        Some(ConnectionStatus::Healthy) => CheckOutcome::healthy(),
+                        Some(ConnectionStatus::Degraded) => CheckOutcome::degraded(
+                            "a connection, statement or request failed recently",
+                        ),
+                        Some(ConnectionStatus::Unhealthy) => {
+                            CheckOutcome::unhealthy("the last health check failed")
+                        }
+                        _ => CheckOutcome::unhealthy("the pool is closed"),
+                    }
+                }
+            }),
+        );
     }
 }

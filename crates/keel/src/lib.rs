@@ -60,6 +60,7 @@
 //! | `cache` | yes | [`cache`] (`keel-cache`), `[cache]`, and [`cached`] |
 //! | `concurrency` | yes | [`concurrency`] (`keel-concurrency`), `[thread_pool]`, `[task_queue]` |
 //! | `log` | yes | [`log`] (`keel-log`), `[logging]` |
+//! | `monitor` | yes | [`monitor`] (`keel-monitor`), `[monitoring]`, and [`monitored`] |
 //! | `pool` | yes | [`pool`] (`keel-pool`), `[pools]` (database pools on SQLite, HTTP pools) |
 //! | `postgres` | no | PostgreSQL database pools |
 //! | `mysql` | no | MySQL and MariaDB database pools |
@@ -67,7 +68,8 @@
 //! | `redis` | no | the Redis backends of the rooms: the L2 cache tier and invalidation bus, the durable task queue, WebSocket fan-out across instances |
 //!
 //! `#[cached]` expands to paths of `keel_cache`; through this facade write
-//! `#[keel::cached(crate = "keel::cache", ...)]`.
+//! `#[keel::cached(crate = "keel::cache", ...)]`, and likewise
+//! `#[keel::monitored(crate = "keel::monitor")]`.
 
 #![forbid(unsafe_code)]
 
@@ -76,6 +78,7 @@ mod error;
 #[cfg(all(
     feature = "cache",
     feature = "concurrency",
+    feature = "monitor",
     feature = "pool",
     feature = "websocket"
 ))]
@@ -86,6 +89,7 @@ pub use error::{ConfigError, FieldError};
 #[cfg(all(
     feature = "cache",
     feature = "concurrency",
+    feature = "monitor",
     feature = "pool",
     feature = "websocket"
 ))]
@@ -99,6 +103,10 @@ pub use keel_concurrency as concurrency;
 pub use keel_log as log;
 #[cfg(feature = "cache")]
 pub use keel_macros::cached;
+#[cfg(feature = "monitor")]
+pub use keel_macros::monitored;
+#[cfg(feature = "monitor")]
+pub use keel_monitor as monitor;
 #[cfg(feature = "pool")]
 pub use keel_pool as pool;
 #[cfg(feature = "websocket")]

@@ -3,6 +3,7 @@
 mod cache;
 mod hitratio;
 mod log;
+mod monitor;
 mod pool;
 mod queue;
 mod ratelimit;
@@ -21,6 +22,7 @@ pub(crate) fn run(name: &str, ctx: &mut Ctx) -> anyhow::Result<()> {
         "cache" => cache::run(ctx),
         "hitratio" => hitratio::run(ctx),
         "log" => log::run(ctx),
+        "monitor" => monitor::run(ctx),
         "pool" => pool::run(ctx),
         "queue" => queue::run(ctx),
         "tiered" => tiered::run(ctx),

@@ -167,7 +167,7 @@ impl DatabaseConnectionPool {
         let mut config = config;
         let shared = Arc::new(Shared {
             name: name.clone(),
-            counters: Counters::default(),
+            counters: Counters::new(format!("db.{name}")),
             health: Health::new(config.health_check_interval),
             last_lost: AtomicU64::new(0),
             leaks: config.leak_threshold.map(|threshold| Leaks {
@@ -441,7 +441,7 @@ impl Inner {
             let error = match result {
                 Ok(conn) => {
                     if count {
-                        shared.counters.wait.record(started.elapsed());
+                        shared.counters.record_wait(started.elapsed());
                         Counters::add(&shared.counters.acquired);
                     }
                     return Ok(conn);

@@ -32,6 +32,9 @@ pub struct KeelConfig {
     /// `[logging]`: level, format, files, rotation, the writer's queue.
     #[cfg(feature = "log")]
     pub logging: keel_log::LoggingConfig,
+    /// `[monitoring]`: sampling, reports, series bounds, health, alerts.
+    #[cfg(feature = "monitor")]
+    pub monitoring: keel_monitor::MonitoringConfig,
     /// `[thread_pool]`: the executor for blocking and CPU-heavy work.
     #[cfg(feature = "concurrency")]
     pub thread_pool: keel_concurrency::ThreadPoolConfig,
@@ -126,6 +129,14 @@ impl KeelConfig {
                     .map(|(field, reason)| FieldError::new(field, reason)),
             );
         }
+        #[cfg(feature = "monitor")]
+        if let Err(problems) = self.monitoring.validate() {
+            errors.extend(
+                problems
+                    .into_iter()
+                    .map(|(field, reason)| FieldError::new(field, reason)),
+            );
+        }
         #[cfg(feature = "pool")]
         let (db, http): (Vec<String>, Vec<String>) = (
             self.pools.db.keys().cloned().collect(),
@@ -150,6 +161,7 @@ impl KeelConfig {
     feature = "cache",
     feature = "concurrency",
     feature = "log",
+    feature = "monitor",
     feature = "pool",
     feature = "websocket"
 ))]
@@ -185,6 +197,16 @@ mod tests {
             allowed_origins = ["https://app.example"]
             [websocket.auth]
             tokens = ["t"]
+            [monitoring]
+            sample_rate = 0.5
+            report_interval = "30s"
+            [[monitoring.alerts]]
+            name = "slow"
+            metric = "keel_operation_duration_seconds"
+            labels = { operation = "db" }
+            quantile = 0.99
+            above = 0.25
+            for = "1m"
             "#,
         )
         .unwrap();
@@ -201,6 +223,11 @@ mod tests {
         );
         assert_eq!(config.websocket.auth.unwrap().tokens, ["t"]);
         assert_eq!(config.cache.capacity, 500);
+        assert_eq!(config.monitoring.sample_rate, 0.5);
+        assert_eq!(
+            config.monitoring.alerts[0].hold,
+            Some(std::time::Duration::from_secs(60))
+        );
         assert_eq!(config.thread_pool.max_workers, 4);
         assert_eq!(config.task_queue.batch_size, 10);
     }
@@ -227,6 +254,8 @@ mod tests {
             [websocket]
             queue_size = 0
             slow_client = "sometimes"
+            [monitoring]
+            sample_rate = 2.0
             "#,
         )
         .unwrap_err();
@@ -241,7 +270,8 @@ mod tests {
                 "cache.caches.users.local_ttl",
                 "pools.db.main.min_connections",
                 "pools.http.api.base_urls[0]",
-                "websocket.queue_size"
+                "websocket.queue_size",
+                "monitoring.sample_rate"
             ],
             "{err}"
         );
