@@ -365,16 +365,39 @@ fn check(ops: &[Op], faults: &[Fault]) -> Report {
     for list in writes.values_mut() {
         list.sort_by_key(|op| seq_of(op));
     }
+    // Per key: where each write sits in its history, and which are deletes
+    // (a key's writes never overlap, so their starts increase with seq).
+    let index: HashMap<u64, (HashMap<u64, usize>, Vec<usize>)> = writes
+        .iter()
+        .map(|(&key, list)| {
+            let by_seq = list
+                .iter()
+                .enumerate()
+                .map(|(i, w)| (seq_of(w), i))
+                .collect();
+            let deletes = list
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| matches!(w.kind, Kind::Write { value: None, .. }))
+                .map(|(i, _)| i)
+                .collect();
+            (key, (by_seq, deletes))
+        })
+        .collect();
     let mut report = Report::default();
     for read in ops {
         let Kind::Read(got) = read.kind else { continue };
         report.reads += 1;
         let history = writes.get(&read.key).map_or(&[][..], Vec::as_slice);
+        let (by_seq, deletes) = match index.get(&read.key) {
+            Some((by_seq, deletes)) => (Some(by_seq), deletes.as_slice()),
+            None => (None, &[][..]),
+        };
         // Which write the read returned (index into history; None = the
         // initial absence).
         let version: Option<usize> = match got {
-            Some(v) => match history.iter().position(|w| seq_of(w) == v) {
-                Some(i) => Some(i),
+            Some(v) => match by_seq.and_then(|m| m.get(&v)) {
+                Some(&i) => Some(i),
                 None => {
                     report.violations.push(format!(
                         "read of key {} returned {v}, never written",
@@ -385,9 +408,10 @@ fn check(ops: &[Op], faults: &[Fault]) -> Report {
             },
             // The most favourable absence: the latest delete begun before
             // the read ended.
-            None => history.iter().rposition(|w| {
-                matches!(w.kind, Kind::Write { value: None, .. }) && w.start < read.end
-            }),
+            None => {
+                let n = deletes.partition_point(|&i| history[i].start < read.end);
+                n.checked_sub(1).map(|j| deletes[j])
+            }
         };
         if let Some(i) = version
             && history[i].start > read.end
