@@ -1,5 +1,5 @@
 //! The caches the `cache` and `hitratio` suites compare, behind one small
-//! trait, with their contract names (DESIGN.md §5).
+//! trait, with their contract names (crates/keel-bench/README.md).
 
 use std::time::Duration;
 

@@ -46,7 +46,7 @@ struct Cli {
     capacity: Vec<usize>,
 }
 
-/// A benchmark suite (DESIGN.md §5).
+/// A benchmark suite (crates/keel-bench/README.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Suite {
     Cache,

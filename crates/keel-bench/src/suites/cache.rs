@@ -1,5 +1,5 @@
 //! `cache`: million operations per second at 1 and 2 threads, and heap
-//! bytes per entry, for Keel and its peers (DESIGN.md §5).
+//! bytes per entry, for Keel and its peers (crates/keel-bench/README.md).
 //!
 //! Keys are Zipf(0.99) over 1M keys, values `u64`; each thread replays its
 //! own pre-generated stream, so no key is drawn inside a timed loop.

@@ -1,6 +1,6 @@
 //! `hitratio`: the share of accesses each cache answers, on Zipf workloads
 //! and real traces, for every Keel policy, the peers, exact LRU and FIFO references and
-//! Belady's offline optimum (DESIGN.md §5).
+//! Belady's offline optimum (crates/keel-bench/README.md).
 //!
 //! Every cache replays the same key stream single-threaded: a `get`, and on
 //! a miss an `insert`. Cold misses count. moka applies its policy in

@@ -1,6 +1,6 @@
 //! `log`: JSON lines with five fields into a rotating file, Keel against
 //! tracing-subscriber's JSON format + tracing-appender's `non_blocking`
-//! (DESIGN.md §5).
+//! (crates/keel-bench/README.md).
 //!
 //! - `json5-rotating`: one thread logs N events (`req_id`, `method`,
 //!   `path`, `status`, `latency_ms` + a message; 1 in 100 WARN, 1 in 1000

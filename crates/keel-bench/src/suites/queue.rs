@@ -1,6 +1,6 @@
 //! `queue`: tasks per second through `TaskQueue` against a bounded
 //! async-channel, and `Executor::map` against rayon and `spawn_blocking`
-//! (DESIGN.md §5).
+//! (crates/keel-bench/README.md).
 //!
 //! - `queue-w1`, `queue-w2`, `queue-w8` (`tasks_per_s`): one producer task
 //!   puts `u64` tasks, 1/2/8 worker tasks take them and add them up, on a
