@@ -59,25 +59,35 @@ pub(crate) fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// `router` with every request measured by `monitoring`.
-pub(crate) fn measured(router: Router, monitoring: DataMonitoringService) -> Router {
-    router.layer(middleware::from_fn_with_state(monitoring, measure))
+/// How requests are measured and logged.
+#[derive(Debug, Clone)]
+pub(crate) struct Measure {
+    pub(crate) monitoring: DataMonitoringService,
+    /// Log a `business` line per request.
+    pub(crate) access_log: bool,
+    /// Log a `performance` warning for requests slower than this.
+    pub(crate) slow: Duration,
 }
 
-/// Measures every request as the operation `http <METHOD> <route>`; a 5xx
-/// answer counts as a failed call.
-async fn measure(
-    State(monitoring): State<DataMonitoringService>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// `router` with every request measured by `monitoring` and logged.
+pub(crate) fn measured(router: Router, measure: Measure) -> Router {
+    router.layer(middleware::from_fn_with_state(measure, measure_request))
+}
+
+/// Measures every request as the operation `http <METHOD> <route>` (a 5xx
+/// answer counts as a failed call), logs it in the `business` category,
+/// and a slow one in the `performance` category too.
+async fn measure_request(State(measure): State<Measure>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_owned();
-    let name = format!("http {} {route}", request.method());
-    let monitor = monitoring.monitor();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let name = format!("http {method} {route}");
+    let monitor = measure.monitoring.monitor();
+    let started = Instant::now();
     let call = monitor.measure(&name);
     let response = next.run(request).await;
     let status = response.status();
@@ -85,6 +95,30 @@ async fn measure(
         call.fail("http_5xx", status.as_str());
     } else {
         drop(call);
+    }
+    let elapsed = started.elapsed();
+    let millis = elapsed.as_secs_f64() * 1e3;
+    if measure.access_log {
+        tracing::info!(
+            category = "business",
+            method = %method,
+            path = %path,
+            route = %route,
+            status = status.as_u16(),
+            millis,
+            "request"
+        );
+    }
+    if elapsed >= measure.slow {
+        tracing::warn!(
+            category = "performance",
+            method = %method,
+            path = %path,
+            route = %route,
+            status = status.as_u16(),
+            millis,
+            "slow request"
+        );
     }
     response
 }

@@ -105,7 +105,14 @@ async fn serve(
         router = router.merge(admin);
     }
     // Every route, the gateway's and the admin API's included, is measured.
-    let router = app::measured(router, monitoring);
+    let router = app::measured(
+        router,
+        app::Measure {
+            monitoring,
+            access_log: config.server.access_log,
+            slow: config.server.slow_request,
+        },
+    );
     let server = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),

@@ -31,9 +31,11 @@ fn x_cache(response: &reqwest::Response) -> String {
 
 #[tokio::test]
 async fn the_demo_serves_its_stocks_table_through_the_cache() {
-    let server = Server::start({
+    let mut server = Server::start({
         let mut cmd = keel();
-        cmd.args(["--listen", "127.0.0.1:0"]);
+        // Every request counts as slow, so both log lines show.
+        cmd.args(["--listen", "127.0.0.1:0"])
+            .env("KEEL_SERVER__SLOW_REQUEST", "0s");
         cmd
     });
     let http = client();
@@ -94,6 +96,18 @@ async fn the_demo_serves_its_stocks_table_through_the_cache() {
         .await
         .unwrap();
     assert_eq!(x_cache(&third), "MISS", "invalidated");
+
+    // Each request left an access line, and (over the 0s threshold) a
+    // slow-request line.
+    let access = server
+        .wait_for_line("\"message\":\"request\"", Duration::from_secs(5))
+        .expect("an access line");
+    assert!(access.contains("\"category\":\"business\""), "{access}");
+    assert!(access.contains("/api/stocks"), "{access}");
+    let slow = server
+        .wait_for_line("\"message\":\"slow request\"", Duration::from_secs(5))
+        .expect("a slow-request line");
+    assert!(slow.contains("\"category\":\"performance\""), "{slow}");
 }
 
 /// An upstream counting its requests: `/item` (cacheable), `/private`

@@ -14,6 +14,8 @@ use super::de;
 /// listen = "127.0.0.1:8080"
 /// admin_token = "change-me"
 /// shutdown_timeout = "10s"
+/// access_log = true         # a `business` line per request
+/// slow_request = "1s"       # and a `performance` line past this
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -30,6 +32,12 @@ pub struct ServerConfig {
     /// abandoned. Default `10s`, at most `1h`.
     #[serde(deserialize_with = "shutdown_timeout")]
     pub shutdown_timeout: Duration,
+    /// Log one line per request (category `business`). Default true.
+    pub access_log: bool,
+    /// A request slower than this is also logged as a warning in the
+    /// `performance` category. Default `1s`.
+    #[serde(deserialize_with = "de::duration")]
+    pub slow_request: Duration,
 }
 
 impl Default for ServerConfig {
@@ -38,6 +46,8 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin_token: None,
             shutdown_timeout: Duration::from_secs(10),
+            access_log: true,
+            slow_request: Duration::from_secs(1),
         }
     }
 }
