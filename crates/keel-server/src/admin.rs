@@ -8,7 +8,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use keel::Keel;
 use serde_json::json;
 
@@ -23,6 +23,7 @@ pub(crate) fn router(keel: Arc<Keel>, token: Option<String>) -> Router {
         .route("/admin/caches/{name}/{*key}", delete(remove_key))
         .route("/admin/pools", get(pools))
         .route("/admin/queues", get(queues))
+        .route("/admin/ws/{topic}", post(publish))
         .with_state(keel)
         .layer(middleware::from_fn_with_state(guard, require_token))
 }
@@ -121,6 +122,20 @@ async fn remove_key(
             StatusCode::NOT_FOUND,
             &format!("no cache {name:?} in use, or {key:?} is not one of its keys"),
         )
+    }
+}
+
+/// Publishes the JSON body to WebSocket topic `topic` (on every instance
+/// sharing the hub's Redis fan-out); answers how many local clients got it.
+async fn publish(
+    State(keel): State<Arc<Keel>>,
+    Path(topic): Path<String>,
+    axum::Json(data): axum::Json<serde_json::Value>,
+) -> Response {
+    let message = keel::websocket::WebSocketMessage::new("admin", data);
+    match keel.websocket().publish(&topic, &message) {
+        Ok(local) => axum::Json(json!({ "topic": topic, "local_clients": local })).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
     }
 }
 
