@@ -98,6 +98,9 @@ pub(crate) fn router(keel: &Keel) -> anyhow::Result<Router> {
             Some(RouteKind::Sql) => get(sql_route),
             _ => any(proxy_route),
         };
+        if config.warm.is_some() && state.cache.is_some() {
+            tokio::spawn(warm(Arc::clone(&state)));
+        }
         router = router.route(&config.path, handler.with_state(state));
         tracing::info!(path = %config.path, "route ready");
     }
@@ -405,6 +408,124 @@ async fn forward_request(
     Ok(Loaded::keep(Some(cached), keep))
 }
 
+/// Loads the route's `warm` paths (and the paths its `warm.sql` rows
+/// name) into its cache; progress goes to the log.
+async fn warm(state: Arc<RouteState>) {
+    let (Some(warm), Some(cache)) = (state.config.warm.clone(), state.cache.clone()) else {
+        return;
+    };
+    let mut paths = warm.paths.clone();
+    if let (Some(sql), Target::Sql { pool, .. }) = (&warm.sql, &state.target) {
+        match pool.fetch_all(sql, &[]).await {
+            Ok(rows) => {
+                for row in rows {
+                    let values: HashMap<String, String> = row
+                        .iter()
+                        .map(|(name, value)| {
+                            let text = match value {
+                                serde_json::Value::String(s) => s.clone(),
+                                other => other.to_string(),
+                            };
+                            (name.clone(), text)
+                        })
+                        .collect();
+                    match state.config.fill_path(&values) {
+                        Some(path) => paths.push(path),
+                        None => tracing::warn!(
+                            route = %state.config.path,
+                            "a warm.sql row does not name every path parameter"
+                        ),
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(route = %state.config.path, %error, "warm.sql failed; warming the listed paths only");
+            }
+        }
+    }
+    let concurrency = warm.concurrency.unwrap_or(8);
+    let loader = |key: String| {
+        let state = Arc::clone(&state);
+        async move {
+            let loaded = load_path(&state, &key).await?;
+            // Only answers the route would keep: a 404 or a `no-store` is
+            // not warmed.
+            Ok::<_, Failure>(loaded.value.filter(|c| {
+                loaded.keep != Keep::Never
+                    && StatusCode::from_u16(c.status).is_ok_and(|s| s.is_success())
+            }))
+        }
+    };
+    let summary = cache.warm(paths, loader, concurrency).await;
+    tracing::info!(
+        route = %state.config.path,
+        loaded = summary.loaded,
+        skipped = summary.absent,
+        failed = summary.failed,
+        "route cache warmed"
+    );
+}
+
+/// What a GET of `path` on this route answers (for warming).
+async fn load_path(state: &RouteState, path: &str) -> Result<Loaded<Cached>, Failure> {
+    let (path_only, query) = path.split_once('?').unwrap_or((path, ""));
+    let values = match_path(&state.config.path, path_only)
+        .ok_or_else(|| Failure::Bad(format!("{path:?} does not match the route")))?;
+    match &state.target {
+        Target::Sql { params, .. } => {
+            let query: HashMap<String, String> = query
+                .split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            let mut bound = Vec::with_capacity(params.len());
+            for name in params {
+                let value = values
+                    .get(name)
+                    .or_else(|| query.get(name))
+                    .ok_or_else(|| Failure::Bad(format!("{path:?} has no parameter {name:?}")))?;
+                bound.push(serde_json::Value::String(value.clone()));
+            }
+            run_sql(state, &bound).await
+        }
+        Target::Proxy { wildcard, .. } => {
+            let mut target = match wildcard.as_ref().and_then(|w| values.get(w)) {
+                Some(rest) => format!("/{}", rest.trim_start_matches('/')),
+                None => path_only.to_owned(),
+            };
+            if !query.is_empty() {
+                target.push('?');
+                target.push_str(query);
+            }
+            forward_request(state, Method::GET, target, Vec::new(), Bytes::new()).await
+        }
+    }
+}
+
+/// The parameters of `path` under the route pattern `pattern` (`{name}`
+/// matches one segment, `{*name}` the rest); `None` when it does not match.
+fn match_path(pattern: &str, path: &str) -> Option<HashMap<String, String>> {
+    let mut values = HashMap::new();
+    let mut segments = path.trim_start_matches('/').split('/');
+    let mut parts = pattern.trim_start_matches('/').split('/').peekable();
+    while let Some(part) = parts.next() {
+        if let Some(name) = part.strip_prefix("{*").and_then(|p| p.strip_suffix('}')) {
+            let rest: Vec<&str> = segments.by_ref().collect();
+            values.insert(name.to_owned(), rest.join("/"));
+            return Some(values);
+        }
+        let segment = segments.next()?;
+        match part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+            Some(name) => {
+                values.insert(name.to_owned(), segment.to_owned());
+            }
+            None if part == segment => {}
+            None => return None,
+        }
+    }
+    segments.next().is_none().then_some(values)
+}
+
 /// How long an upstream's answer may be kept: 2xx for the route's `ttl`
 /// (shortened by `max-age`), others for `negative_ttl`; never with
 /// `no-store` or `private`.
@@ -540,6 +661,17 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_str(value).unwrap());
         h
+    }
+
+    #[test]
+    fn request_paths_match_route_patterns() {
+        let m = match_path("/api/stocks/{symbol}", "/api/stocks/AAPL").unwrap();
+        assert_eq!(m["symbol"], "AAPL");
+        assert!(match_path("/api/stocks/{symbol}", "/api/stocks").is_none());
+        assert!(match_path("/api/stocks/{symbol}", "/api/stocks/A/B").is_none());
+        assert!(match_path("/api/stocks", "/api/bonds").is_none());
+        let m = match_path("/proxy/{*rest}", "/proxy/a/b/c").unwrap();
+        assert_eq!(m["rest"], "a/b/c");
     }
 
     #[test]

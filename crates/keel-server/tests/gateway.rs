@@ -315,3 +315,43 @@ sql = "DELETE FROM x"
     assert!(err.contains("routes[0].pool"), "{err}");
     assert!(err.contains("routes[0].sql"), "{err}");
 }
+
+#[tokio::test]
+async fn a_route_warms_its_cache_at_start_from_paths_and_a_query() {
+    let path = scratch_dir().join("keel.toml");
+    std::fs::write(
+        &path,
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[pools.db.mem]
+url = "sqlite::memory:"
+max_connections = 2
+
+[[routes]]
+path = "/api/echo/{id}"
+pool = "mem"
+sql = "SELECT ? AS id"
+ttl = "5m"
+warm = { paths = ["/api/echo/1"], sql = "SELECT 2 AS id UNION SELECT 3 AS id" }
+"#,
+    )
+    .unwrap();
+    let mut server = Server::start({
+        let mut cmd = keel();
+        cmd.arg("--config").arg(&path);
+        cmd
+    });
+    let done = server
+        .wait_for_line("route cache warmed", Duration::from_secs(10))
+        .expect("warming ends with a summary");
+    assert!(done.contains("\"loaded\":3"), "{done}");
+    let http = client();
+    for warmed in ["/api/echo/1", "/api/echo/2", "/api/echo/3"] {
+        let r = http.get(server.url(warmed)).send().await.unwrap();
+        assert_eq!(x_cache(&r), "HIT", "{warmed}");
+    }
+    let r = http.get(server.url("/api/echo/9")).send().await.unwrap();
+    assert_eq!(x_cache(&r), "MISS");
+}

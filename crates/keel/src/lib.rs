@@ -84,7 +84,9 @@ mod error;
 ))]
 mod keel;
 
-pub use config::{KeelConfig, RouteConfig, RouteKind, RouteRateLimit, Rows, ServerConfig};
+pub use config::{
+    KeelConfig, RouteConfig, RouteKind, RouteRateLimit, RouteWarm, Rows, ServerConfig,
+};
 pub use error::{ConfigError, FieldError};
 #[cfg(all(
     feature = "cache",

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::{ConfigError, FieldError};
 
-pub use routes::{RouteConfig, RouteKind, RouteRateLimit, Rows};
+pub use routes::{RouteConfig, RouteKind, RouteRateLimit, RouteWarm, Rows};
 pub use server::ServerConfig;
 
 /// The configuration of a Keel service: one section per room.

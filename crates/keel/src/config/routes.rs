@@ -62,6 +62,28 @@ pub struct RouteConfig {
     pub max_concurrency: Option<u32>,
     /// Requests per client address; more get 429 with `Retry-After`.
     pub rate_limit: Option<RouteRateLimit>,
+    /// Answers to load into the cache at start (needs `ttl`).
+    pub warm: Option<RouteWarm>,
+}
+
+/// `warm` of a route: which answers to cache at start, in the background,
+/// with progress in the log.
+///
+/// ```toml
+/// warm = { paths = ["/api/stocks/AAPL", "/api/stocks/MSFT"] }
+/// warm = { sql = "SELECT symbol FROM stocks ORDER BY volume DESC LIMIT 100" }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RouteWarm {
+    /// Request paths to load.
+    pub paths: Vec<String>,
+    /// SQL routes: a read-only query on the route's pool whose rows name
+    /// the path's parameters (a column per parameter, by name).
+    pub sql: Option<String>,
+    /// Loads at once. Default 8.
+    pub concurrency: Option<usize>,
 }
 
 /// `rows` of a SQL route.
@@ -118,6 +140,22 @@ impl RouteConfig {
             rest = &rest[open + close + 1..];
         }
         names
+    }
+
+    /// The request path with `values` in place of the path's parameters
+    /// (`None` when one is missing).
+    pub fn fill_path(&self, values: &std::collections::HashMap<String, String>) -> Option<String> {
+        let mut out = String::with_capacity(self.path.len());
+        let mut rest = self.path.as_str();
+        while let Some(open) = rest.find('{') {
+            let close = open + rest[open..].find('}')?;
+            out.push_str(&rest[..open]);
+            let name = rest[open + 1..close].trim_start_matches('*');
+            out.push_str(values.get(name)?);
+            rest = &rest[close + 1..];
+        }
+        out.push_str(rest);
+        Some(out)
     }
 
     /// The parameters bound to the query, in order.
@@ -195,6 +233,27 @@ impl RouteConfig {
                     at(field),
                     "must be longer than 0s (leave it out to not cache)".into(),
                 ));
+            }
+        }
+        if let Some(warm) = &self.warm {
+            if self.ttl.is_none() {
+                out.push((
+                    at("warm"),
+                    "needs `ttl`: an uncached route keeps nothing".into(),
+                ));
+            }
+            if let Some(path) = warm.paths.iter().find(|p| !p.starts_with('/')) {
+                out.push((at("warm.paths"), format!("{path:?} must start with '/'")));
+            }
+            if let Some(sql) = &warm.sql {
+                if self.kind() != Some(RouteKind::Sql) {
+                    out.push((at("warm.sql"), "is for SQL routes; use `paths`".into()));
+                } else if let Err(reason) = read_only(sql) {
+                    out.push((at("warm.sql"), reason));
+                }
+            }
+            if warm.concurrency == Some(0) {
+                out.push((at("warm.concurrency"), "must be at least 1".into()));
             }
         }
         if self.max_concurrency == Some(0) {
