@@ -507,8 +507,7 @@ async fn load_path(state: &RouteState, path: &str) -> Result<Loaded<Cached>, Fai
 fn match_path(pattern: &str, path: &str) -> Option<HashMap<String, String>> {
     let mut values = HashMap::new();
     let mut segments = path.trim_start_matches('/').split('/');
-    let mut parts = pattern.trim_start_matches('/').split('/').peekable();
-    while let Some(part) = parts.next() {
+    for part in pattern.trim_start_matches('/').split('/') {
         if let Some(name) = part.strip_prefix("{*").and_then(|p| p.strip_suffix('}')) {
             let rest: Vec<&str> = segments.by_ref().collect();
             values.insert(name.to_owned(), rest.join("/"));
