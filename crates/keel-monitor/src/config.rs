@@ -65,6 +65,10 @@ pub struct MonitoringConfig {
     pub alert_interval: Duration,
     /// Threshold rules.
     pub alerts: Vec<AlertRule>,
+    /// An `http://` URL each raised and resolved alert is POSTed to as
+    /// JSON (by the `keel` binary, through an HTTP pool, retried in the
+    /// background). `None`: alerts go to subscribers and the log only.
+    pub alert_webhook: Option<String>,
 }
 
 impl Default for MonitoringConfig {
@@ -82,6 +86,7 @@ impl Default for MonitoringConfig {
             health_cache: Duration::from_secs(1),
             alert_interval: Duration::from_secs(5),
             alerts: Vec::new(),
+            alert_webhook: None,
         }
     }
 }
@@ -190,6 +195,14 @@ impl MonitoringConfig {
             if value == 0 {
                 problem(field, "must be at least 1");
             }
+        }
+        if let Some(url) = &self.alert_webhook
+            && !(url.starts_with("http://") && url.len() > "http://".len())
+        {
+            problem(
+                "alert_webhook",
+                &format!("{url:?} must be an http:// URL (this build has no TLS)"),
+            );
         }
         let mut seen = std::collections::HashSet::new();
         for (i, rule) in self.alerts.iter().enumerate() {

@@ -145,12 +145,73 @@ pub(crate) async fn publish_stats(state: AppState, every: Duration) {
 pub(crate) async fn publish_alerts(
     mut alerts: keel::monitor::AlertSubscription,
     websocket: WebSocketManager,
+    webhook: Option<Webhook>,
 ) {
     while let Some(alert) = alerts.recv().await {
         let body = serde_json::to_value(&alert).unwrap_or_default();
+        if let Some(webhook) = &webhook {
+            webhook.send(body.clone());
+        }
         if let Err(error) = websocket.publish(ALERTS_TOPIC, &WebSocketMessage::new("alert", body)) {
             tracing::debug!(%error, "alert not published");
         }
+    }
+}
+
+/// Where alerts are POSTed: a background job per alert on the job queue
+/// (retried with backoff as `[task_queue]` says), through an HTTP pool of
+/// its own, never on a request's path.
+#[derive(Clone)]
+pub(crate) struct Webhook {
+    keel: std::sync::Arc<keel::Keel>,
+    pool: keel::pool::HttpConnectionPool,
+    path: String,
+}
+
+impl Webhook {
+    /// A webhook for `url` (`http://host[:port]/path`).
+    pub(crate) fn new(keel: std::sync::Arc<keel::Keel>, url: &str) -> anyhow::Result<Self> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| anyhow::anyhow!("monitoring.alert_webhook must be an http:// URL"))?;
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let pool = keel::pool::HttpConnectionPool::new(
+            "alert-webhook",
+            keel::pool::HttpPoolConfig::new([format!("http://{host}")]),
+        )
+        .map_err(|e| anyhow::anyhow!("monitoring.alert_webhook: {e}"))?;
+        Ok(Self {
+            keel,
+            pool,
+            path: format!("/{path}"),
+        })
+    }
+
+    fn send(&self, body: serde_json::Value) {
+        let (pool, path) = (self.pool.clone(), self.path.clone());
+        let job = keel::Job::new("alert webhook", move || {
+            let (pool, path, body) = (pool.clone(), path.clone(), body.clone());
+            async move {
+                let response = pool
+                    .request(axum::http::Method::POST, path)
+                    .json(&body)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if response.status.is_success() {
+                    Ok(())
+                } else {
+                    Err(format!("webhook answered {}", response.status))
+                }
+            }
+        });
+        self.keel.spawn_job(job);
+    }
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook").field("path", &self.path).finish()
     }
 }
 

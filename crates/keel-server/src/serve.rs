@@ -89,9 +89,14 @@ async fn serve(
         keel.executor().clone(),
     );
     let stats = tokio::spawn(app::publish_stats(state.clone(), Duration::from_secs(1)));
+    let webhook = match &config.monitoring.alert_webhook {
+        Some(url) => Some(app::Webhook::new(Arc::clone(&keel), url)?),
+        None => None,
+    };
     let alerts = tokio::spawn(app::publish_alerts(
         monitoring.subscribe_alerts(),
         websocket.clone(),
+        webhook,
     ));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     // No Nagle delay: WebSocket messages and small responses go out at once.
@@ -135,6 +140,9 @@ async fn serve(
     }
     stats.abort();
     alerts.abort();
+    // The alert task holds the rooms (its webhook queues jobs): let it go
+    // before they are shut down.
+    let _ = alerts.await;
     let _ = stop_tx.send(());
     // WebSocket clients get a close frame (1001); upgraded connections are
     // not the HTTP server's to wait for.

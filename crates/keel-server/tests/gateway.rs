@@ -355,3 +355,59 @@ warm = { paths = ["/api/echo/1"], sql = "SELECT 2 AS id UNION SELECT 3 AS id" }
     let r = http.get(server.url("/api/echo/9")).send().await.unwrap();
     assert_eq!(x_cache(&r), "MISS");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_are_posted_to_the_webhook_in_the_background() {
+    let received = Arc::new(tokio::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let sink = Arc::clone(&received);
+    let app = Router::new().route(
+        "/hooks/alerts",
+        post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+            let sink = Arc::clone(&sink);
+            async move {
+                sink.lock().await.push(body);
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let path = scratch_dir().join("keel.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+
+[monitoring]
+report_interval = "200ms"
+alert_interval = "100ms"
+alert_webhook = "http://{hook}/hooks/alerts"
+
+[[monitoring.alerts]]
+name = "always"
+metric = "keel_process_resident_memory_bytes"
+above = 1
+"#
+        ),
+    )
+    .unwrap();
+    let _server = Server::start({
+        let mut cmd = keel();
+        cmd.arg("--config").arg(&path);
+        cmd
+    });
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        got = received.lock().await.clone();
+        if !got.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!got.is_empty(), "the webhook heard the alert");
+    assert!(got[0].to_string().contains("always"), "{:?}", got[0]);
+}
