@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: makes sure Redis, PostgreSQL and MariaDB answer on
-# loopback and promtool is installed (starting or installing them as
-# needed), then runs formatting,
+# loopback and promtool and Chromium are installed (starting or installing
+# them as needed), then runs formatting,
 # lints, every test (unit, integration, doc) and the docs build.
 # Stops at the first failure with a non-zero exit.
 set -euo pipefail
@@ -104,11 +104,20 @@ ensure_promtool() {
   command -v promtool >/dev/null || die "promtool is missing after installing prometheus"
 }
 
+ensure_chromium() {
+  # Headless Chromium loads the gateway's dashboard in a test.
+  if command -v chromium >/dev/null; then echo "chromium: present"; return; fi
+  echo "chromium: installing (Debian package chromium)"
+  apt_install chromium
+  command -v chromium >/dev/null || die "chromium is missing after installing it"
+}
+
 step "services"
 ensure_redis
 ensure_postgres
 ensure_mysql
 ensure_promtool
+ensure_chromium
 export KEEL_REQUIRE_SERVICES=1
 
 step "cargo fmt --all --check"

@@ -31,6 +31,8 @@ pub(crate) struct AppState {
     monitoring: DataMonitoringService,
     /// Blocking and CPU-heavy work (rendering `/metrics`).
     executor: Executor,
+    /// The pools shown on the dashboard.
+    pools: keel::pool::ConnectionPoolManager,
 }
 
 impl AppState {
@@ -46,12 +48,21 @@ impl AppState {
             websocket,
             monitoring,
             executor,
+            pools: keel::pool::ConnectionPoolManager::default(),
         }
+    }
+
+    /// The same state, showing `pools` in the stats snapshots.
+    pub(crate) fn with_pools(mut self, pools: keel::pool::ConnectionPoolManager) -> Self {
+        self.pools = pools;
+        self
     }
 }
 
 pub(crate) fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(dashboard))
+        .route("/stats", get(stats))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/monitoring/report", get(report))
@@ -133,7 +144,7 @@ pub(crate) async fn publish_stats(state: AppState, every: Duration) {
         if state.websocket.topic_count(STATS_TOPIC) == 0 {
             continue;
         }
-        let message = WebSocketMessage::new("stats", stats_snapshot(&state));
+        let message = WebSocketMessage::new("stats", full_snapshot(&state).await);
         if let Err(error) = state.websocket.publish(STATS_TOPIC, &message) {
             tracing::debug!(%error, "stats not published");
         }
@@ -234,11 +245,71 @@ fn stats_snapshot(state: &AppState) -> serde_json::Value {
             })
         })
         .collect();
+    // Every HTTP operation together: calls and errors summed, the worst
+    // route's percentiles.
+    let operations = state.monitoring.monitor().get_metrics().operations;
+    let http = operations
+        .iter()
+        .filter(|op| op.name.starts_with("http "))
+        .fold(
+            json!({"calls": 0, "errors": 0, "p50_ms": 0.0, "p99_ms": 0.0}),
+            |acc, op| {
+                json!({
+                    "calls": acc["calls"].as_u64().unwrap_or(0) + op.calls,
+                    "errors": acc["errors"].as_u64().unwrap_or(0) + op.errors,
+                    "p50_ms": acc["p50_ms"].as_f64().unwrap_or(0.0).max(op.p50_ms),
+                    "p99_ms": acc["p99_ms"].as_f64().unwrap_or(0.0).max(op.p99_ms),
+                })
+            },
+        );
+    let health = state.pools.health();
+    let pools: serde_json::Map<String, serde_json::Value> = state
+        .pools
+        .stats()
+        .into_iter()
+        .map(|(name, s)| {
+            let status = health.get(&name).map_or("unknown", |h| h.as_str());
+            let row = json!({
+                "status": status,
+                "in_use": s.in_use,
+                "total": s.total,
+                "idle": s.idle,
+                "waiters": s.waiters,
+            });
+            (name, row)
+        })
+        .collect();
     json!({
         "uptime_seconds": state.started.elapsed().as_secs_f64(),
+        "http": http,
         "cache": { "degraded": state.caches.is_degraded(), "caches": caches },
+        "pools": pools,
         "websocket": state.websocket.stats(),
     })
+}
+
+/// The stats snapshot with the service's health.
+async fn full_snapshot(state: &AppState) -> serde_json::Value {
+    let health = state.monitoring.health_status().await.status;
+    let mut snapshot = stats_snapshot(state);
+    snapshot["health"] = serde_json::to_value(health).unwrap_or_default();
+    snapshot
+}
+
+/// `GET /stats`: the snapshot the `stats` topic carries (the dashboard's
+/// first paint).
+async fn stats(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(full_snapshot(&state).await)
+}
+
+/// The dashboard: one self-contained page fed by the `stats` and `alerts`
+/// topics over `/ws`.
+async fn dashboard(State(state): State<AppState>) -> axum::response::Html<String> {
+    let path = serde_json::to_string(&state.websocket.config().path).unwrap_or_default();
+    axum::response::Html(include_str!("dashboard.html").replace(
+        "const WS_PATH = \"/ws\";",
+        &format!("const WS_PATH = {path};"),
+    ))
 }
 
 #[derive(Debug, Serialize)]

@@ -87,7 +87,8 @@ async fn serve(
         websocket.clone(),
         monitoring.clone(),
         keel.executor().clone(),
-    );
+    )
+    .with_pools(keel.pools().clone());
     let stats = tokio::spawn(app::publish_stats(state.clone(), Duration::from_secs(1)));
     let webhook = match &config.monitoring.alert_webhook {
         Some(url) => Some(app::Webhook::new(Arc::clone(&keel), url)?),
