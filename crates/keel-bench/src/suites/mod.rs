@@ -1,6 +1,7 @@
 //! One module per suite; [`run`] dispatches by name.
 
 mod cache;
+mod gateway;
 mod hitratio;
 mod log;
 mod monitor;
@@ -20,6 +21,7 @@ use crate::Ctx;
 pub(crate) fn run(name: &str, ctx: &mut Ctx) -> anyhow::Result<()> {
     match name {
         "cache" => cache::run(ctx),
+        "gateway" => gateway::run(ctx),
         "hitratio" => hitratio::run(ctx),
         "log" => log::run(ctx),
         "monitor" => monitor::run(ctx),
