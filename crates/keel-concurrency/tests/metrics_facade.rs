@@ -3,52 +3,12 @@
 
 use std::time::Duration;
 
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use keel_test_support::recorder::{recorded, value};
 
 use keel_concurrency::{
     CircuitBreaker, CircuitBreakerConfig, ConcurrencyLimiter, Executor, Quota, RateLimiter,
     TaskQueue, TaskQueueConfig, ThreadPoolConfig,
 };
-
-/// (name, labels, value) of every series recorded.
-type Recorded = Vec<(String, Vec<(String, String)>, f64)>;
-
-fn recorded(f: impl FnOnce()) -> Recorded {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    metrics::with_local_recorder(&recorder, f);
-    snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .map(|(key, _, _, value)| {
-            let key = key.key();
-            let labels = key
-                .labels()
-                .map(|l| (l.key().to_owned(), l.value().to_owned()))
-                .collect();
-            let value = match value {
-                DebugValue::Counter(c) => c as f64,
-                DebugValue::Gauge(g) => g.into_inner(),
-                DebugValue::Histogram(h) => h.len() as f64,
-            };
-            (key.name().to_owned(), labels, value)
-        })
-        .collect()
-}
-
-fn value(recorded: &Recorded, name: &str, labels: &[(&str, &str)]) -> f64 {
-    recorded
-        .iter()
-        .find(|(n, l, _)| {
-            n == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
-        })
-        .unwrap_or_else(|| panic!("{name} {labels:?} not in {recorded:?}"))
-        .2
-}
 
 #[tokio::test]
 async fn every_piece_publishes_its_counters() {

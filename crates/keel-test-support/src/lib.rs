@@ -33,6 +33,7 @@ mod isolate;
 mod own_postgres;
 mod own_redis;
 mod proxy;
+pub mod recorder;
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
