@@ -77,6 +77,25 @@ async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
     panic!("timed out waiting for {what}");
 }
 
+/// Starts `cache.get(key)` and returns once its `GET` has reached Redis
+/// and the reply is held by `proxy`: the read is in flight.
+async fn read_held(
+    proxy: &Proxy,
+    cache: &TieredCache<u64, String>,
+    key: u64,
+) -> tokio::task::JoinHandle<Option<String>> {
+    proxy.hold_next(GET);
+    let read = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.get(&key).await }
+    });
+    assert!(
+        proxy.wait_held(Duration::from_secs(5)).await,
+        "the read's reply is held"
+    );
+    read
+}
+
 fn refused(stats: TieredStats) -> u64 {
     stats.fills_refused
 }
@@ -92,12 +111,7 @@ async fn a_read_in_flight_does_not_undo_a_write_on_the_same_instance() {
     b.insert(1, "v1".into()).await;
 
     // A's read reaches Redis and sees v1; its reply is held back.
-    proxy.hold_next(GET);
-    let read = tokio::spawn({
-        let a = a.clone();
-        async move { a.get(&1).await }
-    });
-    assert!(proxy.wait_held(Duration::from_secs(5)).await);
+    let read = read_held(&proxy, &a, 1).await;
     // Meanwhile A writes v2 (on its other connections) and returns.
     a.insert(1, "v2".into()).await;
     proxy.release();
@@ -126,12 +140,7 @@ async fn a_read_in_flight_does_not_undo_another_instances_write() {
     let (b, _, _) = instance(redis.url(), redis.url(), redis.prefix()).await;
     b.insert(1, "v1".into()).await;
 
-    proxy.hold_next(GET);
-    let read = tokio::spawn({
-        let a = a.clone();
-        async move { a.get(&1).await }
-    });
-    assert!(proxy.wait_held(Duration::from_secs(5)).await);
+    let read = read_held(&proxy, &a, 1).await;
     let received = a_bus.stats().received;
     b.insert(1, "v2".into()).await;
     // The invalidation reaches A before the slow reply does.
@@ -157,12 +166,7 @@ async fn a_read_in_flight_does_not_survive_a_resync_flush() {
     let (b, _, _) = instance(redis.url(), redis.url(), redis.prefix()).await;
     b.insert(1, "v1".into()).await;
 
-    data.hold_next(GET);
-    let read = tokio::spawn({
-        let a = a.clone();
-        async move { a.get(&1).await }
-    });
-    assert!(data.wait_held(Duration::from_secs(5)).await);
+    let read = read_held(&data, &a, 1).await;
     // A's subscription is lost while B writes: A misses the invalidation,
     // and flushes its local tier when the subscription is back.
     bus.cut();
