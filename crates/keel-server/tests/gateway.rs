@@ -39,48 +39,25 @@ async fn the_demo_serves_its_stocks_table_through_the_cache() {
         cmd
     });
     let http = client();
-    let all: Vec<serde_json::Value> = http
-        .get(server.url("/api/stocks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let get = async |path: &str| http.get(server.url(path)).send().await.unwrap();
+    let all: Vec<serde_json::Value> = get("/api/stocks").await.json().await.unwrap();
     assert_eq!(all.len(), 300, "a few hundred demo rows");
     let symbol = all[7]["symbol"].as_str().unwrap().to_owned();
 
-    let first = http
-        .get(server.url(&format!("/api/stocks/{symbol}")))
-        .send()
-        .await
-        .unwrap();
+    let first = get(&format!("/api/stocks/{symbol}")).await;
     assert_eq!(first.status(), StatusCode::OK);
     assert_eq!(x_cache(&first), "MISS");
     let row: serde_json::Value = first.json().await.unwrap();
     assert_eq!(row["symbol"], symbol.as_str());
-    assert_eq!(row, all[7].as_object().map(|_| row.clone()).unwrap());
 
-    let second = http
-        .get(server.url(&format!("/api/stocks/{symbol}")))
-        .send()
-        .await
-        .unwrap();
+    let second = get(&format!("/api/stocks/{symbol}")).await;
     assert_eq!(x_cache(&second), "HIT");
     assert!(second.headers().contains_key(header::AGE));
 
     // A parameter is bound, never spliced into the SQL.
-    let hostile = http
-        .get(server.url("/api/stocks/x'%20OR%20'1'='1"))
-        .send()
-        .await
-        .unwrap();
+    let hostile = get("/api/stocks/x'%20OR%20'1'='1").await;
     assert_eq!(hostile.status(), StatusCode::NOT_FOUND);
-    let missing = http
-        .get(server.url("/api/stocks/NOPE99"))
-        .send()
-        .await
-        .unwrap();
+    let missing = get("/api/stocks/NOPE99").await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 
     // Invalidated through the admin API (open: keel listens on loopback).
@@ -90,11 +67,7 @@ async fn the_demo_serves_its_stocks_table_through_the_cache() {
         .await
         .unwrap();
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
-    let third = http
-        .get(server.url(&format!("/api/stocks/{symbol}")))
-        .send()
-        .await
-        .unwrap();
+    let third = get(&format!("/api/stocks/{symbol}")).await;
     assert_eq!(x_cache(&third), "MISS", "invalidated");
 
     // Each request left an access line, and (over the 0s threshold) a
