@@ -223,3 +223,10 @@ pub fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
 pub fn monitored(attr: TokenStream, item: TokenStream) -> TokenStream {
     monitored::expand(attr.into(), item.into()).into()
 }
+
+/// The item as written, after the compile errors found in it: the user
+/// sees the macro's messages and no others caused by a missing item.
+fn with_errors(error: syn::Error, item: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
+    let errors = error.to_compile_error();
+    quote::quote!(#errors #item)
+}

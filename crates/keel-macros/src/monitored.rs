@@ -3,6 +3,8 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
+
+use crate::with_errors;
 use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
 use syn::spanned::Spanned;
@@ -216,11 +218,6 @@ fn generate(function: ItemFn, args: &Args) -> TokenStream {
             #body
         }
     }
-}
-
-fn with_errors(error: Error, item: TokenStream) -> TokenStream {
-    let errors = error.to_compile_error();
-    quote!(#errors #item)
 }
 
 #[cfg(test)]

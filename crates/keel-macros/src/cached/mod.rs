@@ -6,6 +6,8 @@ mod key;
 
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
+
+use crate::with_errors;
 use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::{
@@ -275,11 +277,6 @@ fn generate(
             #call
         }
     }
-}
-
-fn with_errors(error: Error, item: TokenStream) -> TokenStream {
-    let errors = error.to_compile_error();
-    quote!(#errors #item)
 }
 
 #[cfg(test)]
