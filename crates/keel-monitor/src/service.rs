@@ -54,6 +54,7 @@ struct Inner {
     monitor: PerformanceMonitor,
     health: HealthRegistry,
     alerts: Mutex<AlertEngine>,
+    alert_window: Mutex<AlertWindow>,
     collectors: RwLock<Vec<Collector>>,
     reporting: Mutex<ReportState>,
     latest: RwLock<Option<Arc<PerformanceReport>>>,
@@ -66,6 +67,48 @@ impl Drop for Inner {
         if let Some(task) = self.task.get_mut().take() {
             task.abort();
         }
+    }
+}
+
+/// The latency samples alert rules compare: each histogram's figures at
+/// the previous evaluation, and the samples of its latest interval that
+/// had any (an interval with no calls leaves a rule as it was).
+#[derive(Default)]
+struct AlertWindow {
+    ops: HashMap<Arc<str>, OperationSnapshot>,
+    op_recent: HashMap<Arc<str>, HistogramSnapshot>,
+    histograms: HashMap<(Box<str>, Box<str>), HistogramSnapshot>,
+    recent: HashMap<(Box<str>, Box<str>), HistogramSnapshot>,
+}
+
+impl AlertWindow {
+    /// Moves the window to `ops` and the registry's histograms now.
+    fn advance(&mut self, ops: &[OperationSnapshot], registry: &MetricsRegistry) {
+        let mut seen = HashMap::with_capacity(ops.len());
+        for op in ops {
+            let interval = op.since(self.ops.get(&op.name));
+            if interval.latency.count > 0 {
+                self.op_recent.insert(op.name.clone(), interval.latency);
+            }
+            seen.insert(op.name.clone(), op.clone());
+        }
+        self.op_recent.retain(|name, _| seen.contains_key(name));
+        self.ops = seen;
+        let mut histograms = HashMap::new();
+        for h in registry.histograms() {
+            let key: (Box<str>, Box<str>) = (h.id.name.clone(), h.id.labels.clone());
+            let now = h.hist.snapshot();
+            let interval = match self.histograms.get(&key) {
+                Some(before) => now.since(before),
+                None => now.clone(),
+            };
+            if interval.count > 0 {
+                self.recent.insert(key.clone(), interval);
+            }
+            histograms.insert(key, now);
+        }
+        self.recent.retain(|key, _| histograms.contains_key(key));
+        self.histograms = histograms;
     }
 }
 
@@ -94,6 +137,7 @@ impl DataMonitoringService {
             inner: Arc::new(Inner {
                 health: HealthRegistry::new(config.health_timeout, config.health_cache),
                 alerts: Mutex::new(AlertEngine::new(config.alerts.clone())),
+                alert_window: Mutex::new(AlertWindow::default()),
                 collectors: RwLock::new(Vec::new()),
                 reporting: Mutex::new(ReportState {
                     at: Instant::now(),
@@ -223,14 +267,20 @@ impl DataMonitoringService {
     }
 
     /// Evaluates every alert rule now (tokio's clock), sending and
-    /// returning the events.
+    /// returning the events. Counters and gauges compare their value now;
+    /// a histogram's quantile or mean is over the samples recorded since
+    /// the previous evaluation (one `alert_interval` when the service
+    /// runs), so a latency alert resolves once calls are fast again. An
+    /// interval without samples keeps the latest one that had any.
     pub fn evaluate_alerts(&self) -> Vec<Alert> {
         self.collect();
         let ops = self.inner.monitor.snapshots();
         let errors = self.errors().snapshot();
+        let mut window = self.inner.alert_window.lock();
+        window.advance(&ops, &self.inner.registry);
         let mut alerts = self.inner.alerts.lock();
         alerts.evaluate(Instant::now(), |rule| {
-            value_of(&self.inner.registry, &ops, &errors.by_type, rule)
+            value_of(&self.inner.registry, &ops, &window, &errors.by_type, rule)
         })
     }
 
@@ -313,10 +363,11 @@ async fn run(
 }
 
 /// The value an alert rule compares: the highest among the series of
-/// `rule.metric` carrying its labels.
+/// `rule.metric` carrying its labels (histograms: over `window`).
 fn value_of(
     registry: &MetricsRegistry,
     ops: &[OperationSnapshot],
+    window: &AlertWindow,
     errors_by_type: &std::collections::BTreeMap<String, u64>,
     rule: &AlertRule,
 ) -> Option<f64> {
@@ -344,7 +395,11 @@ fn value_of(
                 consider(match name {
                     "keel_operation_calls_total" => Some(op.calls as f64),
                     "keel_operation_errors_total" => Some(op.errors as f64),
-                    _ => hist_value(&op.latency).map(|ns| ns / 1e9),
+                    _ => window
+                        .op_recent
+                        .get(&op.name)
+                        .and_then(hist_value)
+                        .map(|ns| ns / 1e9),
                 });
             }
         }
@@ -371,7 +426,8 @@ fn value_of(
             }
             for h in registry.histograms() {
                 if &*h.id.name == name && labels_match(&|k, v| h.id.has_label(k, v)) {
-                    consider(hist_value(&h.hist.snapshot()).map(|v| v / SCALE));
+                    let key = (h.id.name.clone(), h.id.labels.clone());
+                    consider(window.recent.get(&key).and_then(hist_value).map(|v| v / SCALE));
                 }
             }
         }

@@ -113,3 +113,49 @@ async fn the_background_task_raises_latency_alerts_to_a_stream() {
     );
     service.stop();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_latency_alert_looks_at_the_latest_interval_and_resolves_when_calls_are_fast_again() {
+    let service = DataMonitoringService::new(MonitoringConfig::default()).unwrap();
+    service.add_alert_rule(
+        AlertRule::above(
+            "slow-db",
+            "keel_operation_duration_seconds",
+            0.1,
+            Duration::ZERO,
+        )
+        .label("operation", "db.query")
+        .quantile(0.99),
+    );
+    service.add_alert_rule(
+        AlertRule::above("slow-upstream", "upstream_seconds", 0.1, Duration::ZERO)
+            .quantile(0.5),
+    );
+    let upstream = service.histogram("upstream_seconds", &[]);
+    for _ in 0..100 {
+        service
+            .monitor()
+            .record("db.query", Duration::from_millis(250));
+        upstream.record(0.25);
+    }
+    let raised = service.evaluate_alerts();
+    assert_eq!(raised.len(), 2, "{raised:?}");
+    assert!(raised.iter().all(|a| a.state == AlertState::Firing));
+
+    // No calls in the next interval: the latest samples still stand.
+    tokio::time::advance(Duration::from_secs(5)).await;
+    assert!(service.evaluate_alerts().is_empty());
+
+    // Ten times as many fast calls as slow ones overall would leave an
+    // all-time p99 at 250 ms; the interval's is fast.
+    for _ in 0..1000 {
+        service.monitor().record("db.query", Duration::from_millis(2));
+        upstream.record(0.002);
+    }
+    let resolved = service.evaluate_alerts();
+    assert_eq!(resolved.len(), 2, "{resolved:?}");
+    for alert in &resolved {
+        assert_eq!(alert.state, AlertState::Resolved);
+        assert!(alert.value.unwrap() < 0.01, "{alert:?}");
+    }
+}

@@ -87,8 +87,32 @@ fn a_report_ranks_operations_and_suggests_from_the_rooms_numbers() {
     service
         .counter("keel_log_dropped_lines_total", &[])
         .absolute(12);
+    // A pool whose callers waited 20 ms for a connection, an executor
+    // whose queue is nearly full.
+    let waits = service.histogram("keel_pool_acquire_wait_seconds", &[("pool", "db.main")]);
+    for _ in 0..50 {
+        waits.record(0.02);
+    }
+    service
+        .gauge("keel_executor_queue_capacity", &[("executor", "default")])
+        .set(64.0);
+    service
+        .gauge("keel_executor_queued_jobs", &[("executor", "default")])
+        .set(60.0);
 
-    let report = service.report_now();
+    let lines = Lines::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(lines.clone())
+        .with_ansi(false)
+        .finish();
+    let report = tracing::subscriber::with_default(subscriber, || service.report_now());
+    let logged = lines.text();
+    let line = logged
+        .lines()
+        .find(|l| l.contains("performance report"))
+        .unwrap_or_else(|| panic!("no report line in {logged:?}"));
+    assert!(line.contains("category=\"performance\""), "{line}");
+    assert!(line.contains("\"by_p99\":[\"slow\",\"fast\"]"), "{line}");
     let names: Vec<&str> = report
         .operations
         .iter()
@@ -107,6 +131,8 @@ fn a_report_ranks_operations_and_suggests_from_the_rooms_numbers() {
     for want in [
         "cache:users",
         "queue:jobs",
+        "pool:db.main",
+        "executor:default",
         "log",
         "operation:fast",
         "operation:slow",
@@ -119,6 +145,12 @@ fn a_report_ranks_operations_and_suggests_from_the_rooms_numbers() {
         .find(|s| s.subject == "cache:users")
         .unwrap();
     assert!(cache.advice.contains("capacity"), "{cache:?}");
+    let pool = report
+        .suggestions
+        .iter()
+        .find(|s| s.subject == "pool:db.main")
+        .unwrap();
+    assert!(pool.advice.contains("max_connections"), "{pool:?}");
     assert_eq!(service.latest_report().unwrap(), report);
 
     // The next report covers only what happened since, and says what changed.
@@ -136,4 +168,33 @@ fn a_report_ranks_operations_and_suggests_from_the_rooms_numbers() {
     );
     let json = serde_json::to_value(&*next).unwrap();
     assert!(json["operations"][0]["p99_ms"].as_f64().unwrap() > 190.0);
+}
+
+/// A `tracing` writer keeping what it is given.
+#[derive(Clone, Default)]
+struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Lines {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Lines {
+    type Writer = Lines;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
 }

@@ -233,6 +233,11 @@ impl HttpConnectionPool {
         c.snapshot(&self.inner.name, PoolKind::Http, None, None, in_use)
     }
 
+    /// Registers the pool's wait histogram with the current recorder.
+    pub(crate) fn bind_metrics(&self) {
+        self.inner.counters.bind_metrics();
+    }
+
     /// Each base URL with its balancer figures (ejected or not, in flight,
     /// picks, latency average), in configuration order.
     pub fn endpoints(&self) -> Vec<(String, keel_concurrency::EndpointStats)> {

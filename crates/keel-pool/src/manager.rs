@@ -117,8 +117,10 @@ impl ConnectionPoolManager {
     /// Publishes every pool's figures through the `metrics` facade as the
     /// `keel_pool_*` families labelled `pool = db.<name>` or
     /// `http.<name>`: each counter set to the pool's total, each gauge to
-    /// its value now. (Acquire waits reach the facade as they happen, in
-    /// `keel_pool_acquire_wait_seconds`.)
+    /// its value now. The first call also registers each pool's
+    /// `keel_pool_acquire_wait_seconds` histogram with the recorder current
+    /// then; from that moment every acquire's wait reaches it as it
+    /// happens.
     pub fn publish_metrics(&self) {
         use metrics::{Unit, counter, describe_counter, describe_gauge, gauge};
         describe_gauge!(
@@ -162,6 +164,12 @@ impl ConnectionPoolManager {
                     .iter()
                     .map(|(n, p)| (format!("http.{n}"), p.config().max_connections)),
             );
+        for pool in self.db.values() {
+            pool.bind_metrics();
+        }
+        for pool in self.http.values() {
+            pool.bind_metrics();
+        }
         for (pool, max) in max {
             gauge!("keel_pool_max_connections", "pool" => pool).set(f64::from(max));
         }

@@ -1,6 +1,7 @@
 //! [`ConnectionStats`], [`ConnectionStatus`] and the counters behind them.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Which kind of pool a figure belongs to.
@@ -83,7 +84,8 @@ pub struct ConnectionStats {
 }
 
 /// The counters every pool keeps; all relaxed atomics, plus the handle
-/// through which each acquire's wait reaches the `metrics` facade.
+/// through which each acquire's wait reaches the `metrics` facade once
+/// the pool's figures have been published.
 #[derive(Debug)]
 pub(crate) struct Counters {
     pub(crate) in_use: AtomicUsize,
@@ -94,19 +96,18 @@ pub(crate) struct Counters {
     pub(crate) retries: AtomicU64,
     pub(crate) leaked: AtomicU64,
     pub(crate) wait: WaitHistogram,
-    /// `keel_pool_acquire_wait_seconds{pool}`, registered with the
-    /// recorder installed when the pool was built.
-    wait_seconds: metrics::Histogram,
+    /// The pool's label, `db.<name>` or `http.<name>`.
+    pool: String,
+    /// `keel_pool_acquire_wait_seconds{pool}`, registered on the first
+    /// [`Counters::bind_metrics`]: pools are usually built before the
+    /// process installs its recorder, and a handle taken then would feed
+    /// the no-op recorder forever.
+    wait_seconds: OnceLock<metrics::Histogram>,
 }
 
 impl Counters {
     /// Counters of the pool labelled `pool` (`db.<name>`, `http.<name>`).
     pub(crate) fn new(pool: String) -> Self {
-        metrics::describe_histogram!(
-            "keel_pool_acquire_wait_seconds",
-            metrics::Unit::Seconds,
-            "Time callers waited for a connection (HTTP: for a request slot)."
-        );
         Self {
             in_use: AtomicUsize::default(),
             waiters: AtomicUsize::default(),
@@ -116,14 +117,30 @@ impl Counters {
             retries: AtomicU64::default(),
             leaked: AtomicU64::default(),
             wait: WaitHistogram::default(),
-            wait_seconds: metrics::histogram!("keel_pool_acquire_wait_seconds", "pool" => pool),
+            pool,
+            wait_seconds: OnceLock::new(),
         }
+    }
+
+    /// Registers the wait histogram with the recorder current now (the
+    /// first call wins); from then on every acquire's wait reaches it.
+    pub(crate) fn bind_metrics(&self) {
+        self.wait_seconds.get_or_init(|| {
+            metrics::describe_histogram!(
+                "keel_pool_acquire_wait_seconds",
+                metrics::Unit::Seconds,
+                "Time callers waited for a connection (HTTP: for a request slot)."
+            );
+            metrics::histogram!("keel_pool_acquire_wait_seconds", "pool" => self.pool.clone())
+        });
     }
 
     /// Records one caller's wait for a connection.
     pub(crate) fn record_wait(&self, wait: Duration) {
         self.wait.record(wait);
-        self.wait_seconds.record(wait.as_secs_f64());
+        if let Some(histogram) = self.wait_seconds.get() {
+            histogram.record(wait.as_secs_f64());
+        }
     }
 
     /// Counts the caller as waiting until the guard drops.

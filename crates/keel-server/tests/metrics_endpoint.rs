@@ -104,6 +104,10 @@ async fn metrics_after_traffic_pass_promtool_with_every_rooms_families() {
     }
     assert_eq!(get(&client, &server, "/no-such-route").await.status(), 404);
     get(&client, &server, "/metrics").await;
+    // After the first scrape: the HTTP pool's wait reaches the recorder
+    // even though the pool was built before the recorder was installed.
+    let proxied = get(&client, &server, "/proxy/anything").await.status();
+    assert!(proxied.is_server_error(), "{proxied}");
 
     let response = get(&client, &server, "/metrics").await;
     assert_eq!(response.status(), 200);
@@ -131,6 +135,7 @@ async fn metrics_after_traffic_pass_promtool_with_every_rooms_families() {
         "keel_websocket_messages_total",
         "keel_pool_acquired_total",
         "keel_pool_max_connections",
+        "keel_pool_acquire_wait_seconds",
         "keel_log_dropped_lines_total",
         "keel_operation_duration_seconds",
         "keel_operation_calls_total",
@@ -147,6 +152,11 @@ async fn metrics_after_traffic_pass_promtool_with_every_rooms_families() {
         text.contains("keel_operation_calls_total{operation=\"http GET /health\"} 5"),
         "{text}"
     );
+    let waits = text
+        .lines()
+        .find_map(|l| l.strip_prefix("keel_pool_acquire_wait_seconds_count{pool=\"http.nowhere\"} "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(waits.is_some_and(|n| n >= 1), "{waits:?}\n{text}");
     let mut help = None;
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# HELP ") {

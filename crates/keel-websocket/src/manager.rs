@@ -431,7 +431,7 @@ impl WebSocketManager {
         );
         describe_counter!(
             "keel_websocket_messages_total",
-            "Messages by direction and outcome (sent, received, dropped, malformed, oversized)."
+            "Messages by outcome: sent, received, dropped, malformed, oversized."
         );
         describe_counter!(
             "keel_websocket_closed_total",

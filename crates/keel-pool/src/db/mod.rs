@@ -331,6 +331,11 @@ impl DatabaseConnectionPool {
         }
     }
 
+    /// Registers the pool's wait histogram with the current recorder.
+    pub(crate) fn bind_metrics(&self) {
+        self.inner.shared.counters.bind_metrics();
+    }
+
     /// The pool's figures now.
     pub fn stats(&self) -> ConnectionStats {
         let (total, idle) = each_backend!(&self.inner.pools, Pools, p => (p.size(), p.num_idle()));
