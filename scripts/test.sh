@@ -133,6 +133,15 @@ else
   cargo test --workspace --all-features --no-fail-fast --lib --bins --tests
 fi
 
+step "examples (crates/keel/examples, each run to completion)"
+cargo build -q -p keel --all-features --examples
+examples_dir="${CARGO_TARGET_DIR:-target}/debug/examples"
+for example in crates/keel/examples/*.rs; do
+  name=$(basename "$example" .rs)
+  echo "--- $name"
+  "$examples_dir/$name" >/dev/null || die "example $name failed"
+done
+
 step "doctests"
 cargo test --workspace --all-features --doc
 
