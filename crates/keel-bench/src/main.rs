@@ -44,6 +44,10 @@ struct Cli {
     /// `hitratio`: cache capacity in entries (repeatable).
     #[arg(long)]
     capacity: Vec<usize>,
+    /// `gateway`: run only the soak, for this many seconds, and report the
+    /// gateway's resident memory over it.
+    #[arg(long, value_name = "SECS")]
+    soak: Option<u64>,
 }
 
 /// A benchmark suite (crates/keel-bench/README.md).
@@ -81,6 +85,7 @@ pub(crate) struct Ctx {
     pub(crate) trace: Option<PathBuf>,
     pub(crate) format: TraceFormat,
     pub(crate) capacities: Vec<usize>,
+    pub(crate) soak: Option<u64>,
     pub(crate) report: Report,
 }
 
@@ -113,6 +118,7 @@ fn main() -> ExitCode {
         trace: cli.trace,
         format: cli.format,
         capacities: cli.capacity,
+        soak: cli.soak,
         report: Report::new(cli.json),
     };
     let suites: Vec<Suite> = match cli.suite {

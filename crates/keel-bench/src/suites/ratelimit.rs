@@ -146,6 +146,7 @@ mod tests {
             trace: None,
             format: crate::TraceFormat::Text,
             capacities: Vec::new(),
+            soak: None,
             report: Report::new(true),
         };
         measure(&mut ctx, 1_000, 2).unwrap();
