@@ -494,9 +494,9 @@ impl Drop for Slot {
 
 /// Sends and reads the whole body.
 async fn read(builder: reqwest::RequestBuilder) -> Result<HttpResponse, reqwest::Error> {
-    let response = builder.send().await?;
+    let mut response = builder.send().await?;
     let status = response.status();
-    let headers = response.headers().clone();
+    let headers = std::mem::take(response.headers_mut());
     let body = response.bytes().await?;
     Ok(HttpResponse {
         status,
