@@ -427,7 +427,13 @@ fn value_of(
             for h in registry.histograms() {
                 if &*h.id.name == name && labels_match(&|k, v| h.id.has_label(k, v)) {
                     let key = (h.id.name.clone(), h.id.labels.clone());
-                    consider(window.recent.get(&key).and_then(hist_value).map(|v| v / SCALE));
+                    consider(
+                        window
+                            .recent
+                            .get(&key)
+                            .and_then(hist_value)
+                            .map(|v| v / SCALE),
+                    );
                 }
             }
         }

@@ -128,8 +128,7 @@ async fn a_latency_alert_looks_at_the_latest_interval_and_resolves_when_calls_ar
         .quantile(0.99),
     );
     service.add_alert_rule(
-        AlertRule::above("slow-upstream", "upstream_seconds", 0.1, Duration::ZERO)
-            .quantile(0.5),
+        AlertRule::above("slow-upstream", "upstream_seconds", 0.1, Duration::ZERO).quantile(0.5),
     );
     let upstream = service.histogram("upstream_seconds", &[]);
     for _ in 0..100 {
@@ -149,7 +148,9 @@ async fn a_latency_alert_looks_at_the_latest_interval_and_resolves_when_calls_ar
     // Ten times as many fast calls as slow ones overall would leave an
     // all-time p99 at 250 ms; the interval's is fast.
     for _ in 0..1000 {
-        service.monitor().record("db.query", Duration::from_millis(2));
+        service
+            .monitor()
+            .record("db.query", Duration::from_millis(2));
         upstream.record(0.002);
     }
     let resolved = service.evaluate_alerts();

@@ -1,7 +1,7 @@
 //! [`ConnectionStats`], [`ConnectionStatus`] and the counters behind them.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Which kind of pool a figure belongs to.

@@ -154,7 +154,9 @@ async fn metrics_after_traffic_pass_promtool_with_every_rooms_families() {
     );
     let waits = text
         .lines()
-        .find_map(|l| l.strip_prefix("keel_pool_acquire_wait_seconds_count{pool=\"http.nowhere\"} "))
+        .find_map(|l| {
+            l.strip_prefix("keel_pool_acquire_wait_seconds_count{pool=\"http.nowhere\"} ")
+        })
         .and_then(|n| n.parse::<u64>().ok());
     assert!(waits.is_some_and(|n| n >= 1), "{waits:?}\n{text}");
     let mut help = None;
