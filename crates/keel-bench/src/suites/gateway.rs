@@ -266,8 +266,16 @@ async fn measure(
     let mut cases: Vec<(&str, &str, String)> = vec![
         ("sql-cached", "keel", format!("{base}/sql-cached/7")),
         ("sql-uncached", "keel", format!("{base}/sql-uncached/7")),
-        ("sql-top-cached", "keel", format!("{base}/sql-top-cached/10")),
-        ("sql-top-uncached", "keel", format!("{base}/sql-top-uncached/10")),
+        (
+            "sql-top-cached",
+            "keel",
+            format!("{base}/sql-top-cached/10"),
+        ),
+        (
+            "sql-top-uncached",
+            "keel",
+            format!("{base}/sql-top-uncached/10"),
+        ),
         ("proxy-cached", "keel", format!("{base}/proxy-cached/item")),
     ];
     if let Some(nginx) = nginx {
@@ -341,7 +349,10 @@ async fn measure(
         "sql-cached / sql-uncached = {:.1}x requests per second (a primary-key lookup)",
         cached.0 / uncached.0.max(1e-9)
     ));
-    let (cached, uncached) = (get("sql-top-cached", "keel"), get("sql-top-uncached", "keel"));
+    let (cached, uncached) = (
+        get("sql-top-cached", "keel"),
+        get("sql-top-uncached", "keel"),
+    );
     ctx.report.note(&format!(
         "sql-top-cached / sql-top-uncached = {:.1}x requests per second (ten rows by price: a scan and a sort of {ROWS} rows)",
         cached.0 / uncached.0.max(1e-9)
