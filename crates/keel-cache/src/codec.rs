@@ -5,10 +5,10 @@
 //! | bytes | field |
 //! |---|---|
 //! | 1 | magic `0xC7` |
-//! | 1 | format version (`1`) |
+//! | 1 | format version (`2`) |
 //! | 1 | kind: `0` value, `1` cached absence (negative caching), `2` deleted |
 //! | 8 | fresh until, milliseconds since the Unix epoch; `0` = no expiry (for a deletion: a unique id) |
-//! | 4 | fingerprint of the value's Rust type name (`0` for a deletion) |
+//! | 4 | the cache's [`Schema`] tag (`0` for a deletion) |
 //! | … | the value, `postcard`-encoded (empty for an absence or a deletion) |
 //!
 //! A *deletion* (tombstone) is what a delete leaves for a while instead of
@@ -20,9 +20,19 @@
 //! The logical expiry lives in the envelope, not only in Redis's TTL, so a
 //! reader can back-fill L1 with the *remaining* freshness without a second
 //! round trip, and an entry kept past its freshness (for stale-if-error) is
-//! recognisable as stale. postcard is not self-describing, so the type
-//! fingerprint keeps a value written as one type from being read as garbage
-//! of another: a mismatch is a miss, like any other undecodable bytes.
+//! recognisable as stale. postcard is not self-describing, so the schema
+//! tag keeps a value written as one type from being read as garbage of
+//! another: a mismatch is a miss, like any other undecodable bytes. The tag
+//! comes from names the user chose (the cache's `schema`, by default its
+//! name, and `schema_version`), never from the build, so instances built by
+//! different compilers read each other's entries, and a deploy that changes
+//! a cache's value type changes its `schema_version` to leave the old
+//! entries behind as misses.
+//!
+//! Format 1 tagged values with a hash of `std::any::type_name`, which the
+//! standard library does not keep stable between compiler releases; its
+//! entries read as misses (`DecodeError::Version(1)`) and are rewritten by
+//! the next load.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -31,7 +41,7 @@ use serde::de::DeserializeOwned;
 
 const MAGIC: u8 = 0xC7;
 /// The envelope format this build writes and reads.
-pub const CODEC_VERSION: u8 = 1;
+pub const CODEC_VERSION: u8 = 2;
 const HEADER: usize = 15;
 const KIND_VALUE: u8 = 0;
 const KIND_ABSENT: u8 = 1;
@@ -55,9 +65,9 @@ pub enum DecodeError {
     /// An unknown kind byte.
     #[error("unknown envelope kind {0}")]
     Kind(u8),
-    /// Written as a different Rust type than the one asked for.
-    #[error("envelope holds another type")]
-    Type,
+    /// Written under another schema (name or version) than the reader's.
+    #[error("envelope written under another schema")]
+    Schema,
     /// The payload does not decode as the requested type.
     #[error("payload does not decode as the requested type")]
     Payload(#[source] postcard::Error),
@@ -66,14 +76,42 @@ pub enum DecodeError {
     Trailing(usize),
 }
 
-/// FNV-1a of the type's name: equal for the same type in the same build,
-/// and in practice across builds that did not rename it.
-fn fingerprint<V: ?Sized>() -> u32 {
-    std::any::type_name::<V>()
-        .bytes()
-        .fold(0x811c_9dc5_u32, |h, b| {
-            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-        })
+/// What the values of one cache are tagged with in Redis (and in warm
+/// snapshots): a name and a version the user controls, so the tag is the
+/// same in every build and changes only when the user says the value type
+/// changed.
+///
+/// A cache's schema is `schema` from its config section (by default the
+/// cache's name) at `schema_version` (by default 1).
+///
+/// ```
+/// use keel_cache::Schema;
+///
+/// let v1 = Schema::new("profiles", 1);
+/// assert_eq!(v1, Schema::new("profiles", 1));
+/// assert_ne!(v1.tag(), Schema::new("profiles", 2).tag());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Schema {
+    tag: u32,
+}
+
+impl Schema {
+    /// The schema `name` at `version`.
+    pub fn new(name: &str, version: u32) -> Self {
+        // FNV-1a over the name, a separator no UTF-8 text holds, and the
+        // version: fixed by this definition, not by the compiler.
+        let fnv = |h: u32, b: u8| (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        let h = name.bytes().fold(0x811c_9dc5_u32, fnv);
+        let h = version.to_le_bytes().into_iter().fold(fnv(h, 0xFF), fnv);
+        // 0 marks a deletion.
+        Self { tag: h.max(1) }
+    }
+
+    /// The four bytes written into each envelope.
+    pub fn tag(&self) -> u32 {
+        self.tag
+    }
 }
 
 /// A decoded envelope.
@@ -86,9 +124,9 @@ pub struct Envelope<V> {
 }
 
 impl<V: DeserializeOwned> Envelope<V> {
-    /// An envelope from bytes read from Redis.
-    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        decode(bytes)
+    /// An envelope from bytes read from Redis, written under `schema`.
+    pub fn decode(bytes: &[u8], schema: Schema) -> Result<Self, DecodeError> {
+        decode(bytes, schema)
     }
 }
 
@@ -109,6 +147,7 @@ impl<V> Envelope<V> {
 pub(crate) fn encode<V: Serialize>(
     value: Option<&V>,
     fresh_until: Option<SystemTime>,
+    schema: Schema,
 ) -> Result<Vec<u8>, postcard::Error> {
     let millis = fresh_until.map_or(0, |t| {
         t.duration_since(UNIX_EPOCH).map_or(1, |d| {
@@ -124,7 +163,7 @@ pub(crate) fn encode<V: Serialize>(
         KIND_ABSENT
     });
     out.extend_from_slice(&millis.to_le_bytes());
-    out.extend_from_slice(&fingerprint::<V>().to_le_bytes());
+    out.extend_from_slice(&schema.tag.to_le_bytes());
     if let Some(value) = value {
         out = postcard::to_extend(value, out)?;
     }
@@ -183,12 +222,18 @@ impl<V> From<Stored<V>> for Envelope<V> {
 }
 
 /// Decodes bytes written by [`encode`].
-pub(crate) fn decode<V: DeserializeOwned>(bytes: &[u8]) -> Result<Envelope<V>, DecodeError> {
-    decode_stored(bytes).map(Envelope::from)
+pub(crate) fn decode<V: DeserializeOwned>(
+    bytes: &[u8],
+    schema: Schema,
+) -> Result<Envelope<V>, DecodeError> {
+    decode_stored(bytes, schema).map(Envelope::from)
 }
 
 /// [`decode`], leaving the expiry as written.
-pub(crate) fn decode_stored<V: DeserializeOwned>(bytes: &[u8]) -> Result<Stored<V>, DecodeError> {
+pub(crate) fn decode_stored<V: DeserializeOwned>(
+    bytes: &[u8],
+    schema: Schema,
+) -> Result<Stored<V>, DecodeError> {
     if bytes.len() < HEADER {
         return Err(DecodeError::TooShort(bytes.len()));
     }
@@ -201,10 +246,10 @@ pub(crate) fn decode_stored<V: DeserializeOwned>(bytes: &[u8]) -> Result<Stored<
     let mut millis = [0u8; 8];
     millis.copy_from_slice(&bytes[3..11]);
     let millis = u64::from_le_bytes(millis);
-    let mut type_id = [0u8; 4];
-    type_id.copy_from_slice(&bytes[11..HEADER]);
-    if u32::from_le_bytes(type_id) != fingerprint::<V>() {
-        return Err(DecodeError::Type);
+    let mut tag = [0u8; 4];
+    tag.copy_from_slice(&bytes[11..HEADER]);
+    if u32::from_le_bytes(tag) != schema.tag {
+        return Err(DecodeError::Schema);
     }
     let value = match bytes[2] {
         KIND_VALUE => {
@@ -228,16 +273,20 @@ pub(crate) fn decode_stored<V: DeserializeOwned>(bytes: &[u8]) -> Result<Stored<
 mod tests {
     use super::*;
 
+    fn schema() -> Schema {
+        Schema::new("users", 1)
+    }
+
     #[test]
     fn values_and_absences_round_trip() {
         let until = UNIX_EPOCH + Duration::from_millis(1_800_000_000_123);
-        let bytes = encode(Some(&("user".to_owned(), 42u32)), Some(until)).unwrap();
-        let env: Envelope<(String, u32)> = decode(&bytes).unwrap();
+        let bytes = encode(Some(&("user".to_owned(), 42u32)), Some(until), schema()).unwrap();
+        let env: Envelope<(String, u32)> = decode(&bytes, schema()).unwrap();
         assert_eq!(env.value, Some(("user".to_owned(), 42)));
         assert_eq!(env.fresh_until, Some(until));
 
-        let bytes = encode::<u32>(None, None).unwrap();
-        let env: Envelope<u32> = decode(&bytes).unwrap();
+        let bytes = encode::<u32>(None, None, schema()).unwrap();
+        let env: Envelope<u32> = decode(&bytes, schema()).unwrap();
         assert_eq!(
             env,
             Envelope {
@@ -248,43 +297,61 @@ mod tests {
     }
 
     #[test]
-    fn every_kind_of_corruption_is_an_error_not_a_panic() {
-        let good = encode(Some(&"hello".to_owned()), None).unwrap();
+    fn the_tag_depends_on_the_schema_name_and_version_only() {
+        assert_eq!(Schema::new("users", 1), schema());
+        assert_ne!(Schema::new("users", 2), schema());
+        assert_ne!(Schema::new("user", 1), schema());
+        // The name and the version cannot run into each other.
+        assert_ne!(Schema::new("a1", 0).tag(), Schema::new("a", 1).tag());
+        let bytes = encode(Some(&7u32), None, schema()).unwrap();
         assert!(matches!(
-            decode::<String>(&[]),
+            decode::<u32>(&bytes, Schema::new("users", 2)),
+            Err(DecodeError::Schema)
+        ));
+        assert_eq!(decode::<u32>(&bytes, schema()).unwrap().value, Some(7));
+    }
+
+    #[test]
+    fn every_kind_of_corruption_is_an_error_not_a_panic() {
+        let s = schema();
+        let good = encode(Some(&"hello".to_owned()), None, s).unwrap();
+        assert!(matches!(
+            decode::<String>(&[], s),
             Err(DecodeError::TooShort(0))
         ));
         assert!(matches!(
-            decode::<String>(b"plain text value"),
+            decode::<String>(b"plain text value", s),
             Err(DecodeError::BadMagic)
         ));
-        let mut v2 = good.clone();
-        v2[1] = 2;
+        let mut v1 = good.clone();
+        v1[1] = 1;
         assert!(matches!(
-            decode::<String>(&v2),
-            Err(DecodeError::Version(2))
+            decode::<String>(&v1, s),
+            Err(DecodeError::Version(1))
         ));
         let mut kind = good.clone();
         kind[2] = 9;
-        assert!(matches!(decode::<String>(&kind), Err(DecodeError::Kind(9))));
+        assert!(matches!(
+            decode::<String>(&kind, s),
+            Err(DecodeError::Kind(9))
+        ));
         let truncated = &good[..good.len() - 2];
         assert!(matches!(
-            decode::<String>(truncated),
+            decode::<String>(truncated, s),
             Err(DecodeError::Payload(_))
         ));
         let mut trailing = good.clone();
         trailing.push(0);
         assert!(matches!(
-            decode::<String>(&trailing),
+            decode::<String>(&trailing, s),
             Err(DecodeError::Trailing(1))
         ));
-        assert!(matches!(decode::<Vec<u64>>(&good), Err(DecodeError::Type)));
         // Every prefix and every single-byte flip decodes or errors; none panics.
         for i in 0..good.len() {
-            let _ = decode::<String>(&good[..i]);
+            let _ = decode::<String>(&good[..i], s);
             let mut flipped = good.clone();
             flipped[i] ^= 0xFF;
-            let _ = decode::<String>(&flipped);
+            let _ = decode::<String>(&flipped, s);
         }
     }
 
@@ -294,11 +361,14 @@ mod tests {
         let (a, b) = (tombstone(), tombstone());
         assert_ne!(a, b);
         assert!(is_tombstone(&a) && is_tombstone(&b));
-        assert!(matches!(decode::<String>(&a), Err(DecodeError::Type)));
-        assert!(decode::<()>(&a).is_err());
-        let value = encode(Some(&7u32), None).unwrap();
+        assert!(matches!(
+            decode::<String>(&a, schema()),
+            Err(DecodeError::Schema)
+        ));
+        assert!(decode::<()>(&a, schema()).is_err());
+        let value = encode(Some(&7u32), None, schema()).unwrap();
         assert!(!is_tombstone(&value));
-        assert!(!is_tombstone(&encode::<u32>(None, None).unwrap()));
+        assert!(!is_tombstone(&encode::<u32>(None, None, schema()).unwrap()));
     }
 
     #[test]

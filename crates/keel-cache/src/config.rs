@@ -40,6 +40,8 @@ use crate::tiered::{BloomSettings, CacheSettings, LockSettings};
 /// capacity = 50000
 /// ttl = "10m"
 /// bloom = { expected_items = 1000000, false_positive_rate = 0.01 }
+/// schema = "users"        # what its Redis entries are tagged with (the name)
+/// schema_version = 1      # raise when the value type changes
 /// ```
 ///
 /// A cache named `default` always exists (it backs the string-keyed API
@@ -137,6 +139,12 @@ pub struct NamedCacheConfig {
     pub lock: Option<LockSettings>,
     /// A Bloom filter of existing keys.
     pub bloom: Option<BloomSettings>,
+    /// The schema name its Redis entries are tagged with (default: the
+    /// cache's name).
+    pub schema: Option<String>,
+    /// The schema's version (default 1): raise it when the value type
+    /// changes, and entries written before read as misses.
+    pub schema_version: Option<u32>,
 }
 
 /// `[cache.redis]`: where the L2 tier lives.
@@ -266,6 +274,8 @@ impl CacheConfig {
             tiered: n.tiered.unwrap_or(true),
             lock: n.lock.or(self.lock),
             bloom: n.bloom,
+            schema: n.schema.clone(),
+            schema_version: n.schema_version.unwrap_or(1),
         }
     }
 
@@ -328,6 +338,12 @@ impl CacheConfig {
                         humantime::format_duration(ttl)
                     ),
                 ));
+            }
+            if s.schema
+                .as_deref()
+                .is_some_and(|name| name.trim().is_empty())
+            {
+                problems.push((format!("{path}.schema"), "must not be empty".into()));
             }
         };
         check("cache", &self.default_settings(), None);
@@ -393,4 +409,32 @@ fn fraction<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
 
 fn optional_fraction<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
     fraction(d).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_caches_schema_defaults_to_version_1_and_an_empty_name_is_refused() {
+        let mut config = CacheConfig::default();
+        config
+            .caches
+            .insert("users".into(), NamedCacheConfig::default());
+        let users = config.settings("users").unwrap();
+        assert_eq!((users.schema, users.schema_version), (None, 1));
+
+        let named = config.caches.get_mut("users").unwrap();
+        named.schema = Some(" ".into());
+        named.schema_version = Some(3);
+        assert_eq!(config.settings("users").unwrap().schema_version, 3);
+        let problems = config.validate().unwrap_err();
+        assert_eq!(
+            problems,
+            [(
+                "cache.caches.users.schema".to_owned(),
+                "must not be empty".to_owned()
+            )]
+        );
+    }
 }

@@ -138,7 +138,7 @@ mod tiered;
 
 pub use cache::{CacheBuilder, FifoCache, LfuCache, LocalCache, LruCache, Snapshot, TtlCache};
 pub use clock::{Clock, ManualClock, TICK};
-pub use codec::{CODEC_VERSION, DecodeError, Envelope};
+pub use codec::{CODEC_VERSION, DecodeError, Envelope, Schema};
 pub use config::{CacheConfig, NamedCacheConfig, RedisConfig};
 pub use entry::{CacheEntry, RemovalCause};
 pub use error::{CacheError, LoadError, ParsePolicyError};

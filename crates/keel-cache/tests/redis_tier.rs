@@ -74,9 +74,23 @@ async fn corrupt_bytes_are_a_counted_miss() {
             .await
             .unwrap();
     }
-    // A value written as one type read as another is corrupt too.
+    // A value written under another schema is corrupt too: the same
+    // envelope with the tag of `users` at version 2.
     cache
         .set("users", "d", Some(&"text".to_owned()), None, None)
+        .await
+        .unwrap();
+    let d = format!("{}:users:d", redis.prefix());
+    let mut bytes: Vec<u8> = redis::cmd("GET")
+        .arg(&d)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    bytes[11..15].copy_from_slice(&keel_cache::Schema::new("users", 2).tag().to_le_bytes());
+    let _: () = redis::cmd("SET")
+        .arg(&d)
+        .arg(bytes)
+        .query_async(&mut conn)
         .await
         .unwrap();
     for key in ["a", "b", "c"] {
@@ -86,7 +100,7 @@ async fn corrupt_bytes_are_a_counted_miss() {
             "{key}"
         );
     }
-    assert_eq!(cache.get::<Vec<u64>>("users", "d").await.unwrap(), None);
+    assert_eq!(cache.get::<String>("users", "d").await.unwrap(), None);
     let stats = cache.stats();
     assert_eq!(stats.corrupt, 4);
     assert_eq!(stats.hits, 0);

@@ -143,7 +143,11 @@ async fn run_async(ctx: &mut Ctx) -> anyhow::Result<()> {
                         // The same work a typed read does: decode the envelope.
                         if let Some(bytes) = bytes {
                             std::hint::black_box(
-                                keel_cache::Envelope::<String>::decode(&bytes).ok(),
+                                keel_cache::Envelope::<String>::decode(
+                                    &bytes,
+                                    keel_cache::Schema::new("bench", 1),
+                                )
+                                .ok(),
                             );
                         }
                     }
@@ -188,7 +192,10 @@ async fn run_async(ctx: &mut Ctx) -> anyhow::Result<()> {
                 let values: Vec<Option<String>> = found
                     .iter()
                     .map(|bytes| {
-                        let envelope = keel_cache::Envelope::<String>::decode(bytes.as_deref()?);
+                        let envelope = keel_cache::Envelope::<String>::decode(
+                            bytes.as_deref()?,
+                            keel_cache::Schema::new("bench", 1),
+                        );
                         envelope.ok()?.value
                     })
                     .collect();

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, OnceCell};
 
 use super::bus::{self, RECONCILER, WireOp};
-use crate::codec::{self, Envelope, Stored};
+use crate::codec::{self, Envelope, Schema, Stored};
 use crate::config::RedisConfig;
 use crate::error::CacheError;
 
@@ -338,13 +338,21 @@ impl RedisCache {
 
     /// Reads one entry. Bytes that do not decode are a miss (counted in
     /// [`RedisStats::corrupt`] and logged), never an error.
+    ///
+    /// Like every method here that names a namespace, it reads and writes
+    /// under the namespace's default [`Schema`], `Schema::new(namespace, 1)`:
+    /// what a [`TieredCache`](crate::TieredCache) of that name writes unless
+    /// its section sets `schema` or `schema_version`.
     pub async fn get<V: DeserializeOwned>(
         &self,
         namespace: &str,
         key: &str,
     ) -> Result<Option<RemoteEntry<V>>, CacheError> {
         let head = self.key_head(namespace, 0);
-        let found = self.get_with(&head, |out| out.push_str(key)).await?;
+        let schema = Schema::new(namespace, 1);
+        let found = self
+            .get_with(&head, schema, |out| out.push_str(key))
+            .await?;
         Ok(found.entry.map(Envelope::from))
     }
 
@@ -354,6 +362,7 @@ impl RedisCache {
     pub(crate) async fn get_with<V: DeserializeOwned>(
         &self,
         head: &str,
+        schema: Schema,
         write_key: impl Fn(&mut String),
     ) -> Result<Fetched<V>, CacheError> {
         let permit = self.admit()?;
@@ -366,7 +375,7 @@ impl RedisCache {
         self.settle(permit, result.as_ref().err());
         let bytes = result?;
         let mut tally = Tally::default();
-        let entry = decode(&mut tally, bytes.as_deref(), || key_arg(&cmd));
+        let entry = decode(&mut tally, bytes.as_deref(), schema, || key_arg(&cmd));
         tally.add_to(&self.inner.counters);
         if keep {
             recycle(cmd);
@@ -380,8 +389,9 @@ impl RedisCache {
         namespace: &str,
         keys: &[S],
     ) -> Result<Vec<Option<RemoteEntry<V>>>, CacheError> {
+        let schema = Schema::new(namespace, 1);
         let found = self
-            .get_many_with(namespace, keys, |k, out| out.push_str(k.as_ref()))
+            .get_many_with(namespace, keys, schema, |k, out| out.push_str(k.as_ref()))
             .await?;
         Ok(found
             .into_iter()
@@ -396,6 +406,7 @@ impl RedisCache {
         &self,
         namespace: &str,
         keys: &[T],
+        schema: Schema,
         write_key: impl Fn(&T, &mut String),
     ) -> Result<Vec<Option<Stored<V>>>, CacheError> {
         if keys.is_empty() {
@@ -423,7 +434,7 @@ impl RedisCache {
             .iter()
             .zip(found)
             .map(|(key, bytes)| {
-                decode(&mut tally, bytes.as_deref(), || {
+                decode(&mut tally, bytes.as_deref(), schema, || {
                     buf.truncate(head);
                     write_key(key, &mut buf);
                     buf.clone()
@@ -445,9 +456,10 @@ impl RedisCache {
         fresh_for: Option<Duration>,
         keep_for: Option<Duration>,
     ) -> Result<(), CacheError> {
-        self.set_many(
+        self.set_many_tagged(
             namespace,
             std::iter::once((key, value)),
+            Schema::new(namespace, 1),
             fresh_for,
             keep_for,
         )
@@ -462,6 +474,20 @@ impl RedisCache {
         fresh_for: Option<Duration>,
         keep_for: Option<Duration>,
     ) -> Result<(), CacheError> {
+        let schema = Schema::new(namespace, 1);
+        self.set_many_tagged(namespace, entries, schema, fresh_for, keep_for)
+            .await
+    }
+
+    /// [`set_many`](Self::set_many) under `schema`.
+    pub(crate) async fn set_many_tagged<'a, V: Serialize + 'a, K: AsRef<str>>(
+        &self,
+        namespace: &str,
+        entries: impl IntoIterator<Item = (K, Option<&'a V>)>,
+        schema: Schema,
+        fresh_for: Option<Duration>,
+        keep_for: Option<Duration>,
+    ) -> Result<(), CacheError> {
         let fresh_until = fresh_for.map(|d| SystemTime::now() + d);
         let keep_ms = keep_for
             .or(fresh_for)
@@ -469,7 +495,7 @@ impl RedisCache {
         let mut pipe = redis::pipe();
         let mut n = 0u64;
         for (key, value) in entries {
-            let bytes = codec::encode(value, fresh_until).map_err(CacheError::Encode)?;
+            let bytes = codec::encode(value, fresh_until, schema).map_err(CacheError::Encode)?;
             let cmd = pipe
                 .cmd("SET")
                 .arg(self.key(namespace, key.as_ref()))
@@ -492,15 +518,16 @@ impl RedisCache {
         Ok(())
     }
 
-    /// Writes `value` under `key` only if Redis still holds what a read
-    /// found there (`expect`), in one script: a load fills the key it
-    /// missed, unless a write or a delete (which leaves a unique deletion
-    /// marker) changed it since the read. Returns whether it wrote.
+    /// Writes `value` under `full_key` (a [`key`](Self::key)) only if
+    /// Redis still holds what a read found there (`expect`), in one script:
+    /// a load fills the key it missed, unless a write or a delete (which
+    /// leaves a unique deletion marker) changed it since the read. Returns
+    /// whether it wrote.
     pub(crate) async fn fill<V: Serialize>(
         &self,
-        namespace: &str,
-        key: &str,
+        full_key: &str,
         value: Option<&V>,
+        schema: Schema,
         fresh_for: Option<Duration>,
         keep_for: Option<Duration>,
         expect: &Expect,
@@ -525,18 +552,17 @@ return 1",
         let keep_ms = keep_for.or(fresh_for).map_or(0, |d| {
             u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
         });
-        let bytes = codec::encode(value, fresh_until).map_err(CacheError::Encode)?;
+        let bytes = codec::encode(value, fresh_until, schema).map_err(CacheError::Encode)?;
         let expected: &[u8] = match expect {
             Expect::Absent => &[],
             Expect::Bytes(bytes) => bytes,
         };
-        let full = self.key(namespace, key);
         let wrote: i64 = self
             .guarded(async {
                 let mut conn = self.conn().await?;
                 self.run(
                     SCRIPT
-                        .key(&full)
+                        .key(full_key)
                         .arg(expected)
                         .arg(bytes)
                         .arg(keep_ms)
@@ -1146,6 +1172,7 @@ impl Tally {
 fn decode<V: DeserializeOwned>(
     tally: &mut Tally,
     bytes: Option<&[u8]>,
+    schema: Schema,
     key: impl FnOnce() -> String,
 ) -> Option<Stored<V>> {
     let Some(bytes) = bytes else {
@@ -1156,7 +1183,7 @@ fn decode<V: DeserializeOwned>(
         tally.misses += 1;
         return None;
     }
-    match codec::decode_stored(bytes) {
+    match codec::decode_stored(bytes, schema) {
         Ok(entry) => {
             tally.hits += 1;
             Some(entry)

@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 
 use crate::cache::LocalCache;
 use crate::clock::Clock;
+use crate::codec::Schema;
 use crate::error::{CacheError, LoadError};
 use crate::flight::{Failure, SingleFlight};
 use crate::protect::bloom::BloomFilter;
@@ -290,6 +291,8 @@ struct Inner<K, V> {
     flights: Arc<SingleFlight<K, Option<V>>>,
     bloom: Option<BloomFilter>,
     versions: Versions,
+    /// What its Redis entries and snapshots are tagged with.
+    schema: Schema,
     #[cfg(feature = "redis")]
     remote: Option<Remote>,
     counters: Counters,
@@ -376,7 +379,9 @@ impl<K: CacheKey, V: CacheValue> TieredBuilder<K, V> {
             redis,
             bus,
         });
+        let schema = Schema::new(s.schema.as_deref().unwrap_or(&self.name), s.schema_version);
         let inner = Arc::new(Inner {
+            schema,
             name: self.name,
             settings: self.settings,
             l1: l1.build(),
@@ -512,7 +517,9 @@ impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
                 .collect();
             let found = remote
                 .redis
-                .get_many_with::<V, _>(&inner.name, &missing, |&i, out| keys[i].write_key(out))
+                .get_many_with::<V, _>(&inner.name, &missing, inner.schema, |&i, out| {
+                    keys[i].write_key(out);
+                })
                 .await;
             match found {
                 Ok(found) => {
@@ -788,7 +795,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             let ticket = self.versions.ticket(key);
             let found = remote
                 .redis
-                .get_with::<V>(&remote.head, |out| key.write_key(out))
+                .get_with::<V>(&remote.head, self.schema, |out| key.write_key(out))
                 .await;
             match found {
                 Ok(Fetched { entry, raw }) => {
@@ -926,7 +933,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         if let Some(remote) = self.remote_up() {
             let found = remote
                 .redis
-                .get_with::<V>(&remote.head, |out| key.write_key(out))
+                .get_with::<V>(&remote.head, self.schema, |out| key.write_key(out))
                 .await;
             return match found {
                 Ok(fetched) => Seen {
@@ -1032,7 +1039,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             let ticket = self.versions.ticket(key);
             let found = remote
                 .redis
-                .get_with::<V>(&remote.head, |out| key.write_key(out))
+                .get_with::<V>(&remote.head, self.schema, |out| key.write_key(out))
                 .await;
             if let Ok(Fetched {
                 entry: Some(entry), ..
@@ -1064,9 +1071,10 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
         #[cfg(feature = "redis")]
         if let (Some(remote), Some(expect)) = (self.remote_up(), &seen.redis) {
             let keep = ttl.map(|t| t + self.settings.max_stale.unwrap_or_default());
+            let full = format!("{}{}", remote.head, key.to_key());
             let filled = remote
                 .redis
-                .fill(&self.name, &key.to_key(), value.as_ref(), ttl, keep, expect)
+                .fill(&full, value.as_ref(), self.schema, ttl, keep, expect)
                 .await;
             match filled {
                 Ok(true) => {}
@@ -1102,7 +1110,13 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             let before = self.versions.bump(&key);
             let result = remote
                 .redis
-                .set(&self.name, &name, value.as_ref(), ttl, keep)
+                .set_many_tagged(
+                    &self.name,
+                    std::iter::once((&name, value.as_ref())),
+                    self.schema,
+                    ttl,
+                    keep,
+                )
                 .await;
             let after = self.versions.bump(&key);
             let now = self.clock.now_nanos();

@@ -42,6 +42,12 @@ pub struct CacheSettings {
     /// A Bloom filter of existing keys that answers "absent" for any key
     /// never seen, without touching L2 or the loader.
     pub bloom: Option<BloomSettings>,
+    /// The schema name the cache's Redis entries and warm snapshots are
+    /// tagged with; `None` = the cache's name.
+    pub schema: Option<String>,
+    /// The schema's version: entries written under another one read as
+    /// misses.
+    pub schema_version: u32,
 }
 
 impl Default for CacheSettings {

@@ -135,7 +135,9 @@ impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
         let mut bytes = Vec::with_capacity(16 + entries.len() * 16);
         bytes.extend_from_slice(SNAPSHOT_MAGIC);
         bytes.push(SNAPSHOT_VERSION);
-        bytes.extend(codec::encode(Some(&entries), None).map_err(|e| err(e.to_string()))?);
+        bytes.extend(
+            codec::encode(Some(&entries), None, inner.schema).map_err(|e| err(e.to_string()))?,
+        );
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, &bytes).map_err(|e| err(e.to_string()))?;
         std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))?;
@@ -161,10 +163,10 @@ impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
                 bytes[SNAPSHOT_MAGIC.len()]
             )));
         }
-        let entries: Vec<SnapshotEntry<V>> = codec::decode(&bytes[header..])
+        let entries: Vec<SnapshotEntry<V>> = codec::decode(&bytes[header..], self.inner.schema)
             .map_err(|e| {
                 err(format!(
-                    "snapshot does not decode as this cache's types: {e}"
+                    "snapshot does not decode as this cache's schema and types: {e}"
                 ))
             })?
             .value
