@@ -15,15 +15,22 @@ use sqlx::Connection as _;
 /// Sessions of the pool `name` on the server, seen from a connection of
 /// the test's own.
 async fn sessions(base_url: &str, name: &str) -> i64 {
+    session_pids(base_url, name).await.len() as i64
+}
+
+/// Backend process ids of the pool `name`'s sessions. A terminated backend
+/// stays listed until its process has exited, so a count alone cannot tell
+/// a restored minimum from sessions still dying.
+async fn session_pids(base_url: &str, name: &str) -> Vec<i32> {
     let mut conn = sqlx::PgConnection::connect(base_url).await.unwrap();
-    let n: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+    let pids: Vec<i32> =
+        sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE application_name = $1")
             .bind(format!("keel-pool {name}"))
-            .fetch_one(&mut conn)
+            .fetch_all(&mut conn)
             .await
             .unwrap();
     let _ = conn.close().await;
-    n
+    pids
 }
 
 async fn kill_sessions(base_url: &str, name: &str) -> i64 {
@@ -144,15 +151,19 @@ async fn min_connections_open_at_start_and_come_back_after_the_server_kills_them
     .await;
     assert!(opened, "{} sessions", sessions(pg.base_url(), &name).await);
 
+    let killed_pids = session_pids(pg.base_url(), &name).await;
     assert_eq!(kill_sessions(pg.base_url(), &name).await, 3);
     let restored = support::eventually(Duration::from_secs(10), async || {
-        sessions(pg.base_url(), &name).await == 3 && pool.stats().total == Some(3)
+        let pids = session_pids(pg.base_url(), &name).await;
+        pids.len() == 3
+            && pids.iter().all(|pid| !killed_pids.contains(pid))
+            && pool.stats().total == Some(3)
     })
     .await;
     assert!(
         restored,
-        "the minimum is restored: {} sessions, {:?}",
-        sessions(pg.base_url(), &name).await,
+        "the minimum is restored with new sessions: {:?} (killed {killed_pids:?}), {:?}",
+        session_pids(pg.base_url(), &name).await,
         pool.stats()
     );
     // Every pooled connection works (none of the dead ones was kept).
