@@ -16,6 +16,7 @@ use crate::error::LogError;
 use crate::format::StructuredFormatter;
 use crate::json::TimestampOffset;
 use crate::level::LogCategory;
+use crate::pretty::Categorized;
 use crate::rotation::{LogRotationManager, RotationOptions, RotationPeriod};
 use crate::stats::LogStats;
 use crate::writer::{LogGuard, NonBlocking, OverflowPolicy, StdoutSink, WriterOptions};
@@ -43,7 +44,7 @@ use crate::writer::{LogGuard, NonBlocking, OverflowPolicy, StdoutSink, WriterOpt
 /// files = 30
 /// total_size = "2GB"
 ///
-/// [logging.routes]
+/// [logging.routes]                 # with a directory, json or pretty
 /// security = "security"            # security events go to security.log
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -73,7 +74,8 @@ pub struct LoggingConfig {
     /// How long an unwritable file waits before it is retried.
     #[serde(with = "humantime_serde")]
     pub retry_interval: Duration,
-    /// Categories written to their own file: `security = "security"`.
+    /// Categories written to their own file: `security = "security"`
+    /// (in either format; ignored when writing to stdout).
     pub routes: BTreeMap<LogCategory, String>,
     /// Offset of timestamps and rotation boundaries.
     pub timestamp_offset: TimestampOffset,
@@ -128,7 +130,8 @@ pub enum LogFormat {
     #[default]
     Json,
     /// tracing-subscriber's pretty format, for people at a terminal
-    /// (colours only on stdout; no category routing).
+    /// (colours only on stdout); `routes` apply as they do to JSON, by the
+    /// event's `category` field.
     Pretty,
 }
 
@@ -268,9 +271,7 @@ impl LoggingConfig {
                 options.max_files = self.retention.files;
                 options.max_total_bytes = self.retention.total_size.map(|s| s.0);
                 options.compress = self.compression;
-                if self.format == LogFormat::Json {
-                    options.routes.clone_from(&self.routes);
-                }
+                options.routes.clone_from(&self.routes);
                 options.retry_interval = self.retry_interval;
                 options.timestamp_offset = self.timestamp_offset;
                 options.clock = Arc::clone(&clock);
@@ -289,12 +290,12 @@ impl LoggingConfig {
                 ),
             ),
             LogFormat::Pretty => Dispatch::new(
-                registry.with(
+                registry.with(Categorized::new(
                     tracing_subscriber::fmt::layer()
                         .pretty()
                         .with_ansi(self.directory.is_none())
                         .with_writer(writer),
-                ),
+                )),
             ),
         };
         Ok((dispatch, guard))

@@ -259,6 +259,17 @@ impl SpanFields {
     }
 }
 
+/// The category an event names in its `category` field (`system` when it
+/// has none or names an unknown one), as [`StructuredFormatter`] routes it.
+pub(crate) fn event_category(event: &Event<'_>) -> LogCategory {
+    if event.metadata().fields().field("category").is_none() {
+        return LogCategory::System;
+    }
+    let mut special = Special::default();
+    event.record(&mut special);
+    special.category.unwrap_or_default()
+}
+
 /// The fields that shape the top-level keys, read before writing them.
 #[derive(Debug, Default)]
 struct Special {

@@ -98,6 +98,7 @@ mod format;
 mod json;
 mod level;
 mod logger;
+mod pretty;
 mod rotation;
 mod stats;
 mod writer;

@@ -13,6 +13,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::LogError;
 use crate::json::{self, TimestampOffset};
 use crate::level::LogCategory;
+use crate::pretty;
 use crate::rotation::LogRotationManager;
 use crate::stats::LogStats;
 
@@ -400,10 +401,16 @@ fn dropped_line(count: u64, options: &WriterOptions) -> Vec<u8> {
 
 /// One event's output from a `tracing_subscriber::fmt` layer (the pretty
 /// format), queued as one entry when dropped.
+///
+/// Under [`LoggingConfig`](crate::LoggingConfig)'s pretty format the entry
+/// carries the event's `category` field, so `routes` send it to its
+/// category's file as they do JSON lines; a `fmt` layer of your own
+/// writing to a [`NonBlocking`] queues every event as `system`.
 #[derive(Debug)]
 pub struct EventWriter<'a> {
     writer: &'a NonBlocking,
     level: Level,
+    category: LogCategory,
     buf: Vec<u8>,
 }
 
@@ -420,8 +427,7 @@ impl Write for EventWriter<'_> {
 impl Drop for EventWriter<'_> {
     fn drop(&mut self) {
         if !self.buf.is_empty() {
-            self.writer
-                .write_line(self.level, LogCategory::System, &self.buf);
+            self.writer.write_line(self.level, self.category, &self.buf);
         }
     }
 }
@@ -433,6 +439,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for NonBlocking {
         EventWriter {
             writer: self,
             level: Level::INFO,
+            category: pretty::current_category(),
             buf: Vec::new(),
         }
     }
@@ -441,6 +448,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for NonBlocking {
         EventWriter {
             writer: self,
             level: *meta.level(),
+            category: pretty::current_category(),
             buf: Vec::new(),
         }
     }

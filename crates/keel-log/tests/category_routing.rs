@@ -79,3 +79,52 @@ fn routed_categories_go_to_their_own_rotating_files() {
         "{all:?}"
     );
 }
+
+#[test]
+fn routes_apply_to_the_pretty_format_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config: LoggingConfig = toml::from_str(&format!(
+        r#"
+        format = "pretty"
+        directory = "{}"
+        [routes]
+        security = "security"
+        "#,
+        dir.path().display()
+    ))
+    .expect("config");
+    let (dispatch, guard) = config.build().expect("build");
+    tracing::dispatcher::with_default(&dispatch, || {
+        let logger = get_logger("auth");
+        tracing::info!(order_id = 42, "system line");
+        logger.log_structured(
+            LogLevel::Warning,
+            LogCategory::Security,
+            "login denied",
+            &json!({"user": "ada"}),
+        );
+        tracing::warn!(category = "security", "token probe");
+        logger.log(LogLevel::Info, LogCategory::Business, "sale");
+    });
+    drop(guard);
+
+    let read = |stem: &str| {
+        std::fs::read_to_string(dir.path().join(format!("{stem}.log")))
+            .unwrap_or_else(|e| panic!("{stem}.log: {e}"))
+    };
+    let app = read("app");
+    let security = read("security");
+    assert!(app.contains("system line") && app.contains("sale"), "{app}");
+    assert!(
+        !app.contains("login denied") && !app.contains("token probe"),
+        "{app}"
+    );
+    assert!(
+        security.contains("login denied") && security.contains("token probe"),
+        "{security}"
+    );
+    assert!(
+        !security.contains("system line") && !security.contains("sale"),
+        "{security}"
+    );
+}
