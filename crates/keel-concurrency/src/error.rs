@@ -30,7 +30,10 @@ pub enum ExecutorError {
 }
 
 /// Why a [`TaskQueue`](crate::TaskQueue) operation failed.
+///
+/// Non-exhaustive: the `redis` feature adds variants, so a match needs a `_` arm.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum QueueError {
     /// `try_put` found `max_size` tasks already queued.
     #[error("task queue is full")]
