@@ -10,9 +10,11 @@ use crate::sync::{AtomicU64, Ordering};
 /// Where a cache reads the time from.
 ///
 /// [`Clock::system`] (the default) is the system's monotonic clock read with
-/// a resolution of [`TICK`]: one background thread per process stores the
-/// time every tick, so a read is one atomic load instead of a clock call
-/// (which costs 30 to 60 ns on virtual machines, a quarter of a cache hit).
+/// a resolution of [`TICK`]: quanta's upkeep thread stores the time every
+/// tick, so a read is one atomic load instead of a clock call (which costs
+/// 30 to 60 ns on virtual machines, a quarter of a cache hit). The thread
+/// runs while a system clock exists (each cache holds one) and stops with
+/// the last, so an idle process has no thread ticking.
 /// [`Clock::precise`] reads the monotonic clock on every call.
 /// [`Clock::manual`] only moves when its [`ManualClock`] handle says so, so
 /// tests can check expiry without sleeping.
@@ -26,7 +28,11 @@ pub const TICK: Duration = Duration::from_millis(1);
 
 #[derive(Clone)]
 enum Kind {
-    Ticker(&'static std::sync::atomic::AtomicU64),
+    Ticker {
+        clock: quanta::Clock,
+        origin: quanta::Instant,
+        _upkeep: Arc<Upkeep>,
+    },
     Precise {
         clock: quanta::Clock,
         origin: quanta::Instant,
@@ -42,13 +48,22 @@ pub struct ManualClock {
 
 impl Clock {
     /// The system's monotonic clock with a resolution of [`TICK`] (the
-    /// default). Falls back to [`Clock::precise`] if the ticker thread
-    /// cannot be started.
+    /// default). Falls back to [`Clock::precise`] if the upkeep thread
+    /// cannot be started (or another library runs quanta's upkeep, whose
+    /// lifetime this clock cannot vouch for).
     pub fn system() -> Self {
-        match ticker() {
-            Some(now) => Self {
-                kind: Kind::Ticker(now),
-            },
+        match upkeep() {
+            Some(upkeep) => {
+                let clock = quanta::Clock::new();
+                let origin = clock.recent();
+                Self {
+                    kind: Kind::Ticker {
+                        clock,
+                        origin,
+                        _upkeep: upkeep,
+                    },
+                }
+            }
             None => Self::precise(),
         }
     }
@@ -83,7 +98,9 @@ impl Clock {
     #[inline]
     pub(crate) fn now_nanos(&self) -> u64 {
         let nanos = match &self.kind {
-            Kind::Ticker(now) => now.load(std::sync::atomic::Ordering::Relaxed),
+            Kind::Ticker { clock, origin, .. } => {
+                u64::try_from(clock.recent().duration_since(*origin).as_nanos()).unwrap_or(u64::MAX)
+            }
             Kind::Precise { clock, origin } => {
                 u64::try_from(clock.now().duration_since(*origin).as_nanos()).unwrap_or(u64::MAX)
             }
@@ -93,34 +110,49 @@ impl Clock {
     }
 }
 
-/// The process-wide ticker: nanoseconds since it started, stored every
-/// [`TICK`] by a background thread. `None` if the thread cannot start (or
-/// under loom, which cannot model it).
-fn ticker() -> Option<&'static std::sync::atomic::AtomicU64> {
-    use std::sync::OnceLock;
-    use std::sync::atomic::AtomicU64 as StdAtomicU64;
+/// Keeps quanta's upkeep thread (which stores the time every [`TICK`] for
+/// `quanta::Clock::recent`) running while any system clock exists.
+struct Upkeep(Option<quanta::Handle>);
 
-    static NOW: StdAtomicU64 = StdAtomicU64::new(0);
-    static STARTED: OnceLock<bool> = OnceLock::new();
+/// The running upkeep, if any system clock holds it.
+static UPKEEP: std::sync::Mutex<std::sync::Weak<Upkeep>> =
+    std::sync::Mutex::new(std::sync::Weak::new());
+
+impl Drop for Upkeep {
+    fn drop(&mut self) {
+        // Stop the thread under the lock, so a clock made meanwhile waits
+        // and then starts a new one instead of finding this one running.
+        let _running = UPKEEP.lock().unwrap_or_else(|p| p.into_inner());
+        drop(self.0.take());
+    }
+}
+
+/// A share of the upkeep thread, starting it if no clock holds it. `None`
+/// if it cannot start (or under loom, which cannot model it).
+fn upkeep() -> Option<Arc<Upkeep>> {
     if cfg!(keel_loom) {
         return None;
     }
-    let started = *STARTED.get_or_init(|| {
-        let clock = quanta::Clock::new();
-        let origin = clock.now();
-        std::thread::Builder::new()
-            .name("keel-cache-clock".to_owned())
-            .spawn(move || {
-                loop {
-                    let nanos = u64::try_from(clock.now().duration_since(origin).as_nanos())
-                        .unwrap_or(u64::MAX - 1);
-                    NOW.fetch_max(nanos, std::sync::atomic::Ordering::Relaxed);
-                    std::thread::sleep(TICK);
-                }
-            })
-            .is_ok()
-    });
-    started.then_some(&NOW)
+    // A few tries: the last clock's upkeep may be stopping right now.
+    for _ in 0..5 {
+        let mut running = UPKEEP.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(upkeep) = running.upgrade() {
+            return Some(upkeep);
+        }
+        match quanta::Upkeep::new(TICK).start() {
+            Ok(handle) => {
+                let upkeep = Arc::new(Upkeep(Some(handle)));
+                *running = Arc::downgrade(&upkeep);
+                return Some(upkeep);
+            }
+            Err(quanta::Error::UpkeepRunning) => {
+                drop(running);
+                std::thread::sleep(TICK);
+            }
+            Err(quanta::Error::FailedToSpawnUpkeepThread(_)) => return None,
+        }
+    }
+    None
 }
 
 impl Default for Clock {
@@ -132,7 +164,7 @@ impl Default for Clock {
 impl fmt::Debug for Clock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            Kind::Ticker(_) => f.write_str("Clock::System"),
+            Kind::Ticker { .. } => f.write_str("Clock::System"),
             Kind::Precise { .. } => f.write_str("Clock::Precise"),
             Kind::Manual(nanos) => f
                 .debug_tuple("Clock::Manual")

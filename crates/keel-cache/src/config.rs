@@ -24,6 +24,7 @@ use crate::tiered::{BloomSettings, CacheSettings, LockSettings};
 /// negative_ttl = "30s"    # optional: cache "not found"
 /// refresh_after = "4m"    # optional: refresh-ahead
 /// max_stale = "1h"        # optional: stale-if-error
+/// sweep_interval = "1s"   # how often expired entries of quiet caches are reclaimed
 ///
 /// [cache.lock]            # optional: one loader per key across instances
 /// ttl = "10s"
@@ -75,6 +76,11 @@ pub struct CacheConfig {
     /// Stale-if-error window (`None`: off).
     #[serde(with = "humantime_serde")]
     pub max_stale: Option<Duration>,
+    /// How often a background thread reclaims the expired entries of every
+    /// cache (writes reclaim their shard's anyway; this is for caches that
+    /// go quiet). At least 10ms. Default 1s.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
     /// The distributed load lock (`None`: off).
     pub lock: Option<LockSettings>,
     /// The Redis tier (`None`: local caches only).
@@ -95,6 +101,7 @@ impl Default for CacheConfig {
             negative_ttl: None,
             refresh_after: None,
             max_stale: None,
+            sweep_interval: Duration::from_secs(1),
             lock: None,
             redis: None,
             caches: BTreeMap::new(),
@@ -224,7 +231,8 @@ impl CacheConfig {
     {
         let mut b = LocalCache::builder(self.capacity)
             .policy(self.policy)
-            .ttl_jitter(self.ttl_jitter);
+            .ttl_jitter(self.ttl_jitter)
+            .sweep_every(Some(self.sweep_interval));
         if let Some(ttl) = self.ttl {
             b = b.time_to_live(ttl);
         }
@@ -271,6 +279,7 @@ impl CacheConfig {
             negative_ttl: n.negative_ttl.or(self.negative_ttl),
             refresh_after: n.refresh_after.or(self.refresh_after),
             max_stale: n.max_stale.or(self.max_stale),
+            sweep_interval: self.sweep_interval,
             tiered: n.tiered.unwrap_or(true),
             lock: n.lock.or(self.lock),
             bloom: n.bloom,
@@ -353,6 +362,12 @@ impl CacheConfig {
                 &self.resolve(named),
                 Some(named),
             );
+        }
+        if self.sweep_interval < Duration::from_millis(10) {
+            problems.push((
+                "cache.sweep_interval".into(),
+                "must be at least 10ms".into(),
+            ));
         }
         if let Some(redis) = &self.redis {
             if redis.key_prefix.is_empty() {

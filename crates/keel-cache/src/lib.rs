@@ -65,12 +65,12 @@
 //!   reclaimed by every write to the shard (which takes the entries of the
 //!   shard's deadline buckets, about 17 ms wide, that have ended), by a
 //!   process-wide sweeper thread every second for caches nobody writes to
-//!   ([`CacheBuilder::sweep_every`]), and exactly by
+//!   ([`CacheBuilder::sweep_every`], `[cache] sweep_interval`), and exactly by
 //!   [`LocalCache::purge_expired`]; until then
 //!   an expired entry still counts in `len`. Time comes from a [`Clock`]:
 //!   by default the monotonic clock read with a resolution of [`TICK`] (1
-//!   ms) through a process-wide ticker thread, so a hit costs an atomic load
-//!   rather than a clock call; [`Clock::precise`] reads the clock every time
+//!   ms) through quanta's upkeep thread, so a hit costs an atomic load
+//!   rather than a clock call; both threads run only while a cache exists; [`Clock::precise`] reads the clock every time
 //!   and [`Clock::manual`] gives tests a clock they move.
 //! - **What can be dropped.** Any entry, at any time, for capacity; a value
 //!   heavier than one shard's capacity is rejected at once (the listener

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::CacheConfig;
 use crate::error::CacheError;
+use crate::protect::bloom::BloomFilter;
 #[cfg(feature = "redis")]
 use crate::remote::{bus::InvalidationBus, redis::RedisCache};
 use crate::tiered::{CacheKey, CacheSettings, CacheValue, TieredCache, TieredStats};
@@ -58,6 +59,10 @@ struct Inner {
     #[cfg(feature = "redis")]
     remote: Option<(RedisCache, InvalidationBus)>,
     caches: RwLock<HashMap<String, Registered>>,
+    /// The Bloom filters of caches that have one, by name: made on first
+    /// use of the cache or first [`CacheManager::mark_exists`], whichever
+    /// comes first.
+    blooms: parking_lot::Mutex<HashMap<String, Arc<BloomFilter>>>,
 }
 
 struct Registered {
@@ -131,6 +136,7 @@ impl CacheManager {
                 #[cfg(feature = "redis")]
                 remote,
                 caches: RwLock::new(HashMap::new()),
+                blooms: parking_lot::Mutex::default(),
             }),
         })
     }
@@ -143,6 +149,7 @@ impl CacheManager {
                 #[cfg(feature = "redis")]
                 remote: None,
                 caches: RwLock::new(HashMap::new()),
+                blooms: parking_lot::Mutex::default(),
             }),
         }
     }
@@ -214,8 +221,11 @@ impl CacheManager {
         if let Some(r) = caches.get(name) {
             return found(r);
         }
-        #[allow(unused_mut)]
+        let bloom = settings.bloom.map(|b| self.bloom(name, b));
         let mut builder = TieredCache::<K, V>::builder(name, settings);
+        if let Some(bloom) = bloom {
+            builder = builder.bloom_filter(bloom);
+        }
         #[cfg(feature = "redis")]
         if let Some((redis, bus)) = &self.inner.remote {
             builder = builder.redis(redis.clone(), Some(bus.clone()));
@@ -266,6 +276,59 @@ impl CacheManager {
         settings: CacheSettings,
     ) -> Result<TieredCache<K, V>, CacheError> {
         self.handle(name, settings)
+    }
+
+    /// Tells cache `name`'s Bloom filter that `key` (in its string form)
+    /// exists, whether or not the cache has been used yet. False when the
+    /// cache is not configured or has no `bloom`.
+    ///
+    /// A cache with a Bloom filter answers "absent" for every key it has
+    /// not been told about, without a lookup or a load (writes and loads
+    /// that find a value tell it too). `#[cached]` functions returning
+    /// `Option` get `None` for such keys without their body running: mark
+    /// the keys that exist (as the function's key template writes them)
+    /// before the first call.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), keel_cache::CacheError> {
+    /// use keel_cache::{BloomSettings, CacheConfig, CacheManager, NamedCacheConfig};
+    ///
+    /// let mut config = CacheConfig::default();
+    /// let mut users = NamedCacheConfig::default();
+    /// users.bloom = Some(BloomSettings::default());
+    /// config.caches.insert("users".into(), users);
+    /// let manager = CacheManager::new(config)?;
+    /// for id in [1, 2, 3] {
+    ///     assert!(manager.mark_exists("users", &format!("user:{id}")));
+    /// }
+    /// assert!(!manager.mark_exists("default", "user:1"), "no bloom there");
+    /// # Ok(()) }
+    /// ```
+    pub fn mark_exists(&self, name: &str, key: &str) -> bool {
+        let existing = self.inner.blooms.lock().get(name).cloned();
+        let bloom = match existing {
+            Some(bloom) => bloom,
+            // A cache in use without a filter of the manager's has none.
+            None if self.inner.caches.read().contains_key(name) => return false,
+            None => match self.inner.config.settings(name).and_then(|s| s.bloom) {
+                Some(settings) => self.bloom(name, settings),
+                None => return false,
+            },
+        };
+        bloom.insert(key);
+        true
+    }
+
+    /// The Bloom filter of cache `name`, made for `settings` if it has none.
+    fn bloom(&self, name: &str, settings: crate::tiered::BloomSettings) -> Arc<BloomFilter> {
+        let mut blooms = self.inner.blooms.lock();
+        let bloom = blooms.entry(name.to_owned()).or_insert_with(|| {
+            Arc::new(BloomFilter::new(
+                settings.expected_items,
+                settings.false_positive_rate,
+            ))
+        });
+        Arc::clone(bloom)
     }
 
     /// Removes `key` (in its string form) from cache `name`, in both tiers
@@ -357,6 +420,22 @@ impl CacheManager {
             Some(ttl) => cache.insert_with_ttl(key.to_owned(), blob, ttl).await,
             None => cache.insert(key.to_owned(), blob).await,
         }
+        Ok(())
+    }
+
+    /// [`set`](Self::set) for many keys: one Redis pipeline and one
+    /// invalidation message for the batch. Nothing is written if a value
+    /// cannot be encoded.
+    pub async fn insert_many<'a, K: AsRef<str>, V: Serialize + 'a>(
+        &self,
+        entries: impl IntoIterator<Item = (K, &'a V)>,
+        ttl: Option<Duration>,
+    ) -> Result<(), CacheError> {
+        let blobs = entries
+            .into_iter()
+            .map(|(key, value)| Ok((key.as_ref().to_owned(), Blob::encode(value)?)))
+            .collect::<Result<Vec<_>, CacheError>>()?;
+        self.blobs("default")?.insert_many_for(blobs, ttl).await;
         Ok(())
     }
 

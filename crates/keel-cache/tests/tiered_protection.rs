@@ -242,6 +242,27 @@ async fn jitter_spreads_expiry_of_entries_written_together() {
 }
 
 #[tokio::test]
+async fn insert_many_jitters_each_entry_on_its_own() {
+    let mut s = settings();
+    s.ttl = Some(Duration::from_secs(100));
+    s.ttl_jitter = 0.5;
+    let (cache, time) = cache(s);
+    cache
+        .insert_many((0..1_000u64).map(|k| (k, "v".to_owned())))
+        .await;
+    assert_eq!(cache.local_len(), 1_000);
+    time.advance(Duration::from_secs(75));
+    let mut alive = 0;
+    for k in 0..1_000u64 {
+        if cache.get(&k).await.is_some() {
+            alive += 1;
+        }
+    }
+    // Expiry uniform over 50..100 s: about half are left at 75 s.
+    assert!((300..700).contains(&alive), "{alive} of 1000 alive at 75s");
+}
+
+#[tokio::test]
 async fn refresh_ahead_serves_the_current_value_and_reloads_once_in_the_background() {
     let mut s = settings();
     s.refresh_after = Some(Duration::from_secs(40));

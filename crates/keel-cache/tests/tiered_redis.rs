@@ -286,6 +286,79 @@ async fn get_many_reads_the_misses_in_one_batch() {
 }
 
 #[tokio::test]
+async fn insert_many_writes_a_batch_every_instance_sees_and_drops_old_copies_of() {
+    let Some(redis) = keel_test_support::redis().await else {
+        return;
+    };
+    let (a, b) = two_instances(config(redis.url(), redis.prefix())).await;
+    let (ua, ub) = (users(&a), users(&b));
+    bus_ready(&[&ua, &ub]).await;
+    ub.insert(3, "old".into()).await;
+    assert_eq!(ub.get(&3).await.as_deref(), Some("old"));
+
+    ua.insert_many((0..50u64).map(|k| (k, format!("v{k}"))))
+        .await;
+    eventually("b drops its copy of 3", async || {
+        ub.get(&3).await.as_deref() == Some("v3")
+    })
+    .await;
+    let got = ub.get_many(&(0..50).collect::<Vec<u64>>()).await;
+    assert!(
+        got.iter()
+            .enumerate()
+            .all(|(k, v)| v.as_deref() == Some(format!("v{k}").as_str())),
+        "{got:?}"
+    );
+    assert_eq!(
+        ua.get(&49).await.as_deref(),
+        Some("v49"),
+        "the writer's own copy"
+    );
+
+    // Each entry has the cache's TTL in Redis.
+    let mut conn = redis.connection().await.unwrap();
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(format!("{}:users:7", redis.prefix()))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ttl > 290_000 && ttl <= 300_000, "{ttl}");
+
+    // The string-keyed form.
+    a.insert_many([("x", &1u32), ("y", &2u32)], None)
+        .await
+        .unwrap();
+    assert_eq!(b.get::<u32>("y").await.unwrap(), Some(2));
+}
+
+#[tokio::test]
+async fn get_many_and_get_agree_on_keys_the_bloom_filter_has_not_seen() {
+    let Some(redis) = keel_test_support::redis().await else {
+        return;
+    };
+    let mut with_bloom = config(redis.url(), redis.prefix());
+    let users = with_bloom.caches.get_mut("users").unwrap();
+    users.bloom = Some(keel_cache::BloomSettings::default());
+    let writer = CacheManager::new(config(redis.url(), redis.prefix())).unwrap();
+    let reader = CacheManager::new(with_bloom).unwrap();
+    let (uw, ur) = (self::users(&writer), self::users(&reader));
+    // Written by an instance whose filter the reader does not share.
+    uw.insert(1, "one".into()).await;
+    uw.insert(2, "two".into()).await;
+    assert!(reader.mark_exists("users", "2"));
+
+    assert_eq!(ur.get(&1).await, None, "never marked here");
+    assert_eq!(
+        ur.get_many(&[1, 2]).await,
+        [None, Some("two".to_owned())],
+        "get_many answers as get does"
+    );
+    let stats = ur.stats();
+    assert_eq!(stats.bloom_rejections, 2, "{stats:?}");
+    assert_eq!(stats.l2_hits, 1, "only the marked key reached redis");
+}
+
+#[tokio::test]
 async fn a_redis_outage_degrades_without_caller_errors_and_recovers() {
     let Some(mut server) = keel_test_support::OwnRedis::start() else {
         return;

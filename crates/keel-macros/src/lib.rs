@@ -105,6 +105,13 @@
 //!   only when the cache has negative caching turned on.
 //! - Anything else: every value.
 //!
+//! On a cache with a Bloom filter (`bloom` in its config), a key the
+//! filter has not been told about is answered "absent" before the body
+//! could run: a function returning `Option` gets `None`, others run the
+//! body and mark the key with what it returns. Mark the keys that exist,
+//! as the key template writes them, with
+//! `keel_cache::default_manager().mark_exists("users", &format!("user:{id}"))`.
+//!
 //! The cached type (`T` above, or the whole return type) must be
 //! `Clone + Serialize + DeserializeOwned + Send + Sync + 'static`: values
 //! may live in Redis as well as in process.

@@ -458,10 +458,8 @@ impl RedisCache {
     ) -> Result<(), CacheError> {
         self.set_many_tagged(
             namespace,
-            std::iter::once((key, value)),
+            std::iter::once((key, value, fresh_for, keep_for)),
             Schema::new(namespace, 1),
-            fresh_for,
-            keep_for,
         )
         .await
     }
@@ -475,26 +473,28 @@ impl RedisCache {
         keep_for: Option<Duration>,
     ) -> Result<(), CacheError> {
         let schema = Schema::new(namespace, 1);
-        self.set_many_tagged(namespace, entries, schema, fresh_for, keep_for)
-            .await
+        let entries = entries
+            .into_iter()
+            .map(|(key, value)| (key, value, fresh_for, keep_for));
+        self.set_many_tagged(namespace, entries, schema).await
     }
 
-    /// [`set_many`](Self::set_many) under `schema`.
+    /// [`set_many`](Self::set_many) under `schema`, each entry with its
+    /// own freshness and keep.
     pub(crate) async fn set_many_tagged<'a, V: Serialize + 'a, K: AsRef<str>>(
         &self,
         namespace: &str,
-        entries: impl IntoIterator<Item = (K, Option<&'a V>)>,
+        entries: impl IntoIterator<Item = (K, Option<&'a V>, Option<Duration>, Option<Duration>)>,
         schema: Schema,
-        fresh_for: Option<Duration>,
-        keep_for: Option<Duration>,
     ) -> Result<(), CacheError> {
-        let fresh_until = fresh_for.map(|d| SystemTime::now() + d);
-        let keep_ms = keep_for
-            .or(fresh_for)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1));
+        let now = SystemTime::now();
         let mut pipe = redis::pipe();
         let mut n = 0u64;
-        for (key, value) in entries {
+        for (key, value, fresh_for, keep_for) in entries {
+            let fresh_until = fresh_for.map(|d| now + d);
+            let keep_ms = keep_for
+                .or(fresh_for)
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1));
             let bytes = codec::encode(value, fresh_until, schema).map_err(CacheError::Encode)?;
             let cmd = pipe
                 .cmd("SET")

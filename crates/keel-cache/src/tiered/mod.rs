@@ -187,7 +187,10 @@ impl<K, V> std::fmt::Debug for TieredCache<K, V> {
 pub struct TieredBuilder<K, V> {
     name: String,
     settings: CacheSettings,
-    clock: Clock,
+    /// `None`: the system clock, made at build (not before, so a builder
+    /// given a manual clock starts no upkeep thread).
+    clock: Option<Clock>,
+    bloom: Option<Arc<BloomFilter>>,
     #[cfg(feature = "redis")]
     remote: Option<(RedisCache, Option<InvalidationBus>)>,
     _types: std::marker::PhantomData<fn(K, V)>,
@@ -289,7 +292,7 @@ struct Inner<K, V> {
     /// to compare freshness read from Redis with the clock.
     wall_origin_nanos: u64,
     flights: Arc<SingleFlight<K, Option<V>>>,
-    bloom: Option<BloomFilter>,
+    bloom: Option<Arc<BloomFilter>>,
     versions: Versions,
     /// What its Redis entries and snapshots are tagged with.
     schema: Schema,
@@ -309,10 +312,19 @@ struct Remote {
 /// What a lookup found.
 enum Found<V> {
     /// A fresh value, or a fresh cached absence (`None`).
-    Fresh(Option<V>, bool),
-    /// A stale copy still kept for stale-if-error (fresh until the clock
-    /// time given), and what was seen.
-    Stale(Option<V>, u64, Seen),
+    Fresh {
+        value: Option<V>,
+        /// Old enough for refresh-ahead: serve it and reload it behind.
+        refresh: bool,
+    },
+    /// A stale copy still kept for stale-if-error.
+    Stale {
+        value: Option<V>,
+        /// Clock time (nanoseconds) it was fresh until.
+        fresh_until: u64,
+        /// What the read saw, for the load that follows.
+        seen: Seen,
+    },
     /// Nothing fresh or stale, and what was seen.
     Miss(Seen),
 }
@@ -330,7 +342,15 @@ struct Seen {
 impl<K: CacheKey, V: CacheValue> TieredBuilder<K, V> {
     /// Uses `clock` for freshness (tests move a [`Clock::manual`]).
     pub fn clock(mut self, clock: Clock) -> Self {
-        self.clock = clock;
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Uses `bloom` as the cache's Bloom filter (one a [`CacheManager`](crate::CacheManager)
+    /// keeps by name, so keys can be marked before the cache is first used).
+    /// Without it the cache makes its own when its settings ask for one.
+    pub(crate) fn bloom_filter(mut self, bloom: Arc<BloomFilter>) -> Self {
+        self.bloom = Some(bloom);
         self
     }
 
@@ -359,20 +379,29 @@ impl<K: CacheKey, V: CacheValue> TieredBuilder<K, V> {
                 self.name
             )));
         }
+        let clock = self.clock.unwrap_or_default();
         let mut l1 = LocalCache::builder(s.capacity)
             .policy(s.policy)
-            .clock(self.clock.clone());
+            .clock(clock.clone());
         if let Some(tti) = s.tti {
             l1 = l1.time_to_idle(tti);
         }
-        let now = self.clock.now_nanos();
+        if !clock.is_manual() {
+            l1 = l1.sweep_every(Some(s.sweep_interval));
+        }
+        let now = clock.now_nanos();
         let wall_origin_nanos = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
             .saturating_sub(now);
-        let bloom = s
-            .bloom
-            .map(|b| BloomFilter::new(b.expected_items, b.false_positive_rate));
+        let bloom = match (s.bloom, self.bloom) {
+            (Some(_), Some(shared)) => Some(shared),
+            (Some(b), None) => Some(Arc::new(BloomFilter::new(
+                b.expected_items,
+                b.false_positive_rate,
+            ))),
+            (None, _) => None,
+        };
         #[cfg(feature = "redis")]
         let remote = self.remote.filter(|_| s.tiered).map(|(redis, bus)| Remote {
             head: redis.key_head(&self.name, 0),
@@ -385,7 +414,7 @@ impl<K: CacheKey, V: CacheValue> TieredBuilder<K, V> {
             name: self.name,
             settings: self.settings,
             l1: l1.build(),
-            clock: self.clock,
+            clock,
             wall_origin_nanos,
             flights: Arc::default(),
             bloom,
@@ -410,7 +439,8 @@ impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
         TieredBuilder {
             name: name.into(),
             settings,
-            clock: Clock::default(),
+            clock: None,
+            bloom: None,
             #[cfg(feature = "redis")]
             remote: None,
             _types: std::marker::PhantomData,
@@ -466,8 +496,8 @@ impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
     /// The value of `key` if a tier has it fresh. Never calls a loader.
     pub async fn get(&self, key: &K) -> Option<V> {
         match self.inner.lookup(key).await {
-            Found::Fresh(value, _) => value,
-            Found::Stale(..) | Found::Miss(_) => None,
+            Found::Fresh { value, .. } => value,
+            Found::Stale { .. } | Found::Miss(_) => None,
         }
     }
 
@@ -475,8 +505,8 @@ impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
     /// absence; `None`: no tier knows.
     pub(crate) async fn lookup_cached(&self, key: &K) -> Option<Option<V>> {
         match self.inner.lookup(key).await {
-            Found::Fresh(value, _) => Some(value),
-            Found::Stale(..) | Found::Miss(_) => None,
+            Found::Fresh { value, .. } => Some(value),
+            Found::Stale { .. } | Found::Miss(_) => None,
         }
     }
 
@@ -491,15 +521,21 @@ impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
     }
 
     /// The values of many keys, in order: local hits first, then one Redis
-    /// `MGET` for the rest, back-filling the local tier.
+    /// `MGET` for the rest, back-filling the local tier. Keys the Bloom
+    /// filter has never seen are absent without a lookup, as with
+    /// [`get`](Self::get).
     pub async fn get_many(&self, keys: &[K]) -> Vec<Option<V>> {
         let inner = &self.inner;
         let now = inner.clock.now_nanos();
         let mut out: Vec<Option<V>> = Vec::with_capacity(keys.len());
         let mut missing: Vec<usize> = Vec::new();
         for (i, key) in keys.iter().enumerate() {
+            if inner.bloom_rejects(key) {
+                out.push(None);
+                continue;
+            }
             match inner.local(key, now) {
-                Found::Fresh(value, _) => out.push(value),
+                Found::Fresh { value, .. } => out.push(value),
                 _ => {
                     out.push(None);
                     missing.push(i);
@@ -590,7 +626,7 @@ impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
     {
         let inner = &self.inner;
         let (stale, seen) = match inner.lookup(&key).await {
-            Found::Fresh(value, refresh) => {
+            Found::Fresh { value, refresh } => {
                 if refresh {
                     inner.refresh(&key, loader);
                 }
@@ -599,7 +635,11 @@ impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
                     served: Served::Cached,
                 });
             }
-            Found::Stale(value, fresh_until, seen) => (Some((value, fresh_until)), seen),
+            Found::Stale {
+                value,
+                fresh_until,
+                seen,
+            } => (Some((value, fresh_until)), seen),
             Found::Miss(seen) => (None, seen),
         };
         let Some((done, _)) = inner.flights.join_or_start(&key, || {
@@ -662,6 +702,43 @@ impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
     pub async fn insert(&self, key: K, value: V) {
         let ttl = self.inner.settings.ttl;
         self.inner.write(key, Some(value), ttl).await;
+    }
+
+    /// [`insert`](Self::insert) for many entries: one Redis pipeline and
+    /// one invalidation message for the batch, each entry's TTL jittered
+    /// on its own (so a batch does not expire at one moment).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use keel_cache::{CacheSettings, TieredCache};
+    ///
+    /// let prices: TieredCache<String, u64> =
+    ///     TieredCache::builder("prices", CacheSettings::default()).build().unwrap();
+    /// prices
+    ///     .insert_many([("AAPL".to_owned(), 190), ("MSFT".to_owned(), 410)])
+    ///     .await;
+    /// assert_eq!(prices.get(&"MSFT".to_owned()).await, Some(410));
+    /// # }
+    /// ```
+    pub async fn insert_many(&self, entries: impl IntoIterator<Item = (K, V)>) {
+        let ttl = self.inner.settings.ttl;
+        self.insert_many_for(entries, ttl).await;
+    }
+
+    /// [`insert_many`](Self::insert_many) with `ttl` (`None`: the cache's).
+    pub(crate) async fn insert_many_for(
+        &self,
+        entries: impl IntoIterator<Item = (K, V)>,
+        ttl: Option<Duration>,
+    ) {
+        let ttl = ttl.or(self.inner.settings.ttl);
+        let entries: Vec<_> = entries
+            .into_iter()
+            .map(|(key, value)| (key, Some(value), ttl))
+            .collect();
+        if !entries.is_empty() {
+            self.inner.write_many(entries).await;
+        }
     }
 
     /// [`insert`](Self::insert) with a TTL of its own.
@@ -769,25 +846,44 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
             if slot.value.is_none() {
                 self.counters.negative_hits.fetch_add(1, Ordering::Relaxed);
             }
-            Found::Fresh(slot.value, now >= slot.refresh_at)
+            Found::Fresh {
+                value: slot.value,
+                refresh: now >= slot.refresh_at,
+            }
         } else {
-            Found::Stale(slot.value, slot.fresh_until, unseen())
+            Found::Stale {
+                value: slot.value,
+                fresh_until: slot.fresh_until,
+                seen: unseen(),
+            }
         }
+    }
+
+    /// Whether the Bloom filter has never seen `key` (counted).
+    fn bloom_rejects(&self, key: &K) -> bool {
+        let rejected = self
+            .bloom
+            .as_ref()
+            .is_some_and(|bloom| !bloom.contains(key.to_key().as_ref()));
+        if rejected {
+            self.counters
+                .bloom_rejections
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        rejected
     }
 
     async fn lookup(&self, key: &K) -> Found<V> {
         let now = self.clock.now_nanos();
-        if let Some(bloom) = &self.bloom
-            && !bloom.contains(key.to_key().as_ref())
-        {
-            self.counters
-                .bloom_rejections
-                .fetch_add(1, Ordering::Relaxed);
-            return Found::Fresh(None, false);
+        if self.bloom_rejects(key) {
+            return Found::Fresh {
+                value: None,
+                refresh: false,
+            };
         }
         #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
         let mut local = self.local(key, now);
-        if matches!(local, Found::Fresh(..)) {
+        if matches!(local, Found::Fresh { .. }) {
             return local;
         }
         #[cfg(feature = "redis")]
@@ -808,7 +904,10 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
                         if now < until {
                             self.counters.l2_hits.fetch_add(1, Ordering::Relaxed);
                             let value = self.backfill(key, entry.value, until, now, ticket);
-                            return Found::Fresh(value, false);
+                            return Found::Fresh {
+                                value,
+                                refresh: false,
+                            };
                         }
                         if matches!(local, Found::Miss(_)) {
                             // Kept in Redis past freshness for stale-if-error
@@ -819,13 +918,21 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
                                 .and_then(|n| n.checked_sub(self.wall_origin_nanos))
                                 .unwrap_or(NEVER);
                             self.counters.misses.fetch_add(1, Ordering::Relaxed);
-                            return Found::Stale(entry.value, stale_since, seen(raw));
+                            return Found::Stale {
+                                value: entry.value,
+                                fresh_until: stale_since,
+                                seen: seen(raw),
+                            };
                         }
                     }
                     local = match local {
-                        Found::Stale(value, fresh_until, _) => {
-                            Found::Stale(value, fresh_until, seen(raw))
-                        }
+                        Found::Stale {
+                            value, fresh_until, ..
+                        } => Found::Stale {
+                            value,
+                            fresh_until,
+                            seen: seen(raw),
+                        },
                         _ => Found::Miss(seen(raw)),
                     };
                 }
@@ -1090,38 +1197,54 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     }
 
     /// A write by the application: Redis, the local tier, then the other
-    /// instances. The key's version moves before and after the Redis write;
-    /// if anything else moved it in between (a concurrent write or an
-    /// invalidation of the same key), the order of the two in Redis is not
-    /// known, so the local copy is dropped instead of written and the next
-    /// read asks Redis.
+    /// instances.
     async fn write(&self, key: K, value: Option<V>, ttl: Option<Duration>) {
-        if value.is_some()
-            && let Some(bloom) = &self.bloom
-        {
-            bloom.insert(key.to_key().as_ref());
+        self.write_many(vec![(key, value, ttl)]).await;
+    }
+
+    /// Writes by the application: one Redis pipeline, the local tier, then
+    /// one message to the other instances. Each key's version moves before
+    /// and after the Redis write; if anything else moved it in between (a
+    /// concurrent write, an invalidation of the same key, or another key of
+    /// the batch sharing its counter), the order of the two in Redis is not
+    /// known, so the local copy is dropped instead of written and the next
+    /// read asks Redis. Each TTL is jittered on its own.
+    async fn write_many(&self, entries: Vec<(K, Option<V>, Option<Duration>)>) {
+        if let Some(bloom) = &self.bloom {
+            for (key, value, _) in &entries {
+                if value.is_some() {
+                    bloom.insert(key.to_key().as_ref());
+                }
+            }
         }
-        let ttl = ttl.map(|t| self.jitter(t));
-        let local = self.local_ttl(ttl);
+        let entries = entries
+            .into_iter()
+            .map(|(key, value, ttl)| (key, value, ttl.map(|t| self.jitter(t))));
         #[cfg(feature = "redis")]
         if let Some(remote) = &self.remote {
-            let name = key.to_key().into_owned();
-            let keep = ttl.map(|t| t + self.settings.max_stale.unwrap_or_default());
-            let before = self.versions.bump(&key);
+            let stale = self.settings.max_stale.unwrap_or_default();
+            let entries: Vec<_> = entries
+                .map(|(key, value, ttl)| {
+                    let before = self.versions.bump(&key);
+                    (key.to_key().into_owned(), key, value, ttl, before)
+                })
+                .collect();
             let result = remote
                 .redis
                 .set_many_tagged(
                     &self.name,
-                    std::iter::once((&name, value.as_ref())),
+                    entries.iter().map(|(name, _, value, ttl, _)| {
+                        (name, value.as_ref(), *ttl, ttl.map(|t| t + stale))
+                    }),
                     self.schema,
-                    ttl,
-                    keep,
                 )
                 .await;
-            let after = self.versions.bump(&key);
-            let now = self.clock.now_nanos();
-            match result {
-                Ok(()) => {
+            let mut names = Vec::with_capacity(entries.len());
+            for (name, key, value, ttl, before) in entries {
+                let after = self.versions.bump(&key);
+                let now = self.clock.now_nanos();
+                let local = self.local_ttl(ttl);
+                if result.is_ok() {
                     let alone = Versions::consecutive(before, after);
                     if !(alone
                         && self.put_local(key.clone(), value, local, now, || {
@@ -1130,22 +1253,28 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
                     {
                         self.l1.remove(&key);
                     }
-                    self.publish(remote, vec![name]).await;
-                }
-                Err(error) => {
+                } else {
                     // Redis holds an older value (or will not say): this
                     // instance serves the new one, and once Redis is back
                     // the key is deleted there and on every instance.
-                    self.remote_failed(&error);
                     self.put_local(key, value, local, now, || true);
-                    remote.redis.remember(&self.name, [name]);
+                }
+                names.push(name);
+            }
+            match result {
+                Ok(()) => self.publish(remote, names).await,
+                Err(error) => {
+                    self.remote_failed(&error);
+                    remote.redis.remember(&self.name, names);
                 }
             }
             return;
         }
-        self.versions.bump(&key);
-        let now = self.clock.now_nanos();
-        self.put_local(key, value, local, now, || true);
+        for (key, value, ttl) in entries {
+            self.versions.bump(&key);
+            let now = self.clock.now_nanos();
+            self.put_local(key, value, self.local_ttl(ttl), now, || true);
+        }
     }
 
     /// Starts a background reload of `key` unless one is running.

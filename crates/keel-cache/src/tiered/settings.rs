@@ -34,6 +34,9 @@ pub struct CacheSettings {
     /// Stale-if-error: when the loader fails, serve a value up to this long
     /// past its freshness.
     pub max_stale: Option<Duration>,
+    /// How often a background thread reclaims expired local copies when
+    /// nothing writes to the cache (not with a manual clock).
+    pub sweep_interval: Duration,
     /// Use the Redis tier when one is configured.
     pub tiered: bool,
     /// On an L2 miss, take a distributed lock so one instance of the
