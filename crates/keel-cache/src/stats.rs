@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+#[cfg(not(keel_loom))]
+use crossbeam_utils::CachePadded;
+
 use crate::shard::Counters;
 use crate::sync::{AtomicU64, Ordering};
 
@@ -81,20 +84,18 @@ impl CacheStats {
 #[derive(Default)]
 pub(crate) struct ReadTally {
     #[cfg(not(keel_loom))]
-    per_thread: thread_local::ThreadLocal<ReadPair>,
+    per_thread: thread_local::ThreadLocal<CachePadded<ReadPair>>,
     #[cfg(keel_loom)]
     shared: ReadPair,
 }
 
-/// One thread's counts. The padding keeps two threads' counters at least
-/// 128 bytes apart, so they never share a cache line (nor a pair of lines,
-/// which some CPUs fetch together), without an alignment that every caller's
-/// stack frame would have to honour.
+/// One thread's counts. Per thread they sit in a `CachePadded`, so two
+/// threads' counters never share a cache line (nor the pair of lines some
+/// CPUs fetch together).
 #[derive(Default)]
 struct ReadPair {
     hits: AtomicU64,
     misses: AtomicU64,
-    _pad: [u64; 14],
 }
 
 impl ReadTally {
@@ -127,7 +128,7 @@ impl ReadTally {
     #[cfg(not(keel_loom))]
     #[cold]
     #[inline(never)]
-    fn first_count(&self) -> &ReadPair {
+    fn first_count(&self) -> &CachePadded<ReadPair> {
         self.per_thread.get_or_default()
     }
 
@@ -138,7 +139,7 @@ impl ReadTally {
             stats.misses += pair.misses.load(Ordering::Relaxed);
         };
         #[cfg(not(keel_loom))]
-        self.per_thread.iter().for_each(&mut add);
+        self.per_thread.iter().for_each(|pair| add(pair));
         #[cfg(keel_loom)]
         add(&self.shared);
     }

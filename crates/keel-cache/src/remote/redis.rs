@@ -1230,18 +1230,7 @@ pub struct LockToken {
 }
 
 fn random_token() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut out = String::with_capacity(32);
-    for _ in 0..2 {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        out.push_str(&format!("{:016x}", h.finish()));
-    }
-    out
+    format!("{:032x}", fastrand::u128(..))
 }
 
 /// Escapes Redis glob metacharacters so a literal prefix can be matched.
