@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::clock::Clock;
 use crate::entry::{CacheEntry, RemovalCause};
 use crate::expiry::NEVER;
-use crate::loader::Flights;
+use crate::flight::Flights;
 use crate::policy::CachePolicy;
 use crate::shard::{Incoming, Shard, Sink, Timing, slot_bytes};
 use crate::stats::{CacheStats, LoadCounters, ReadTally};

@@ -103,3 +103,7 @@ where
         }
     }
 }
+
+/// Loads in progress, keyed by the key and the loader's error type, so
+/// calls with different error types never share.
+pub(crate) type Flights<K, V> = std::sync::Arc<SingleFlight<(K, std::any::TypeId), V>>;

@@ -139,7 +139,9 @@ mod tiered;
 pub use cache::{CacheBuilder, FifoCache, LfuCache, LocalCache, LruCache, Snapshot, TtlCache};
 pub use clock::{Clock, ManualClock, TICK};
 pub use codec::{CODEC_VERSION, DecodeError, Envelope, Schema};
-pub use config::{CacheConfig, NamedCacheConfig, RedisConfig};
+pub use config::{
+    BloomSettings, CacheConfig, CacheSettings, LockSettings, NamedCacheConfig, RedisConfig,
+};
 pub use entry::{CacheEntry, RemovalCause};
 pub use error::{CacheError, LoadError, ParsePolicyError};
 pub use manager::{CacheManager, CacheReport, default_manager, set_default_manager};
@@ -154,6 +156,6 @@ pub use remote::{
 };
 pub use stats::CacheStats;
 pub use tiered::{
-    BloomSettings, CacheKey, CacheSettings, CacheValue, Keep, Loaded, LockSettings, Lookup, Served,
-    TieredBuilder, TieredCache, TieredStats, WarmSummary,
+    CacheKey, CacheValue, Keep, Loaded, Lookup, Served, TieredBuilder, TieredCache, TieredStats,
+    WarmSummary,
 };

@@ -13,11 +13,7 @@ use futures_util::FutureExt;
 
 use crate::cache::LocalCache;
 use crate::error::LoadError;
-use crate::flight::{Failure, SingleFlight};
-
-/// Loads in progress, keyed by the key and the loader's error type, so
-/// calls with different error types never share.
-pub(crate) type Flights<K, V> = Arc<SingleFlight<(K, TypeId), V>>;
+use crate::flight::Failure;
 
 impl<K, V> LocalCache<K, V>
 where

@@ -9,12 +9,12 @@ use parking_lot::RwLock;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::config::CacheConfig;
+use crate::config::{BloomSettings, CacheConfig, CacheSettings};
 use crate::error::CacheError;
 use crate::protect::bloom::BloomFilter;
 #[cfg(feature = "redis")]
 use crate::remote::{bus::InvalidationBus, redis::RedisCache};
-use crate::tiered::{CacheKey, CacheSettings, CacheValue, TieredCache, TieredStats};
+use crate::tiered::{CacheKey, CacheValue, TieredCache, TieredStats};
 
 /// The named caches of a service, built from [`CacheConfig`]: typed
 /// handles with [`CacheManager::cache`], and the string-keyed API of the
@@ -320,7 +320,7 @@ impl CacheManager {
     }
 
     /// The Bloom filter of cache `name`, made for `settings` if it has none.
-    fn bloom(&self, name: &str, settings: crate::tiered::BloomSettings) -> Arc<BloomFilter> {
+    fn bloom(&self, name: &str, settings: BloomSettings) -> Arc<BloomFilter> {
         let mut blooms = self.inner.blooms.lock();
         let bloom = blooms.entry(name.to_owned()).or_insert_with(|| {
             Arc::new(BloomFilter::new(

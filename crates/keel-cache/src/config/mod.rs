@@ -8,7 +8,9 @@ use serde::{Deserialize, Deserializer};
 
 use crate::cache::{CacheBuilder, LocalCache};
 use crate::policy::CachePolicy;
-use crate::tiered::{BloomSettings, CacheSettings, LockSettings};
+mod settings;
+
+pub use settings::{BloomSettings, CacheSettings, LockSettings};
 
 /// The `[cache]` section: defaults for every named cache, the optional
 /// Redis tier, and the named caches.

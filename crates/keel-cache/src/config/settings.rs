@@ -57,7 +57,7 @@ impl Default for CacheSettings {
     /// What `[cache]` gives a cache with no section of its own when the
     /// section is left at its defaults.
     fn default() -> Self {
-        crate::CacheConfig::default().default_settings()
+        super::CacheConfig::default().default_settings()
     }
 }
 
