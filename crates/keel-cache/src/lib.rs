@@ -140,7 +140,7 @@ pub use cache::{CacheBuilder, FifoCache, LfuCache, LocalCache, LruCache, Snapsho
 pub use clock::{Clock, ManualClock, TICK};
 pub use codec::{CODEC_VERSION, DecodeError, Envelope, Schema};
 pub use config::{
-    BloomSettings, CacheConfig, CacheSettings, LockSettings, NamedCacheConfig, RedisConfig,
+    BloomSettings, CacheConfig, CacheOptions, CacheSettings, LockSettings, RedisConfig,
 };
 pub use entry::{CacheEntry, RemovalCause};
 pub use error::{CacheError, LoadError, ParsePolicyError};

@@ -291,10 +291,10 @@ impl CacheManager {
     ///
     /// ```
     /// # fn main() -> Result<(), keel_cache::CacheError> {
-    /// use keel_cache::{BloomSettings, CacheConfig, CacheManager, NamedCacheConfig};
+    /// use keel_cache::{BloomSettings, CacheConfig, CacheManager, CacheOptions};
     ///
     /// let mut config = CacheConfig::default();
-    /// let mut users = NamedCacheConfig::default();
+    /// let mut users = CacheOptions::default();
     /// users.bloom = Some(BloomSettings::default());
     /// config.caches.insert("users".into(), users);
     /// let manager = CacheManager::new(config)?;

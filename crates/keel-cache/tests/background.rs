@@ -59,7 +59,7 @@ async fn the_clock_and_the_sweeper_run_only_while_a_cache_exists() {
     assert!(eventually(Duration::from_secs(5), || local.is_empty()));
 
     let mut config = CacheConfig::default();
-    config.sweep_interval = Duration::from_millis(20);
+    config.defaults.sweep_interval = Some(Duration::from_millis(20));
     let manager = CacheManager::new(config).unwrap();
     let tiered: TieredCache<String, u64> = manager.cache_or_default("quiet").unwrap();
     tiered.insert("a".into(), 1).await;
@@ -88,7 +88,7 @@ async fn the_clock_and_the_sweeper_run_only_while_a_cache_exists() {
 #[test]
 fn a_sweep_interval_below_ten_milliseconds_is_refused() {
     let mut config = CacheConfig::default();
-    config.sweep_interval = Duration::from_millis(5);
+    config.defaults.sweep_interval = Some(Duration::from_millis(5));
     let problems = config.validate().unwrap_err();
     assert_eq!(
         problems,

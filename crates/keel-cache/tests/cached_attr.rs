@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use keel_cache::{CacheConfig, CacheManager, NamedCacheConfig};
+use keel_cache::{CacheConfig, CacheManager, CacheOptions};
 use keel_macros::cached;
 
 static CALLS: AtomicUsize = AtomicUsize::new(0);
@@ -38,8 +38,8 @@ fn install_manager() {
     let mut config = CacheConfig::default();
     config
         .caches
-        .insert("api_cache".into(), NamedCacheConfig::default());
-    let mut users = NamedCacheConfig::default();
+        .insert("api_cache".into(), CacheOptions::default());
+    let mut users = CacheOptions::default();
     users.negative_ttl = Some(Duration::from_secs(60));
     config.caches.insert("users".into(), users);
     let _ = keel_cache::set_default_manager(CacheManager::new(config).expect("valid config"));

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use keel_cache::{BloomSettings, CacheConfig, CacheManager, NamedCacheConfig};
+use keel_cache::{BloomSettings, CacheConfig, CacheManager, CacheOptions};
 use keel_macros::cached;
 
 static RUNS: AtomicUsize = AtomicUsize::new(0);
@@ -24,7 +24,7 @@ async fn user_name(id: u64) -> String {
 #[tokio::test]
 async fn marked_keys_run_the_body_and_unseen_ones_are_absent() {
     let mut config = CacheConfig::default();
-    let mut users = NamedCacheConfig::default();
+    let mut users = CacheOptions::default();
     users.bloom = Some(BloomSettings::default());
     config.caches.insert("users".into(), users);
     let manager = CacheManager::new(config).unwrap();

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use keel_cache::{CacheConfig, CacheManager, NamedCacheConfig, RedisConfig};
+use keel_cache::{CacheConfig, CacheManager, CacheOptions, RedisConfig};
 use keel_macros::cached;
 
 static CALLS: AtomicUsize = AtomicUsize::new(0);
@@ -22,9 +22,7 @@ async fn cached_results_are_shared_through_redis() {
     };
     let mut config = CacheConfig::default();
     config.redis = Some(RedisConfig::new(redis.url()).key_prefix(redis.prefix()));
-    config
-        .caches
-        .insert("api".into(), NamedCacheConfig::default());
+    config.caches.insert("api".into(), CacheOptions::default());
     let manager = CacheManager::new(config).unwrap();
     assert!(keel_cache::set_default_manager(manager).is_ok());
 

@@ -68,13 +68,13 @@ fn another_schema_or_version_reads_the_bytes_as_a_miss() {
 
 #[cfg(feature = "redis")]
 mod on_redis {
-    use keel_cache::{CacheConfig, CacheManager, NamedCacheConfig, RedisConfig, TieredCache};
+    use keel_cache::{CacheConfig, CacheManager, CacheOptions, RedisConfig, TieredCache};
 
     use super::*;
 
-    fn manager(redis: &keel_test_support::TestRedis, named: NamedCacheConfig) -> CacheManager {
+    fn manager(redis: &keel_test_support::TestRedis, named: CacheOptions) -> CacheManager {
         let mut config = CacheConfig::default();
-        config.ttl = None;
+        config.defaults.ttl = None;
         config.redis = Some(RedisConfig::new(redis.url()).key_prefix(redis.prefix()));
         config.caches.insert(PROFILES.into(), named);
         CacheManager::new(config).unwrap()
@@ -85,7 +85,7 @@ mod on_redis {
         let Some(redis) = keel_test_support::redis().await else {
             return;
         };
-        let v1 = manager(&redis, NamedCacheConfig::default());
+        let v1 = manager(&redis, CacheOptions::default());
         let profiles: TieredCache<String, Profile> = v1.cache(PROFILES).unwrap();
         profiles.insert("ada".into(), ada()).await;
         let mut conn = redis.connection().await.unwrap();
@@ -97,14 +97,14 @@ mod on_redis {
         assert_eq!(stored, fixture("value"), "the bytes format 2 pins");
 
         // Another instance of the same build reads them back from Redis.
-        let other = manager(&redis, NamedCacheConfig::default());
+        let other = manager(&redis, CacheOptions::default());
         let read: TieredCache<String, Profile> = other.cache(PROFILES).unwrap();
         assert_eq!(read.get(&"ada".to_owned()).await, Some(ada()));
         assert_eq!(read.stats().l2_hits, 1);
 
         // A deploy whose value type changed raises the version: the old
         // entry is a miss (counted as corrupt), and the loader runs.
-        let mut named = NamedCacheConfig::default();
+        let mut named = CacheOptions::default();
         named.schema_version = Some(2);
         let v2 = manager(&redis, named);
         let upgraded: TieredCache<String, Profile> = v2.cache(PROFILES).unwrap();
@@ -117,7 +117,7 @@ mod on_redis {
         assert_eq!(loaded.id, 301);
         // The new version's value replaced the old one in Redis.
         let reread: TieredCache<String, Profile> = manager(&redis, {
-            let mut named = NamedCacheConfig::default();
+            let mut named = CacheOptions::default();
             named.schema_version = Some(2);
             named
         })

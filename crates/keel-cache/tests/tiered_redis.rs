@@ -6,17 +6,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use keel_cache::{
-    CacheConfig, CacheManager, CacheSettings, Clock, LockSettings, NamedCacheConfig, RedisCache,
+    CacheConfig, CacheManager, CacheOptions, CacheSettings, Clock, LockSettings, RedisCache,
     RedisConfig, TieredCache,
 };
 
 fn config(url: &str, prefix: &str) -> CacheConfig {
     let mut config = CacheConfig::default();
-    config.ttl = Some(Duration::from_secs(300));
+    config.defaults.ttl = Some(Duration::from_secs(300));
     config.redis = Some(RedisConfig::new(url).key_prefix(prefix));
     config
         .caches
-        .insert("users".into(), NamedCacheConfig::default());
+        .insert("users".into(), CacheOptions::default());
     config
 }
 
@@ -235,7 +235,7 @@ async fn with_the_lock_one_instance_loads_for_the_cluster() {
         return;
     };
     let mut config = config(redis.url(), redis.prefix());
-    config.lock = Some(LockSettings::default());
+    config.defaults.lock = Some(LockSettings::default());
     let (a, b) = two_instances(config).await;
     let calls = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
@@ -409,7 +409,7 @@ async fn the_manager_names_unknown_caches_and_type_mismatches() {
     let mut config = CacheConfig::default();
     config
         .caches
-        .insert("users".into(), NamedCacheConfig::default());
+        .insert("users".into(), CacheOptions::default());
     let manager = CacheManager::new(config).unwrap();
     manager.cache::<u64, String>("users").unwrap();
     let err = manager

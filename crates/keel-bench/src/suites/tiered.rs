@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use futures_util::StreamExt as _;
 use keel_cache::{
-    CacheConfig, CacheManager, Invalidation, InvalidationHandler, LockSettings, NamedCacheConfig,
+    CacheConfig, CacheManager, CacheOptions, Invalidation, InvalidationHandler, LockSettings,
     RedisConfig, TieredCache,
 };
 
@@ -45,12 +45,12 @@ fn redis_url() -> String {
 
 fn config(url: &str, prefix: &str, local_capacity: u64) -> CacheConfig {
     let mut config = CacheConfig::default();
-    config.ttl = Some(Duration::from_secs(600));
-    config.capacity = local_capacity;
+    config.defaults.ttl = Some(Duration::from_secs(600));
+    config.defaults.capacity = Some(local_capacity);
     config.redis = Some(RedisConfig::new(url).key_prefix(prefix).pool_size(POOL));
     config
         .caches
-        .insert("bench".into(), NamedCacheConfig::default());
+        .insert("bench".into(), CacheOptions::default());
     config
 }
 
@@ -405,7 +405,7 @@ async fn stampede(ctx: &mut Ctx, url: &str, prefix: &str) -> anyhow::Result<()> 
     let callers = 1_000;
     for (name, lock) in [("keel", true), ("keel-nolock", false)] {
         let mut cfg = config(url, &format!("{prefix}-{name}"), 10_000);
-        cfg.lock = lock.then(LockSettings::default);
+        cfg.defaults.lock = lock.then(LockSettings::default);
         let a = CacheManager::new(cfg.clone())?;
         let b = CacheManager::new(cfg)?;
         let loads = Arc::new(AtomicUsize::new(0));

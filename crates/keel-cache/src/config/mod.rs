@@ -4,16 +4,19 @@ use std::collections::BTreeMap;
 use std::hash::Hash;
 use std::time::Duration;
 
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use crate::cache::{CacheBuilder, LocalCache};
 use crate::policy::CachePolicy;
+
 mod settings;
 
 pub use settings::{BloomSettings, CacheSettings, LockSettings};
 
-/// The `[cache]` section: defaults for every named cache, the optional
-/// Redis tier, and the named caches.
+/// The `[cache]` section: options for every cache, the optional Redis
+/// tier, and the named caches, each with options of its own.
 ///
 /// ```toml
 /// [cache]
@@ -39,7 +42,7 @@ pub use settings::{BloomSettings, CacheSettings, LockSettings};
 /// failure_threshold = 3   # failures in a row that make the tier bypassed
 /// probe_interval = "500ms"
 ///
-/// [cache.caches.users]    # a named cache: any field above, overriding
+/// [cache.caches.users]    # a named cache: any option above, overriding
 /// capacity = 50000
 /// ttl = "10m"
 /// bloom = { expected_items = 1000000, false_positive_rate = 0.01 }
@@ -47,113 +50,102 @@ pub use settings::{BloomSettings, CacheSettings, LockSettings};
 /// schema_version = 1      # raise when the value type changes
 /// ```
 ///
-/// A cache named `default` always exists (it backs the string-keyed API
-/// and `#[cached]` without a `cache = ...`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// `[cache]` and each `[cache.caches.<name>]` are the same type,
+/// [`CacheOptions`]: a cache's [`CacheSettings`] are the built-in defaults,
+/// overridden by what `[cache]` sets, overridden by what its own section
+/// sets ([`CacheConfig::settings`]). A cache named `default` always exists
+/// (it backs the string-keyed API and `#[cached]` without a `cache = ...`).
+#[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct CacheConfig {
-    /// Eviction policy.
-    pub policy: CachePolicy,
-    /// Capacity in entries.
-    pub capacity: u64,
-    /// Default time-to-live (`None`: entries do not expire by age).
-    #[serde(with = "humantime_serde")]
-    pub ttl: Option<Duration>,
-    /// Freshness of local copies in a tiered cache (`None`: `ttl`).
-    #[serde(with = "humantime_serde")]
-    pub local_ttl: Option<Duration>,
-    /// Time-to-idle (`None`: reads do not matter for expiry).
-    #[serde(with = "humantime_serde")]
-    pub tti: Option<Duration>,
-    /// Random share (0 to 1) by which each time-to-live is shortened.
-    #[serde(deserialize_with = "fraction")]
-    pub ttl_jitter: f64,
-    /// How long "not found" is cached (`None`: not cached).
-    #[serde(with = "humantime_serde")]
-    pub negative_ttl: Option<Duration>,
-    /// Refresh-ahead age (`None`: off).
-    #[serde(with = "humantime_serde")]
-    pub refresh_after: Option<Duration>,
-    /// Stale-if-error window (`None`: off).
-    #[serde(with = "humantime_serde")]
-    pub max_stale: Option<Duration>,
-    /// How often a background thread reclaims the expired entries of every
-    /// cache (writes reclaim their shard's anyway; this is for caches that
-    /// go quiet). At least 10ms. Default 1s.
-    #[serde(with = "humantime_serde")]
-    pub sweep_interval: Duration,
-    /// The distributed load lock (`None`: off).
-    pub lock: Option<LockSettings>,
+    /// The options `[cache]` sets for every cache.
+    pub defaults: CacheOptions,
     /// The Redis tier (`None`: local caches only).
     pub redis: Option<RedisConfig>,
-    /// Named caches, each overriding the defaults above.
-    pub caches: BTreeMap<String, NamedCacheConfig>,
+    /// Named caches, each overriding the defaults.
+    pub caches: BTreeMap<String, CacheOptions>,
 }
 
-impl Default for CacheConfig {
-    fn default() -> Self {
-        Self {
-            policy: CachePolicy::default(),
-            capacity: 10_000,
-            ttl: None,
-            local_ttl: None,
-            tti: None,
-            ttl_jitter: 0.0,
-            negative_ttl: None,
-            refresh_after: None,
-            max_stale: None,
-            sweep_interval: Duration::from_secs(1),
-            lock: None,
-            redis: None,
-            caches: BTreeMap::new(),
-        }
-    }
-}
-
-/// `[cache.caches.<name>]`: a named cache; unset fields take the `[cache]`
-/// defaults.
+/// The options of a cache as one layer of the configuration sets them:
+/// `[cache]` for every cache, `[cache.caches.<name>]` for one. A field
+/// left out takes the value of the layer below (see [`CacheConfig`]); the
+/// meaning of each is on [`CacheSettings`].
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
-pub struct NamedCacheConfig {
-    /// Eviction policy.
+pub struct CacheOptions {
+    /// Eviction policy of the local tier (default S3-FIFO).
     pub policy: Option<CachePolicy>,
-    /// Capacity in entries.
+    /// Capacity of the local tier, in entries (default 10,000).
     pub capacity: Option<u64>,
-    /// Freshness.
+    /// Freshness (default: none, entries do not expire by age).
     #[serde(with = "humantime_serde")]
     pub ttl: Option<Duration>,
-    /// Freshness of local copies.
+    /// Freshness of local copies in a tiered cache (default `ttl`).
     #[serde(with = "humantime_serde")]
     pub local_ttl: Option<Duration>,
-    /// Time-to-idle of local copies.
+    /// Time-to-idle of local copies (default: none).
     #[serde(with = "humantime_serde")]
     pub tti: Option<Duration>,
-    /// TTL jitter, 0 to 1.
+    /// Random share (0 to 1) by which each TTL is shortened (default 0).
     #[serde(deserialize_with = "optional_fraction")]
     pub ttl_jitter: Option<f64>,
-    /// Negative caching.
+    /// How long "not found" is cached (default: not cached).
     #[serde(with = "humantime_serde")]
     pub negative_ttl: Option<Duration>,
-    /// Refresh-ahead.
+    /// Refresh-ahead age (default: off).
     #[serde(with = "humantime_serde")]
     pub refresh_after: Option<Duration>,
-    /// Stale-if-error.
+    /// Stale-if-error window (default: off).
     #[serde(with = "humantime_serde")]
     pub max_stale: Option<Duration>,
-    /// Use the Redis tier (default true when `[cache.redis]` is set).
+    /// How often expired entries of a quiet cache are reclaimed in the
+    /// background; at least 10ms (default 1s).
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Option<Duration>,
+    /// Use the Redis tier when `[cache.redis]` is set (default true).
     pub tiered: Option<bool>,
-    /// The distributed load lock.
+    /// The distributed load lock (default: off).
     pub lock: Option<LockSettings>,
-    /// A Bloom filter of existing keys.
+    /// A Bloom filter of existing keys (default: none).
     pub bloom: Option<BloomSettings>,
-    /// The schema name its Redis entries are tagged with (default: the
+    /// The schema name Redis entries are tagged with (default: the
     /// cache's name).
     pub schema: Option<String>,
     /// The schema's version (default 1): raise it when the value type
     /// changes, and entries written before read as misses.
     pub schema_version: Option<u32>,
+}
+
+impl CacheOptions {
+    /// Sets on `settings` what this layer sets.
+    fn apply(&self, s: &mut CacheSettings) {
+        fn set<T: Clone>(to: &mut T, from: &Option<T>) {
+            if let Some(v) = from {
+                to.clone_from(v);
+            }
+        }
+        fn set_some<T: Clone>(to: &mut Option<T>, from: &Option<T>) {
+            if from.is_some() {
+                to.clone_from(from);
+            }
+        }
+        set(&mut s.policy, &self.policy);
+        set(&mut s.capacity, &self.capacity);
+        set_some(&mut s.ttl, &self.ttl);
+        set_some(&mut s.local_ttl, &self.local_ttl);
+        set_some(&mut s.tti, &self.tti);
+        set(&mut s.ttl_jitter, &self.ttl_jitter);
+        set_some(&mut s.negative_ttl, &self.negative_ttl);
+        set_some(&mut s.refresh_after, &self.refresh_after);
+        set_some(&mut s.max_stale, &self.max_stale);
+        set(&mut s.sweep_interval, &self.sweep_interval);
+        set(&mut s.tiered, &self.tiered);
+        set_some(&mut s.lock, &self.lock);
+        set_some(&mut s.bloom, &self.bloom);
+        set_some(&mut s.schema, &self.schema);
+        set(&mut s.schema_version, &self.schema_version);
+    }
 }
 
 /// `[cache.redis]`: where the L2 tier lives.
@@ -224,21 +216,22 @@ impl RedisConfig {
 }
 
 impl CacheConfig {
-    /// A builder set up from this configuration, for further options
-    /// (weigher, listener, clock).
+    /// A builder of a local cache with the settings every cache gets from
+    /// `[cache]`, for further options (weigher, listener, clock).
     pub fn builder<K, V>(&self) -> CacheBuilder<K, V>
     where
         K: Hash + Eq + Clone + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
     {
-        let mut b = LocalCache::builder(self.capacity)
-            .policy(self.policy)
-            .ttl_jitter(self.ttl_jitter)
-            .sweep_every(Some(self.sweep_interval));
-        if let Some(ttl) = self.ttl {
+        let s = self.default_settings();
+        let mut b = LocalCache::builder(s.capacity)
+            .policy(s.policy)
+            .ttl_jitter(s.ttl_jitter)
+            .sweep_every(Some(s.sweep_interval));
+        if let Some(ttl) = s.ttl {
             b = b.time_to_live(ttl);
         }
-        if let Some(tti) = self.tti {
+        if let Some(tti) = s.tti {
             b = b.time_to_idle(tti);
         }
         b
@@ -253,52 +246,41 @@ impl CacheConfig {
         names
     }
 
-    /// The resolved settings of cache `name`: its section over the
-    /// defaults. `None` when no such cache is configured (`default` always
-    /// is).
+    /// The resolved settings of cache `name`: the defaults, `[cache]`,
+    /// then its own section. `None` when no such cache is configured
+    /// (`default` always is).
     pub fn settings(&self, name: &str) -> Option<CacheSettings> {
-        let named = match self.caches.get(name) {
-            Some(named) => named.clone(),
-            None if name == "default" => NamedCacheConfig::default(),
-            None => return None,
-        };
-        Some(self.resolve(&named))
+        match self.caches.get(name) {
+            Some(named) => Some(self.resolve(Some(named))),
+            None if name == "default" => Some(self.default_settings()),
+            None => None,
+        }
     }
 
     /// The settings of a cache with no section of its own.
     pub fn default_settings(&self) -> CacheSettings {
-        self.resolve(&NamedCacheConfig::default())
+        self.resolve(None)
     }
 
-    fn resolve(&self, n: &NamedCacheConfig) -> CacheSettings {
-        CacheSettings {
-            policy: n.policy.unwrap_or(self.policy),
-            capacity: n.capacity.unwrap_or(self.capacity),
-            ttl: n.ttl.or(self.ttl),
-            local_ttl: n.local_ttl.or(self.local_ttl),
-            tti: n.tti.or(self.tti),
-            ttl_jitter: n.ttl_jitter.unwrap_or(self.ttl_jitter),
-            negative_ttl: n.negative_ttl.or(self.negative_ttl),
-            refresh_after: n.refresh_after.or(self.refresh_after),
-            max_stale: n.max_stale.or(self.max_stale),
-            sweep_interval: self.sweep_interval,
-            tiered: n.tiered.unwrap_or(true),
-            lock: n.lock.or(self.lock),
-            bloom: n.bloom,
-            schema: n.schema.clone(),
-            schema_version: n.schema_version.unwrap_or(1),
+    fn resolve(&self, named: Option<&CacheOptions>) -> CacheSettings {
+        let mut settings = CacheSettings::default();
+        self.defaults.apply(&mut settings);
+        if let Some(named) = named {
+            named.apply(&mut settings);
         }
+        settings
     }
 
     /// Checks what the field types cannot, every problem as `(field path,
     /// reason)`: capacities of at least 1, TTLs longer than zero, each
     /// cache's `local_ttl` at most its `ttl` and `refresh_after` below it,
-    /// a usable Redis section.
+    /// a usable Redis section. A problem is reported where the field is
+    /// written: the named section when it sets it, `[cache]` otherwise.
     pub fn validate(&self) -> Result<(), Vec<(String, String)>> {
         let mut problems: Vec<(String, String)> = Vec::new();
-        let mut check = |path: &str, s: &CacheSettings, named: Option<&NamedCacheConfig>| {
-            // Report a field where it is written: the named section when it
-            // sets it, `[cache]` otherwise.
+        let mut check = |path: &str, named: Option<&CacheOptions>| {
+            let s = self.resolve(named);
+            let set_here = |field: fn(&CacheOptions) -> bool| named.is_some_and(field);
             let at = |field: &str, set_here: bool| {
                 if set_here {
                     format!("{path}.{field}")
@@ -306,18 +288,25 @@ impl CacheConfig {
                     format!("cache.{field}")
                 }
             };
-            let n = named.cloned().unwrap_or_default();
             if s.capacity == 0 {
                 problems.push((
-                    at("capacity", n.capacity.is_some()),
+                    at("capacity", set_here(|o| o.capacity.is_some())),
                     "must be at least 1".into(),
                 ));
             }
             for (field, value, set) in [
-                ("ttl", s.ttl, n.ttl.is_some()),
-                ("tti", s.tti, n.tti.is_some()),
-                ("local_ttl", s.local_ttl, n.local_ttl.is_some()),
-                ("negative_ttl", s.negative_ttl, n.negative_ttl.is_some()),
+                ("ttl", s.ttl, set_here(|o| o.ttl.is_some())),
+                ("tti", s.tti, set_here(|o| o.tti.is_some())),
+                (
+                    "local_ttl",
+                    s.local_ttl,
+                    set_here(|o| o.local_ttl.is_some()),
+                ),
+                (
+                    "negative_ttl",
+                    s.negative_ttl,
+                    set_here(|o| o.negative_ttl.is_some()),
+                ),
             ] {
                 if value == Some(Duration::ZERO) {
                     problems.push((
@@ -326,11 +315,17 @@ impl CacheConfig {
                     ));
                 }
             }
+            if s.sweep_interval < MIN_SWEEP_INTERVAL {
+                problems.push((
+                    at("sweep_interval", set_here(|o| o.sweep_interval.is_some())),
+                    "must be at least 10ms".into(),
+                ));
+            }
             if let (Some(local), Some(ttl)) = (s.local_ttl, s.ttl)
                 && local > ttl
             {
                 problems.push((
-                    at("local_ttl", n.local_ttl.is_some()),
+                    at("local_ttl", set_here(|o| o.local_ttl.is_some())),
                     format!(
                         "{} must not exceed ttl {}",
                         humantime::format_duration(local),
@@ -342,7 +337,7 @@ impl CacheConfig {
                 && refresh >= ttl
             {
                 problems.push((
-                    at("refresh_after", n.refresh_after.is_some()),
+                    at("refresh_after", set_here(|o| o.refresh_after.is_some())),
                     format!(
                         "{} must be below ttl {}",
                         humantime::format_duration(refresh),
@@ -354,22 +349,15 @@ impl CacheConfig {
                 .as_deref()
                 .is_some_and(|name| name.trim().is_empty())
             {
-                problems.push((format!("{path}.schema"), "must not be empty".into()));
+                problems.push((
+                    at("schema", set_here(|o| o.schema.is_some())),
+                    "must not be empty".into(),
+                ));
             }
         };
-        check("cache", &self.default_settings(), None);
+        check("cache", None);
         for (name, named) in &self.caches {
-            check(
-                &format!("cache.caches.{name}"),
-                &self.resolve(named),
-                Some(named),
-            );
-        }
-        if self.sweep_interval < Duration::from_millis(10) {
-            problems.push((
-                "cache.sweep_interval".into(),
-                "must be at least 10ms".into(),
-            ));
+            check(&format!("cache.caches.{name}"), Some(named));
         }
         if let Some(redis) = &self.redis {
             if redis.key_prefix.is_empty() {
@@ -413,6 +401,111 @@ impl CacheConfig {
     }
 }
 
+/// The finest `sweep_interval` the sweeper keeps.
+const MIN_SWEEP_INTERVAL: Duration = Duration::from_millis(10);
+
+/// `[cache]` is one table holding [`CacheOptions`] fields next to `redis`
+/// and `caches`. The options are read by `CacheOptions`'s own derived
+/// code, from the table with those two keys taken out on the way, so its
+/// unknown-field check still applies and every error (unknown field or
+/// bad value) still happens while the key is read through the caller's
+/// deserializer, which is what names the field in the error.
+impl<'de> Deserialize<'de> for CacheConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Section;
+        impl<'de> Visitor<'de> for Section {
+            type Value = CacheConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("the [cache] table")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<CacheConfig, A::Error> {
+                let mut routed = Routed {
+                    map,
+                    redis: None,
+                    caches: BTreeMap::new(),
+                };
+                let defaults = CacheOptions::deserialize(MapAccessDeserializer::new(&mut routed))?;
+                Ok(CacheConfig {
+                    defaults,
+                    redis: routed.redis,
+                    caches: routed.caches,
+                })
+            }
+        }
+        deserializer.deserialize_map(Section)
+    }
+}
+
+/// The `[cache]` table as [`CacheOptions`] sees it: `redis` and `caches`
+/// are read into their own fields as they go by.
+struct Routed<A> {
+    map: A,
+    redis: Option<RedisConfig>,
+    caches: BTreeMap<String, CacheOptions>,
+}
+
+/// A key of `[cache]`: one of the two it keeps, or an option's.
+enum Key<T> {
+    Redis,
+    Caches,
+    Option(T),
+}
+
+/// Reads a key, handing it to the options' field seed unless it is
+/// `redis` or `caches` (the seed is kept for the next key then).
+struct RouteKey<'a, S>(&'a mut Option<S>);
+
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for RouteKey<'_, S> {
+    type Value = Key<S::Value>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_identifier(self)
+    }
+}
+
+impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for RouteKey<'_, S> {
+    type Value = Key<S::Value>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a field name")
+    }
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        match key {
+            "redis" => Ok(Key::Redis),
+            "caches" => Ok(Key::Caches),
+            _ => {
+                let seed = self
+                    .0
+                    .take()
+                    .ok_or_else(|| E::custom("a key was read twice"))?;
+                seed.deserialize(IntoDeserializer::<E>::into_deserializer(key))
+                    .map(Key::Option)
+            }
+        }
+    }
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for &mut Routed<A> {
+    type Error = A::Error;
+
+    fn next_key_seed<S: DeserializeSeed<'de>>(
+        &mut self,
+        seed: S,
+    ) -> Result<Option<S::Value>, A::Error> {
+        let mut seed = Some(seed);
+        loop {
+            match self.map.next_key_seed(RouteKey(&mut seed))? {
+                None => return Ok(None),
+                Some(Key::Option(key)) => return Ok(Some(key)),
+                Some(Key::Redis) => self.redis = Some(self.map.next_value()?),
+                Some(Key::Caches) => self.caches = self.map.next_value()?,
+            }
+        }
+    }
+
+    fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, A::Error> {
+        self.map.next_value_seed(seed)
+    }
+}
+
 fn fraction<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     let v = f64::deserialize(d)?;
     if (0.0..=1.0).contains(&v) {
@@ -437,7 +530,7 @@ mod tests {
         let mut config = CacheConfig::default();
         config
             .caches
-            .insert("users".into(), NamedCacheConfig::default());
+            .insert("users".into(), CacheOptions::default());
         let users = config.settings("users").unwrap();
         assert_eq!((users.schema, users.schema_version), (None, 1));
 

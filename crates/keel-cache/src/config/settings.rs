@@ -7,8 +7,9 @@ use serde::{Deserialize, Deserializer};
 use crate::policy::CachePolicy;
 
 /// The resolved settings of one cache: its local tier and its protections.
-/// [`CacheConfig::settings`](crate::CacheConfig::settings) resolves them from
-/// the `[cache]` defaults and a `[cache.caches.<name>]` section.
+/// [`CacheConfig::settings`](crate::CacheConfig::settings) resolves them:
+/// these defaults, then what `[cache]` sets, then what the cache's
+/// `[cache.caches.<name>]` section sets (both [`CacheOptions`](crate::CacheOptions)).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct CacheSettings {
@@ -54,10 +55,27 @@ pub struct CacheSettings {
 }
 
 impl Default for CacheSettings {
-    /// What `[cache]` gives a cache with no section of its own when the
-    /// section is left at its defaults.
+    /// The built-in defaults, under every `[cache]` layer: S3-FIFO, 10,000
+    /// entries, no expiry, no protections but one load per key, sweeps
+    /// every second, tiered when Redis is configured, schema version 1.
     fn default() -> Self {
-        super::CacheConfig::default().default_settings()
+        Self {
+            policy: CachePolicy::default(),
+            capacity: 10_000,
+            ttl: None,
+            local_ttl: None,
+            tti: None,
+            ttl_jitter: 0.0,
+            negative_ttl: None,
+            refresh_after: None,
+            max_stale: None,
+            sweep_interval: Duration::from_secs(1),
+            tiered: true,
+            lock: None,
+            bloom: None,
+            schema: None,
+            schema_version: 1,
+        }
     }
 }
 

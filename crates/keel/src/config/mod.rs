@@ -222,7 +222,7 @@ mod tests {
             keel_websocket::SlowClientPolicy::Disconnect
         );
         assert_eq!(config.websocket.auth.unwrap().tokens, ["t"]);
-        assert_eq!(config.cache.capacity, 500);
+        assert_eq!(config.cache.defaults.capacity, Some(500));
         assert_eq!(config.monitoring.sample_rate, 0.5);
         assert_eq!(
             config.monitoring.alerts[0].hold,
@@ -230,6 +230,70 @@ mod tests {
         );
         assert_eq!(config.thread_pool.max_workers, 4);
         assert_eq!(config.task_queue.batch_size, 10);
+    }
+
+    #[test]
+    fn a_named_cache_layers_over_cache_which_layers_over_the_defaults() {
+        let config = KeelConfig::from_toml(
+            r#"
+            [cache]
+            capacity = 500
+            ttl = "5m"
+            negative_ttl = "30s"
+            [cache.redis]
+            url = "redis://127.0.0.1:6390"
+            [cache.caches.users]
+            ttl = "10m"
+            tiered = false
+            [cache.caches.sessions]
+            "#,
+        )
+        .unwrap();
+        let cache = &config.cache;
+        assert_eq!(cache.redis.as_ref().unwrap().url, "redis://127.0.0.1:6390");
+        let minutes = |m: u64| Some(std::time::Duration::from_secs(m * 60));
+        let users = cache.settings("users").unwrap();
+        assert_eq!(
+            (users.capacity, users.ttl, users.tiered),
+            (500, minutes(10), false),
+            "its own ttl and tiered, [cache]'s capacity"
+        );
+        assert_eq!(users.negative_ttl, Some(std::time::Duration::from_secs(30)));
+        let sessions = cache.settings("sessions").unwrap();
+        assert_eq!((sessions.capacity, sessions.ttl), (500, minutes(5)));
+        assert!(sessions.tiered, "the built-in default");
+        assert_eq!(cache.default_settings().schema_version, 1);
+        assert!(cache.settings("nowhere").is_none());
+    }
+
+    #[test]
+    fn cache_errors_name_the_field_at_each_layer() {
+        let err = KeelConfig::from_toml(
+            r#"
+            [cache]
+            capasity = 5
+            ttl = "soon"
+            [cache.redis]
+            pool_size = "four"
+            [cache.caches.users]
+            colour = "blue"
+            ttl_jitter = 3.0
+            "#,
+        )
+        .unwrap_err();
+        let mut paths: Vec<&str> = err.field_errors().iter().map(|e| e.path.as_str()).collect();
+        paths.sort_unstable();
+        assert_eq!(
+            paths,
+            [
+                "cache.caches.users.colour",
+                "cache.caches.users.ttl_jitter",
+                "cache.capasity",
+                "cache.redis.pool_size",
+                "cache.ttl"
+            ],
+            "{err}"
+        );
     }
 
     #[test]
