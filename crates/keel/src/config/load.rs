@@ -18,6 +18,10 @@ use crate::{ConfigError, FieldError};
 
 const ENV_PREFIX: &str = "KEEL_";
 const ENV_SEPARATOR: &str = "__";
+/// The most keys one override may name. Real paths have at most six; a
+/// name of thousands (`KEEL_A__A__...`) would build tables nested deeper
+/// than deserializing, cloning and dropping them can recurse.
+const MAX_OVERRIDE_KEYS: usize = 32;
 
 /// Where an environment override put its value.
 #[derive(Debug)]
@@ -70,13 +74,23 @@ fn apply_env(
             .split(ENV_SEPARATOR)
             .map(str::to_ascii_lowercase)
             .collect();
-        let path = segments.join(".");
+        let mut path = String::new();
+        for segment in segments.iter().take(MAX_OVERRIDE_KEYS) {
+            push_key(&mut path, segment);
+        }
         let env_error = |message: String| FieldError {
             path: path.clone(),
             value: None,
             env_var: Some(var.clone()),
             message,
         };
+        if segments.len() > MAX_OVERRIDE_KEYS {
+            errors.push(env_error(format!(
+                "an override names at most {MAX_OVERRIDE_KEYS} keys, this one {}",
+                segments.len()
+            )));
+            continue;
+        }
         if segments.iter().any(String::is_empty) {
             errors.push(env_error(
                 "an override needs a non-empty name between each `__`".into(),
@@ -193,12 +207,7 @@ fn render_path(segments: &[Segment]) -> String {
     for segment in segments {
         match segment {
             Segment::Seq { index } => out.push_str(&format!("[{index}]")),
-            Segment::Map { key } | Segment::Enum { variant: key } => {
-                if !out.is_empty() {
-                    out.push('.');
-                }
-                out.push_str(key);
-            }
+            Segment::Map { key } | Segment::Enum { variant: key } => push_key(&mut out, key),
             Segment::Unknown => {
                 if !out.is_empty() {
                     out.push('.');
@@ -208,6 +217,24 @@ fn render_path(segments: &[Segment]) -> String {
         }
     }
     out
+}
+
+/// Appends `key` to the dotted path `out` as TOML writes a key: bare when
+/// it can be, quoted otherwise, so that an empty key or one holding a `.`
+/// still names one field.
+fn push_key(out: &mut String, key: &str) {
+    if !out.is_empty() {
+        out.push('.');
+    }
+    let bare = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if bare {
+        out.push_str(key);
+    } else {
+        out.push_str(&Value::String(key.to_owned()).to_string());
+    }
 }
 
 fn render_value(value: &Value) -> String {
@@ -375,7 +402,7 @@ mod tests {
         let shown: Vec<String> = err.field_errors().iter().map(|e| e.to_string()).collect();
         assert_eq!(shown.len(), 3, "{shown:?}");
         assert!(
-            shown[0].starts_with("server..x (from KEEL_SERVER____X)"),
+            shown[0].starts_with("server.\"\".x (from KEEL_SERVER____X)"),
             "{shown:?}"
         );
         assert!(
@@ -400,6 +427,35 @@ mod tests {
                 .message
                 .contains("`server` is not a table")
         );
+    }
+
+    #[test]
+    fn an_empty_or_dotted_key_has_a_path_that_names_it() {
+        let err = load_plain(
+            Some("\"\" = 1\n\"a.b\" = 2\n[server]\n\"\" = 3\n"),
+            env(&[("KEEL_SERVER__X.Y", "1")]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            paths(&err),
+            ["\"\"", "\"a.b\"", "server.\"\"", "server.\"x.y\""],
+            "{err}"
+        );
+        assert_eq!(
+            err.field_errors()[3].env_var.as_deref(),
+            Some("KEEL_SERVER__X.Y")
+        );
+    }
+
+    #[test]
+    fn an_override_nested_thousands_deep_is_an_error_not_a_stack_overflow() {
+        let var = format!("KEEL_SERVER{}", "__A".repeat(20_000));
+        let err = load_plain(None, env(&[(var.as_str(), "1")])).unwrap_err();
+        let e = &err.field_errors()[0];
+        assert_eq!(err.field_errors().len(), 1, "{err}");
+        assert!(e.path.starts_with("server.a.a."), "{e}");
+        assert_eq!(e.env_var.as_deref(), Some(var.as_str()));
+        assert!(e.message.contains("at most 32 keys"), "{e}");
     }
 
     #[test]
