@@ -140,7 +140,8 @@ pub use cache::{CacheBuilder, FifoCache, LfuCache, LocalCache, LruCache, Snapsho
 pub use clock::{Clock, ManualClock, TICK};
 pub use codec::{CODEC_VERSION, DecodeError, Envelope, Schema};
 pub use config::{
-    BloomSettings, CacheConfig, CacheOptions, CacheSettings, LockSettings, RedisConfig,
+    BloomSettings, CacheConfig, CacheOptions, CacheSettings, InvalidField, LockSettings,
+    RedisConfig,
 };
 pub use entry::{CacheEntry, RemovalCause};
 pub use error::{CacheError, LoadError, ParsePolicyError};

@@ -109,7 +109,7 @@ impl CacheManager {
     /// serve from their local tier until it is back.
     pub fn new(config: CacheConfig) -> Result<Self, CacheError> {
         config.validate().map_err(|problems| {
-            let list: Vec<String> = problems.iter().map(|(f, r)| format!("{f}: {r}")).collect();
+            let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
             CacheError::Config(list.join("; "))
         })?;
         #[cfg(feature = "redis")]

@@ -92,9 +92,9 @@ fn a_sweep_interval_below_ten_milliseconds_is_refused() {
     let problems = config.validate().unwrap_err();
     assert_eq!(
         problems,
-        [(
-            "cache.sweep_interval".to_owned(),
-            "must be at least 10ms".to_owned()
+        [keel_cache::InvalidField::new(
+            "cache.sweep_interval",
+            "must be at least 10ms"
         )]
     );
 }

@@ -2,16 +2,6 @@
 
 use thiserror::Error;
 
-/// A config section that cannot be used as written.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("invalid `{field}`: {reason}")]
-pub struct ConfigError {
-    /// The offending field, e.g. `thread_pool.min_workers`.
-    pub field: &'static str,
-    /// What is allowed.
-    pub reason: String,
-}
-
 /// Why the [`Executor`](crate::Executor) did not produce a task's result.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ExecutorError {

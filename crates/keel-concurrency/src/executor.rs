@@ -20,7 +20,8 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, oneshot, watch};
 
-use crate::error::{ConfigError, ExecutorError};
+use crate::InvalidField;
+use crate::error::ExecutorError;
 
 /// The `[thread_pool]` config section.
 ///
@@ -64,27 +65,27 @@ impl Default for ThreadPoolConfig {
 impl ThreadPoolConfig {
     /// Checks the fields against each other: `1 <= max_workers`,
     /// `min_workers <= max_workers`, `1 <= queue_size`.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), InvalidField> {
         if self.max_workers == 0 {
-            return Err(ConfigError {
-                field: "thread_pool.max_workers",
-                reason: "must be at least 1, got 0".to_owned(),
-            });
+            return Err(InvalidField::new(
+                "thread_pool.max_workers",
+                "must be at least 1, got 0",
+            ));
         }
         if self.min_workers > self.max_workers {
-            return Err(ConfigError {
-                field: "thread_pool.min_workers",
-                reason: format!(
+            return Err(InvalidField::new(
+                "thread_pool.min_workers",
+                format!(
                     "must be at most max_workers ({}), got {}",
                     self.max_workers, self.min_workers
                 ),
-            });
+            ));
         }
         if self.queue_size == 0 {
-            return Err(ConfigError {
-                field: "thread_pool.queue_size",
-                reason: "must be at least 1, got 0".to_owned(),
-            });
+            return Err(InvalidField::new(
+                "thread_pool.queue_size",
+                "must be at least 1, got 0",
+            ));
         }
         Ok(())
     }
@@ -149,7 +150,7 @@ pub struct TaskHandle<R> {
 
 impl Executor {
     /// Starts `min_workers` threads; more start on demand.
-    pub fn new(config: ThreadPoolConfig) -> Result<Self, ConfigError> {
+    pub fn new(config: ThreadPoolConfig) -> Result<Self, InvalidField> {
         config.validate()?;
         let (workers_tx, _) = watch::channel(0);
         let shared = Arc::new(Shared {

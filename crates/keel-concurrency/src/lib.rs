@@ -179,7 +179,11 @@ mod metrics;
 mod queue;
 mod scheduler;
 
-pub use error::{ConfigError, ExecutorError, PutError, QueueError};
+// The field error of every room (`keel-core`): what `validate()` and the
+// constructors that check their arguments return.
+pub use keel_core::InvalidField;
+
+pub use error::{ExecutorError, PutError, QueueError};
 pub use executor::{Executor, ExecutorStats, TaskHandle, ThreadPoolConfig};
 #[cfg(feature = "redis")]
 pub use queue::redis::{Delivery, RedisQueueOptions, RedisTaskQueue};

@@ -253,7 +253,7 @@ fn config_reads_from_toml_and_is_validated() {
     assert_eq!(error.field, "circuit_breaker.failure_rate");
     assert_eq!(
         error.to_string(),
-        "invalid `circuit_breaker.failure_rate`: must be above 0 and at most 1"
+        "circuit_breaker.failure_rate: must be above 0 and at most 1"
     );
 }
 

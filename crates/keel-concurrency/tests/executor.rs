@@ -284,6 +284,6 @@ fn config_reads_the_thread_pool_section_and_rejects_bad_values() {
     assert_eq!(inverted.field, "thread_pool.min_workers");
     assert_eq!(
         inverted.to_string(),
-        "invalid `thread_pool.min_workers`: must be at most max_workers (4), got 9"
+        "thread_pool.min_workers: must be at most max_workers (4), got 9"
     );
 }

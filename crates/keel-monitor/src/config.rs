@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use keel_core::InvalidField;
 use serde::{Deserialize, Serialize};
 
 /// The `[monitoring]` section.
@@ -163,11 +164,12 @@ impl AlertRule {
 }
 
 impl MonitoringConfig {
-    /// Checks across fields; each problem is `(field path, reason)`.
-    pub fn validate(&self) -> Result<(), Vec<(String, String)>> {
+    /// Checks across fields; every problem's field path starts with
+    /// `monitoring.`.
+    pub fn validate(&self) -> Result<(), Vec<InvalidField>> {
         let mut problems = Vec::new();
         let mut problem = |field: &str, reason: &str| {
-            problems.push((format!("monitoring.{field}"), reason.to_owned()));
+            problems.push(InvalidField::new(format!("monitoring.{field}"), reason));
         };
         if !(self.sample_rate > 0.0 && self.sample_rate <= 1.0) {
             problem("sample_rate", "must be above 0 and at most 1");
@@ -259,7 +261,7 @@ mod tests {
             .validate()
             .unwrap_err()
             .into_iter()
-            .map(|(f, _)| f)
+            .map(|p| p.field)
             .collect();
         assert_eq!(
             fields,

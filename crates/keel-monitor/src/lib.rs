@@ -134,5 +134,8 @@ pub use report::{Change, ErrorSummary, OperationReport, PerformanceReport, Sugge
 pub use service::DataMonitoringService;
 pub use system::ProcessFigures;
 
+// The field error of every room (`keel-core`), what `validate()` returns.
+pub use keel_core::InvalidField;
+
 /// Re-exported: the facade the rooms record through.
 pub use metrics;

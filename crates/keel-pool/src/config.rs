@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use keel_concurrency::LoadBalancerConfig;
+use keel_core::InvalidField;
 use serde::Deserialize;
 
 /// One pool's settings, with HikariCP's defaults where it has one.
@@ -73,9 +74,8 @@ impl PoolConfig {
         self.min_connections.unwrap_or(self.max_connections)
     }
 
-    /// Every problem of the settings, each as (field path under `path`,
-    /// what is allowed).
-    pub fn problems(&self, path: &str) -> Vec<(String, String)> {
+    /// Every problem of the settings, each field path under `path`.
+    pub fn problems(&self, path: &str) -> Vec<InvalidField> {
         let mut problems = Vec::new();
         let field = |name: &str| {
             if path.is_empty() {
@@ -85,12 +85,15 @@ impl PoolConfig {
             }
         };
         if self.max_connections == 0 {
-            problems.push((field("max_connections"), "must be at least 1".into()));
+            problems.push(InvalidField::new(
+                field("max_connections"),
+                "must be at least 1",
+            ));
         }
         if let Some(min) = self.min_connections
             && min > self.max_connections
         {
-            problems.push((
+            problems.push(InvalidField::new(
                 field("min_connections"),
                 format!(
                     "{min} must not exceed max_connections {}",
@@ -106,17 +109,17 @@ impl PoolConfig {
             ("leak_threshold", self.leak_threshold),
         ] {
             if value == Some(Duration::ZERO) {
-                problems.push((field(name), "must be longer than 0s".into()));
+                problems.push(InvalidField::new(field(name), "must be longer than 0s"));
             }
         }
         problems
     }
 
     /// Checks the settings; the error names the first field that cannot
-    /// be used.
-    pub fn validate(&self) -> Result<(), crate::PoolError> {
+    /// be used (all of them: [`problems`](Self::problems)).
+    pub fn validate(&self) -> Result<(), InvalidField> {
         match self.problems("").into_iter().next() {
-            Some((field, reason)) => Err(crate::PoolError::Config { field, reason }),
+            Some(problem) => Err(problem),
             None => Ok(()),
         }
     }
@@ -154,9 +157,8 @@ pub struct PoolsConfig {
 }
 
 impl PoolsConfig {
-    /// Checks every pool; each problem is (field path, what is allowed),
-    /// the path starting at `pools.`.
-    pub fn validate(&self) -> Result<(), Vec<(String, String)>> {
+    /// Checks every pool; each problem's field path starts at `pools.`.
+    pub fn validate(&self) -> Result<(), Vec<InvalidField>> {
         let mut problems = Vec::new();
         for (name, db) in &self.db {
             problems.extend(db.problems(&format!("pools.db.{name}")));
@@ -252,16 +254,15 @@ impl DbPoolConfig {
         }
     }
 
-    fn problems(&self, path: &str) -> Vec<(String, String)> {
+    fn problems(&self, path: &str) -> Vec<InvalidField> {
         let mut problems = Vec::new();
         if self.url.trim().is_empty() {
-            problems.push((
+            problems.push(InvalidField::new(
                 format!("{path}.url"),
-                "must be set: a SQLite file path, sqlite::memory:, postgres://... or mysql://..."
-                    .into(),
+                "must be set: a SQLite file path, sqlite::memory:, postgres://... or mysql://...",
             ));
         } else if let Err(reason) = crate::db::check_url(&self.url) {
-            problems.push((format!("{path}.url"), reason));
+            problems.push(InvalidField::new(format!("{path}.url"), reason));
         }
         problems.extend(self.settings().problems(path));
         problems
@@ -356,18 +357,18 @@ impl HttpPoolConfig {
             .min(self.max_connections)
     }
 
-    pub(crate) fn problems(&self, path: &str) -> Vec<(String, String)> {
+    pub(crate) fn problems(&self, path: &str) -> Vec<InvalidField> {
         let mut problems = Vec::new();
         for (i, url) in self.base_urls.iter().enumerate() {
             if let Err(reason) = crate::http::check_base_url(url) {
-                problems.push((format!("{path}.base_urls[{i}]"), reason));
+                problems.push(InvalidField::new(format!("{path}.base_urls[{i}]"), reason));
             }
         }
         problems.extend(self.settings().problems(path));
         if self.max_connections_per_host == Some(0) {
-            problems.push((
+            problems.push(InvalidField::new(
                 format!("{path}.max_connections_per_host"),
-                "must be at least 1".into(),
+                "must be at least 1",
             ));
         }
         for (name, value) in [
@@ -375,18 +376,24 @@ impl HttpPoolConfig {
             ("request_timeout", self.request_timeout),
         ] {
             if value.is_zero() {
-                problems.push((format!("{path}.{name}"), "must be longer than 0s".into()));
+                problems.push(InvalidField::new(
+                    format!("{path}.{name}"),
+                    "must be longer than 0s",
+                ));
             }
         }
         if !(0.0..=1.0).contains(&self.retry_budget) {
-            problems.push((
+            problems.push(InvalidField::new(
                 format!("{path}.retry_budget"),
                 format!("{} is not a share between 0 and 1", self.retry_budget),
             ));
         }
         if let Err(e) = self.balance.validate() {
-            let field = e.field.strip_prefix("load_balancer.").unwrap_or(e.field);
-            problems.push((format!("{path}.balance.{field}"), e.reason));
+            let field = e.field.strip_prefix("load_balancer.").unwrap_or(&e.field);
+            problems.push(InvalidField::new(
+                format!("{path}.balance.{field}"),
+                e.reason,
+            ));
         }
         problems
     }
@@ -417,7 +424,7 @@ mod tests {
             leak_threshold: Some(Duration::ZERO),
             ..PoolConfig::default()
         };
-        let fields: Vec<String> = c.problems("p").into_iter().map(|(f, _)| f).collect();
+        let fields: Vec<String> = c.problems("p").into_iter().map(|p| p.field).collect();
         assert_eq!(
             fields,
             [
@@ -426,13 +433,13 @@ mod tests {
                 "p.leak_threshold"
             ]
         );
-        match c.validate() {
-            Err(crate::PoolError::Config { field, reason }) => {
-                assert_eq!(field, "min_connections");
-                assert_eq!(reason, "3 must not exceed max_connections 2");
-            }
-            other => panic!("expected a config error, got {other:?}"),
-        }
+        assert_eq!(
+            c.validate(),
+            Err(InvalidField::new(
+                "min_connections",
+                "3 must not exceed max_connections 2"
+            ))
+        );
     }
 
     #[test]
@@ -456,7 +463,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.db["default"].max_connections, 4);
         let problems = config.validate().unwrap_err();
-        let fields: Vec<&str> = problems.iter().map(|(f, _)| f.as_str()).collect();
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
         assert_eq!(
             fields,
             [

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use keel_core::InvalidField;
 use thiserror::Error;
 
 /// Why a pool could not be built or could not serve a call.
@@ -164,6 +165,18 @@ pub enum TimeoutKind {
     /// one in time (down, restarting or unreachable).
     #[error("the server did not accept a connection in time")]
     Connect,
+}
+
+/// A field that [`PoolConfig::validate`](crate::PoolConfig::validate) or
+/// [`PoolsConfig::validate`](crate::PoolsConfig::validate) rejected, as
+/// [`PoolError::Config`].
+impl From<InvalidField> for PoolError {
+    fn from(problem: InvalidField) -> Self {
+        PoolError::Config {
+            field: problem.field,
+            reason: problem.reason,
+        }
+    }
 }
 
 /// `d` cut to whole milliseconds, so messages read `300ms`, not

@@ -119,10 +119,10 @@ impl HttpConnectionPool {
     /// named by its field).
     pub fn new(name: impl Into<String>, config: HttpPoolConfig) -> Result<Self, PoolError> {
         let name = name.into();
-        if let Some((field, reason)) = config.problems("").into_iter().next() {
+        if let Some(problem) = config.problems("").into_iter().next() {
             return Err(PoolError::Config {
-                field: field.trim_start_matches('.').to_owned(),
-                reason,
+                field: problem.field.trim_start_matches('.').to_owned(),
+                reason: problem.reason,
             });
         }
         let per_host = config.per_host();

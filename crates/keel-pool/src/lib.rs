@@ -122,6 +122,9 @@ pub use http::{HttpConnectionPool, HttpRequest, HttpResponse};
 pub use manager::{ConnectionPoolManager, DEFAULT_POOL};
 pub use stats::{ConnectionStats, ConnectionStatus, PoolKind};
 
+// The field error of every room (`keel-core`), what `validate()` returns.
+pub use keel_core::InvalidField;
+
 pub use reqwest;
 pub use serde_json;
 pub use sqlx;

@@ -29,9 +29,9 @@ impl ConnectionPoolManager {
     /// is returned, named by its field path.
     pub async fn from_config(config: &PoolsConfig) -> Result<Self, PoolError> {
         if let Err(problems) = config.validate()
-            && let Some((field, reason)) = problems.into_iter().next()
+            && let Some(problem) = problems.into_iter().next()
         {
-            return Err(PoolError::Config { field, reason });
+            return Err(problem.into());
         }
         let mut manager = Self::default();
         for (name, section) in &config.http {

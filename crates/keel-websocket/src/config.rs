@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use keel_core::InvalidField;
 use serde::Deserialize;
 
 /// The `[websocket]` section: where the hub listens, heartbeats, the
@@ -203,12 +204,12 @@ impl FanoutConfig {
 }
 
 impl WebSocketConfig {
-    /// Checks the fields against each other and their bounds; each problem
-    /// is `(field path, reason)`, the path starting with `websocket.`.
-    pub fn validate(&self) -> Result<(), Vec<(String, String)>> {
-        let mut problems: Vec<(String, String)> = Vec::new();
+    /// Checks the fields against each other and their bounds; every
+    /// problem's field path starts with `websocket.`.
+    pub fn validate(&self) -> Result<(), Vec<InvalidField>> {
+        let mut problems: Vec<InvalidField> = Vec::new();
         let mut bad = |field: &str, reason: &str| {
-            problems.push((format!("websocket.{field}"), reason.to_owned()));
+            problems.push(InvalidField::new(format!("websocket.{field}"), reason));
         };
         if !self.path.starts_with('/') {
             bad("path", "must start with `/`");
@@ -298,7 +299,7 @@ mod tests {
             .validate()
             .unwrap_err()
             .into_iter()
-            .map(|p| p.0)
+            .map(|p| p.field)
             .collect();
         assert_eq!(
             fields,

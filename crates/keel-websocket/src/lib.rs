@@ -117,4 +117,8 @@ pub use manager::{
     WebSocketStats,
 };
 pub use message::{Frame, MAX_TOPIC_LEN, WebSocketMessage};
+
+// The field error of every room (`keel-core`), what `validate()` returns.
+pub use keel_core::InvalidField;
+
 pub use tokio_tungstenite;

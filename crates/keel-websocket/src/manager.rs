@@ -141,8 +141,8 @@ impl WebSocketManagerBuilder {
         config.validate().map_err(|problems| {
             WebSocketError::Config(
                 problems
-                    .into_iter()
-                    .map(|(field, reason)| format!("{field}: {reason}"))
+                    .iter()
+                    .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join("; "),
             )

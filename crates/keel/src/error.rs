@@ -3,6 +3,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use keel_core::InvalidField;
+
 /// Loading a configuration failed.
 ///
 /// [`ConfigError::Invalid`] carries every problem found in the input, not
@@ -62,6 +64,14 @@ impl FieldError {
             env_var: None,
             message: message.into(),
         }
+    }
+}
+
+/// A room's `validate()` problem as a loader error: the same path and
+/// message, no value or environment variable.
+impl From<InvalidField> for FieldError {
+    fn from(problem: InvalidField) -> Self {
+        Self::new(problem.field, problem.reason)
     }
 }
 

@@ -98,7 +98,7 @@ pub enum KeelError {
     WebSocket(#[source] keel_websocket::WebSocketError),
     /// The executor or the job queue could not be built.
     #[error("cannot start the executor or the job queue")]
-    Concurrency(#[source] keel_concurrency::ConfigError),
+    Concurrency(#[source] keel_core::InvalidField),
     /// The monitoring service could not be built.
     #[error("cannot start monitoring")]
     Monitor(#[source] keel_monitor::MonitorError),

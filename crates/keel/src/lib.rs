@@ -97,6 +97,10 @@ pub use error::{ConfigError, FieldError};
 ))]
 pub use keel::{Job, Keel, KeelError};
 
+// The field error every room's `validate()` reports (`keel-core`);
+// `FieldError` is the loader's, with the value and where it came from.
+pub use keel_core::InvalidField;
+
 #[cfg(feature = "cache")]
 pub use keel_cache as cache;
 #[cfg(feature = "concurrency")]

@@ -8,6 +8,8 @@ use serde::de::value::MapAccessDeserializer;
 use serde::de::{DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
+pub use keel_core::InvalidField;
+
 use crate::cache::{CacheBuilder, LocalCache};
 use crate::policy::CachePolicy;
 
@@ -271,13 +273,13 @@ impl CacheConfig {
         settings
     }
 
-    /// Checks what the field types cannot, every problem as `(field path,
-    /// reason)`: capacities of at least 1, TTLs longer than zero, each
+    /// Checks what the field types cannot, every problem as an
+    /// [`InvalidField`]: capacities of at least 1, TTLs longer than zero, each
     /// cache's `local_ttl` at most its `ttl` and `refresh_after` below it,
     /// a usable Redis section. A problem is reported where the field is
     /// written: the named section when it sets it, `[cache]` otherwise.
-    pub fn validate(&self) -> Result<(), Vec<(String, String)>> {
-        let mut problems: Vec<(String, String)> = Vec::new();
+    pub fn validate(&self) -> Result<(), Vec<InvalidField>> {
+        let mut problems: Vec<InvalidField> = Vec::new();
         let mut check = |path: &str, named: Option<&CacheOptions>| {
             let s = self.resolve(named);
             let set_here = |field: fn(&CacheOptions) -> bool| named.is_some_and(field);
@@ -289,9 +291,9 @@ impl CacheConfig {
                 }
             };
             if s.capacity == 0 {
-                problems.push((
+                problems.push(InvalidField::new(
                     at("capacity", set_here(|o| o.capacity.is_some())),
-                    "must be at least 1".into(),
+                    "must be at least 1",
                 ));
             }
             for (field, value, set) in [
@@ -309,22 +311,22 @@ impl CacheConfig {
                 ),
             ] {
                 if value == Some(Duration::ZERO) {
-                    problems.push((
+                    problems.push(InvalidField::new(
                         at(field, set),
-                        "must be longer than 0s (leave it out for no expiry)".into(),
+                        "must be longer than 0s (leave it out for no expiry)",
                     ));
                 }
             }
             if s.sweep_interval < MIN_SWEEP_INTERVAL {
-                problems.push((
+                problems.push(InvalidField::new(
                     at("sweep_interval", set_here(|o| o.sweep_interval.is_some())),
-                    "must be at least 10ms".into(),
+                    "must be at least 10ms",
                 ));
             }
             if let (Some(local), Some(ttl)) = (s.local_ttl, s.ttl)
                 && local > ttl
             {
-                problems.push((
+                problems.push(InvalidField::new(
                     at("local_ttl", set_here(|o| o.local_ttl.is_some())),
                     format!(
                         "{} must not exceed ttl {}",
@@ -336,7 +338,7 @@ impl CacheConfig {
             if let (Some(refresh), Some(ttl)) = (s.refresh_after, s.ttl)
                 && refresh >= ttl
             {
-                problems.push((
+                problems.push(InvalidField::new(
                     at("refresh_after", set_here(|o| o.refresh_after.is_some())),
                     format!(
                         "{} must be below ttl {}",
@@ -349,9 +351,9 @@ impl CacheConfig {
                 .as_deref()
                 .is_some_and(|name| name.trim().is_empty())
             {
-                problems.push((
+                problems.push(InvalidField::new(
                     at("schema", set_here(|o| o.schema.is_some())),
-                    "must not be empty".into(),
+                    "must not be empty",
                 ));
             }
         };
@@ -361,21 +363,27 @@ impl CacheConfig {
         }
         if let Some(redis) = &self.redis {
             if redis.key_prefix.is_empty() {
-                problems.push(("cache.redis.key_prefix".into(), "must not be empty".into()));
+                problems.push(InvalidField::new(
+                    "cache.redis.key_prefix",
+                    "must not be empty",
+                ));
             }
             if redis.pool_size == 0 {
-                problems.push(("cache.redis.pool_size".into(), "must be at least 1".into()));
+                problems.push(InvalidField::new(
+                    "cache.redis.pool_size",
+                    "must be at least 1",
+                ));
             }
             if redis.failure_threshold == 0 {
-                problems.push((
-                    "cache.redis.failure_threshold".into(),
-                    "must be at least 1".into(),
+                problems.push(InvalidField::new(
+                    "cache.redis.failure_threshold",
+                    "must be at least 1",
                 ));
             }
             if redis.max_pending_keys == 0 {
-                problems.push((
-                    "cache.redis.max_pending_keys".into(),
-                    "must be at least 1".into(),
+                problems.push(InvalidField::new(
+                    "cache.redis.max_pending_keys",
+                    "must be at least 1",
                 ));
             }
             for (field, value) in [
@@ -384,14 +392,14 @@ impl CacheConfig {
                 ("probe_interval", redis.probe_interval),
             ] {
                 if value.is_zero() {
-                    problems.push((
+                    problems.push(InvalidField::new(
                         format!("cache.redis.{field}"),
-                        "must be longer than 0s".into(),
+                        "must be longer than 0s",
                     ));
                 }
             }
         }
-        problems.sort();
+        problems.sort_by(|a, b| (&a.field, &a.reason).cmp(&(&b.field, &b.reason)));
         problems.dedup();
         if problems.is_empty() {
             Ok(())
@@ -541,9 +549,9 @@ mod tests {
         let problems = config.validate().unwrap_err();
         assert_eq!(
             problems,
-            [(
-                "cache.caches.users.schema".to_owned(),
-                "must not be empty".to_owned()
+            [InvalidField::new(
+                "cache.caches.users.schema",
+                "must not be empty"
             )]
         );
     }

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use super::{BalanceStrategy, LoadBalancerConfig};
 use crate::Clock;
-use crate::error::{BalanceError, ConfigError};
+use crate::InvalidField;
+use crate::error::BalanceError;
 use crate::limit::duration_nanos;
 
 /// Weight of the newest latency sample in the moving average.
@@ -95,7 +96,7 @@ impl<T> LoadBalancer<T> {
     pub fn new(
         config: LoadBalancerConfig,
         endpoints: impl IntoIterator<Item = T>,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, InvalidField> {
         endpoints
             .into_iter()
             .fold(Self::builder(config), LoadBalancerBuilder::endpoint)
@@ -363,19 +364,19 @@ impl<T> LoadBalancerBuilder<T> {
     }
 
     /// The balancer, or what is wrong with its config or endpoints.
-    pub fn build(self) -> Result<LoadBalancer<T>, ConfigError> {
+    pub fn build(self) -> Result<LoadBalancer<T>, InvalidField> {
         self.config.validate()?;
         if self.endpoints.is_empty() {
-            return Err(ConfigError {
-                field: "load_balancer.endpoints",
-                reason: "must list at least one endpoint".into(),
-            });
+            return Err(InvalidField::new(
+                "load_balancer.endpoints",
+                "must list at least one endpoint",
+            ));
         }
         if self.endpoints.iter().any(|(_, weight)| *weight == 0) {
-            return Err(ConfigError {
-                field: "load_balancer.weight",
-                reason: "must be at least 1".into(),
-            });
+            return Err(InvalidField::new(
+                "load_balancer.weight",
+                "must be at least 1",
+            ));
         }
         let count = self.endpoints.len();
         let endpoints = self

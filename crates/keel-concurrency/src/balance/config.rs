@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::error::ConfigError;
+use crate::InvalidField;
 
 /// How a [`LoadBalancer`](crate::LoadBalancer) picks and when it ejects.
 ///
@@ -59,18 +59,18 @@ impl Default for LoadBalancerConfig {
 
 impl LoadBalancerConfig {
     /// Checks every field, naming the first one that cannot be used.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), InvalidField> {
         if self.eject_after_failures == 0 {
-            return Err(ConfigError {
-                field: "load_balancer.eject_after_failures",
-                reason: "must be at least 1".into(),
-            });
+            return Err(InvalidField::new(
+                "load_balancer.eject_after_failures",
+                "must be at least 1",
+            ));
         }
         if self.ejection_cooldown.is_zero() {
-            return Err(ConfigError {
-                field: "load_balancer.ejection_cooldown",
-                reason: "must be longer than 0s".into(),
-            });
+            return Err(InvalidField::new(
+                "load_balancer.ejection_cooldown",
+                "must be longer than 0s",
+            ));
         }
         Ok(())
     }

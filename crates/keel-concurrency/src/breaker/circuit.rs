@@ -8,7 +8,8 @@ use std::time::Duration;
 use super::CircuitBreakerConfig;
 use super::window::Window;
 use crate::Clock;
-use crate::error::{BreakerError, CircuitOpen, ConfigError};
+use crate::InvalidField;
+use crate::error::{BreakerError, CircuitOpen};
 use crate::limit::duration_nanos;
 
 /// A circuit breaker shared by every clone.
@@ -99,7 +100,7 @@ pub struct BreakerPermit {
 
 impl CircuitBreaker {
     /// A breaker named `name` (used in events and errors), on the system clock.
-    pub fn new(name: &str, config: CircuitBreakerConfig) -> Result<Self, ConfigError> {
+    pub fn new(name: &str, config: CircuitBreakerConfig) -> Result<Self, InvalidField> {
         Self::with_clock(name, config, Clock::system())
     }
 
@@ -108,7 +109,7 @@ impl CircuitBreaker {
         name: &str,
         config: CircuitBreakerConfig,
         clock: Clock,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, InvalidField> {
         config.validate()?;
         Ok(Self {
             inner: Arc::new(Inner {

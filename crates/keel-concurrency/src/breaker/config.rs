@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::error::ConfigError;
+use crate::InvalidField;
 
 /// When a [`CircuitBreaker`](crate::CircuitBreaker) opens and how it recovers.
 ///
@@ -60,13 +60,8 @@ impl Default for CircuitBreakerConfig {
 
 impl CircuitBreakerConfig {
     /// Checks every field, naming the first one that cannot be used.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let fail = |field, reason: &str| {
-            Err(ConfigError {
-                field,
-                reason: reason.into(),
-            })
-        };
+    pub fn validate(&self) -> Result<(), InvalidField> {
+        let fail = |field: &str, reason: &str| Err(InvalidField::new(field, reason));
         if !(self.failure_rate > 0.0 && self.failure_rate <= 1.0) {
             return fail(
                 "circuit_breaker.failure_rate",

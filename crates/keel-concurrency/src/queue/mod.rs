@@ -27,7 +27,8 @@ use serde::{Deserialize, Deserializer};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::error::{ConfigError, PutError, QueueError};
+use crate::InvalidField;
+use crate::error::{PutError, QueueError};
 
 use backoff::backoff_delay;
 
@@ -82,33 +83,33 @@ impl Default for TaskQueueConfig {
 
 impl TaskQueueConfig {
     /// Checks the fields against each other.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), InvalidField> {
         if self.max_size == 0 {
-            return Err(ConfigError {
-                field: "task_queue.max_size",
-                reason: "must be at least 1, got 0".to_owned(),
-            });
+            return Err(InvalidField::new(
+                "task_queue.max_size",
+                "must be at least 1, got 0",
+            ));
         }
         if self.batch_size == 0 {
-            return Err(ConfigError {
-                field: "task_queue.batch_size",
-                reason: "must be at least 1, got 0".to_owned(),
-            });
+            return Err(InvalidField::new(
+                "task_queue.batch_size",
+                "must be at least 1, got 0",
+            ));
         }
         if self.task_timeout.is_zero() {
-            return Err(ConfigError {
-                field: "task_queue.task_timeout",
-                reason: "must be longer than 0s".to_owned(),
-            });
+            return Err(InvalidField::new(
+                "task_queue.task_timeout",
+                "must be longer than 0s",
+            ));
         }
         if self.backoff_base > self.backoff_max {
-            return Err(ConfigError {
-                field: "task_queue.backoff_base",
-                reason: format!(
+            return Err(InvalidField::new(
+                "task_queue.backoff_base",
+                format!(
                     "must be at most backoff_max ({:?}), got {:?}",
                     self.backoff_max, self.backoff_base
                 ),
-            });
+            ));
         }
         Ok(())
     }
@@ -230,7 +231,7 @@ impl<T> Clone for TaskQueue<T> {
 
 impl<T> TaskQueue<T> {
     /// An empty queue.
-    pub fn new(config: TaskQueueConfig) -> Result<Self, ConfigError> {
+    pub fn new(config: TaskQueueConfig) -> Result<Self, InvalidField> {
         config.validate()?;
         let levels = std::array::from_fn(|_| ArrayQueue::new(config.max_size));
         Ok(Self {

@@ -100,42 +100,26 @@ impl KeelConfig {
         #[cfg(feature = "concurrency")]
         {
             for result in [self.thread_pool.validate(), self.task_queue.validate()] {
-                if let Err(e) = result {
-                    errors.push(FieldError::new(e.field, e.reason));
+                if let Err(problem) = result {
+                    errors.push(problem.into());
                 }
             }
         }
         #[cfg(feature = "cache")]
         if let Err(problems) = self.cache.validate() {
-            errors.extend(
-                problems
-                    .into_iter()
-                    .map(|(field, reason)| FieldError::new(field, reason)),
-            );
+            errors.extend(problems.into_iter().map(FieldError::from));
         }
         #[cfg(feature = "pool")]
         if let Err(problems) = self.pools.validate() {
-            errors.extend(
-                problems
-                    .into_iter()
-                    .map(|(field, reason)| FieldError::new(field, reason)),
-            );
+            errors.extend(problems.into_iter().map(FieldError::from));
         }
         #[cfg(feature = "websocket")]
         if let Err(problems) = self.websocket.validate() {
-            errors.extend(
-                problems
-                    .into_iter()
-                    .map(|(field, reason)| FieldError::new(field, reason)),
-            );
+            errors.extend(problems.into_iter().map(FieldError::from));
         }
         #[cfg(feature = "monitor")]
         if let Err(problems) = self.monitoring.validate() {
-            errors.extend(
-                problems
-                    .into_iter()
-                    .map(|(field, reason)| FieldError::new(field, reason)),
-            );
+            errors.extend(problems.into_iter().map(FieldError::from));
         }
         #[cfg(feature = "pool")]
         let (db, http): (Vec<String>, Vec<String>) = (

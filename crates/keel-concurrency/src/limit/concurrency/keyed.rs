@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
-use crate::error::{ConfigError, LimitError};
+use crate::InvalidField;
+use crate::error::LimitError;
 
 /// At most `limit` units of work in flight per key (client, tenant,
 /// upstream), shared by every clone.
@@ -56,12 +57,12 @@ pub struct KeyedConcurrencyStats {
 
 impl<K: Hash + Eq + Clone> KeyedConcurrencyLimiter<K> {
     /// A limiter allowing `limit` permits at once for each key.
-    pub fn new(limit: usize) -> Result<Self, ConfigError> {
+    pub fn new(limit: usize) -> Result<Self, InvalidField> {
         if limit == 0 || limit > Semaphore::MAX_PERMITS {
-            return Err(ConfigError {
-                field: "concurrency.limit_per_key",
-                reason: format!("must be between 1 and {}", Semaphore::MAX_PERMITS),
-            });
+            return Err(InvalidField::new(
+                "concurrency.limit_per_key",
+                format!("must be between 1 and {}", Semaphore::MAX_PERMITS),
+            ));
         }
         Ok(Self {
             inner: Arc::new(Inner {

@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
-use crate::error::{ConfigError, LimitError};
+use crate::InvalidField;
+use crate::error::LimitError;
 
 /// A limit on how much work runs at once, shared by every clone.
 ///
@@ -58,12 +59,12 @@ pub struct ConcurrencyStats {
 
 impl ConcurrencyLimiter {
     /// A limiter allowing `limit` permits at once (1 ..= 2^61).
-    pub fn new(limit: usize) -> Result<Self, ConfigError> {
+    pub fn new(limit: usize) -> Result<Self, InvalidField> {
         if limit == 0 || limit > Semaphore::MAX_PERMITS {
-            return Err(ConfigError {
-                field: "concurrency.limit",
-                reason: format!("must be between 1 and {}", Semaphore::MAX_PERMITS),
-            });
+            return Err(InvalidField::new(
+                "concurrency.limit",
+                format!("must be between 1 and {}", Semaphore::MAX_PERMITS),
+            ));
         }
         Ok(Self {
             inner: Arc::new(Inner {

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::error::ConfigError;
+use crate::InvalidField;
 use crate::limit::duration_nanos;
 
 /// How many requests a [`RateLimiter`](crate::RateLimiter) allows: a
@@ -20,57 +20,51 @@ pub struct Quota {
 
 impl Quota {
     /// `rate` requests per second, in bursts of up to `rate`.
-    pub fn per_second(rate: u32) -> Result<Self, ConfigError> {
+    pub fn per_second(rate: u32) -> Result<Self, InvalidField> {
         Self::per(rate, Duration::from_secs(1))
     }
 
     /// `rate` requests per minute, in bursts of up to `rate`.
-    pub fn per_minute(rate: u32) -> Result<Self, ConfigError> {
+    pub fn per_minute(rate: u32) -> Result<Self, InvalidField> {
         Self::per(rate, Duration::from_secs(60))
     }
 
     /// `rate` requests per `period`, in bursts of up to `rate`.
-    pub fn per(rate: u32, period: Duration) -> Result<Self, ConfigError> {
+    pub fn per(rate: u32, period: Duration) -> Result<Self, InvalidField> {
         if rate == 0 {
-            return Err(ConfigError {
-                field: "rate_limit.rate",
-                reason: "must be at least 1".into(),
-            });
+            return Err(InvalidField::new("rate_limit.rate", "must be at least 1"));
         }
         Self::with_period(period / rate).and_then(|quota| quota.burst(rate))
     }
 
     /// One request per `interval`, no burst.
-    pub fn with_period(interval: Duration) -> Result<Self, ConfigError> {
+    pub fn with_period(interval: Duration) -> Result<Self, InvalidField> {
         if interval.is_zero() {
-            return Err(ConfigError {
-                field: "rate_limit.period",
-                reason: "must be longer than 0ns per request".into(),
-            });
+            return Err(InvalidField::new(
+                "rate_limit.period",
+                "must be longer than 0ns per request",
+            ));
         }
         Quota { interval, burst: 1 }.checked()
     }
 
     /// Allows up to `burst` requests back to back (at least 1).
-    pub fn burst(self, burst: u32) -> Result<Self, ConfigError> {
+    pub fn burst(self, burst: u32) -> Result<Self, InvalidField> {
         if burst == 0 {
-            return Err(ConfigError {
-                field: "rate_limit.burst",
-                reason: "must be at least 1".into(),
-            });
+            return Err(InvalidField::new("rate_limit.burst", "must be at least 1"));
         }
         Quota { burst, ..self }.checked()
     }
 
     /// A burst window (interval x burst) must fit in the limiter's clock
     /// (2^63 ns, about 292 years).
-    fn checked(self) -> Result<Self, ConfigError> {
+    fn checked(self) -> Result<Self, InvalidField> {
         let window = duration_nanos(self.interval).checked_mul(u64::from(self.burst));
         if window.is_none_or(|nanos| nanos > u64::MAX / 2) {
-            return Err(ConfigError {
-                field: "rate_limit.period",
-                reason: "interval times burst must be under 292 years".into(),
-            });
+            return Err(InvalidField::new(
+                "rate_limit.period",
+                "interval times burst must be under 292 years",
+            ));
         }
         Ok(self)
     }
