@@ -120,41 +120,63 @@ async fn run_async(ctx: &mut Ctx) -> anyhow::Result<()> {
         let raw_keys: Arc<Vec<String>> =
             Arc::new((0..keys).map(|k| format!("{prefix}:bench:{k}")).collect());
         let (mut keel, mut raw) = (Vec::new(), Vec::new());
-        for _ in 0..rounds {
-            keel.push(
-                throughput(IN_FLIGHT, ops, |i| {
-                    let c = c.clone();
-                    async move {
-                        std::hint::black_box(c.get(&(i % keys)).await);
-                    }
-                })
-                .await,
-            );
-            raw.push(
-                throughput(IN_FLIGHT, ops, |i| {
-                    let mut conn = conns[i as usize % POOL].clone();
-                    let raw_keys = Arc::clone(&raw_keys);
-                    async move {
-                        let bytes: Option<Vec<u8>> = redis::cmd("GET")
-                            .arg(&raw_keys[(i % keys) as usize])
-                            .query_async(&mut conn)
-                            .await
-                            .unwrap_or(None);
-                        // The same work a typed read does: decode the envelope.
-                        if let Some(bytes) = bytes {
-                            std::hint::black_box(
-                                keel_cache::Envelope::<String>::decode(
-                                    &bytes,
-                                    keel_cache::Schema::new("bench", 1),
-                                )
-                                .ok(),
-                            );
+        let raw_errors = Arc::new(AtomicU64::new(0));
+        let keel_errors_before = c.stats().remote_errors;
+        for round in 0..rounds {
+            // Which side goes first alternates, so neither always meets a
+            // warmer (or more tired) machine.
+            for side in [round % 2, 1 - round % 2] {
+                if side == 0 {
+                    keel.push(
+                        throughput(IN_FLIGHT, ops, |i| {
+                            let c = c.clone();
+                            async move {
+                                std::hint::black_box(c.get(&uniform(i, keys)).await);
+                            }
+                        })
+                        .await,
+                    );
+                    continue;
+                }
+                raw.push(
+                    throughput(IN_FLIGHT, ops, |i| {
+                        let mut conn = conns[i as usize % POOL].clone();
+                        let raw_keys = Arc::clone(&raw_keys);
+                        let raw_errors = Arc::clone(&raw_errors);
+                        async move {
+                            let found: redis::RedisResult<Option<Vec<u8>>> = redis::cmd("GET")
+                                .arg(&raw_keys[uniform(i, keys) as usize])
+                                .query_async(&mut conn)
+                                .await;
+                            let bytes = found.unwrap_or_else(|_| {
+                                raw_errors.fetch_add(1, Ordering::Relaxed);
+                                None
+                            });
+                            // The same work a typed read does: decode the envelope.
+                            if let Some(bytes) = bytes {
+                                std::hint::black_box(
+                                    keel_cache::Envelope::<String>::decode(
+                                        &bytes,
+                                        keel_cache::Schema::new("bench", 1),
+                                    )
+                                    .ok(),
+                                );
+                            }
                         }
-                    }
-                })
-                .await,
-            );
+                    })
+                    .await,
+                );
+            }
         }
+        let keel_errors = c.stats().remote_errors - keel_errors_before;
+        ctx.report
+            .record("l2-hit", "keel", "errors", keel_errors as f64);
+        ctx.report.record(
+            "l2-hit",
+            "redis",
+            "errors",
+            raw_errors.load(Ordering::Relaxed) as f64,
+        );
         let (k, r) = (median(&mut keel), median(&mut raw));
         ctx.report.record("l2-hit", "keel", "ops_per_s", k);
         ctx.report.record("l2-hit", "redis", "ops_per_s", r);
@@ -173,7 +195,7 @@ async fn run_async(ctx: &mut Ctx) -> anyhow::Result<()> {
         for _ in 0..rounds {
             let started = Instant::now();
             for b in 0..batches {
-                let batch: Vec<u64> = (0..100).map(|i| (b * 100 + i) % keys).collect();
+                let batch: Vec<u64> = (0..100).map(|i| uniform(b * 100 + i, keys)).collect();
                 std::hint::black_box(c.get_many(&batch).await);
             }
             many.push((batches * 100) as f64 / started.elapsed().as_secs_f64());
@@ -182,7 +204,7 @@ async fn run_async(ctx: &mut Ctx) -> anyhow::Result<()> {
             let started = Instant::now();
             for b in 0..batches {
                 let batch: Vec<&str> = (0..100)
-                    .map(|i| raw_keys[((b * 100 + i) % keys) as usize].as_str())
+                    .map(|i| raw_keys[uniform(b * 100 + i, keys) as usize].as_str())
                     .collect();
                 let found: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
                     .arg(&batch)
@@ -205,7 +227,7 @@ async fn run_async(ctx: &mut Ctx) -> anyhow::Result<()> {
             let started = Instant::now();
             for b in 0..batches / 10 {
                 for i in 0..100 {
-                    std::hint::black_box(c.get(&((b * 100 + i) % keys)).await);
+                    std::hint::black_box(c.get(&uniform(b * 100 + i, keys)).await);
                 }
             }
             seq.push((batches / 10 * 100) as f64 / started.elapsed().as_secs_f64());
@@ -316,21 +338,25 @@ async fn invalidation(
 
     // The three measurements alternate so load on the machine hits all.
     let (mut bus_us, mut write_us, mut raw_us) = (Vec::new(), Vec::new(), Vec::new());
+    // Messages that did not arrive within a second, per side.
+    let (mut bus_lost, mut write_lost, mut raw_lost) = (0u64, 0u64, 0u64);
     for i in 0..samples as u64 {
         // keel, the bus alone: publish → the other instance's handler ran.
         let key = format!("bus-{i}");
         let started = Instant::now();
         bus_a.publish_keys("bench", vec![key.clone()]).await?;
-        if let Some(t) = arrival(&arrivals, &key).await {
-            bus_us.push(t.duration_since(started).as_secs_f64() * 1e6);
+        match arrival(&arrivals, &key).await {
+            Some(t) => bus_us.push(t.duration_since(started).as_secs_f64() * 1e6),
+            None => bus_lost += 1,
         }
         // keel, a whole write: L2 SET, then publish → the other instance
         // dropped its copy.
         cb.get(&i).await;
         let started = Instant::now();
         ca.insert(i, "changed".into()).await;
-        if let Some(t) = arrival(&arrivals, &i.to_string()).await {
-            write_us.push(t.duration_since(started).as_secs_f64() * 1e6);
+        match arrival(&arrivals, &i.to_string()).await {
+            Some(t) => write_us.push(t.duration_since(started).as_secs_f64() * 1e6),
+            None => write_lost += 1,
         }
         // raw PUBLISH → subscriber
         let started = Instant::now();
@@ -339,11 +365,24 @@ async fn invalidation(
             .arg(i)
             .query_async(&mut conn)
             .await?;
-        if let Ok(Some(t)) = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
-            raw_us.push(t.duration_since(started).as_secs_f64() * 1e6);
+        match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
+            Ok(Some(t)) => raw_us.push(t.duration_since(started).as_secs_f64() * 1e6),
+            _ => raw_lost += 1,
         }
     }
     listener.abort();
+    for (case, name, lost) in [
+        ("invalidation", "keel", bus_lost),
+        ("invalidation", "redis", raw_lost),
+        ("write-invalidation", "keel", write_lost),
+    ] {
+        ctx.report.record(case, name, "timed_out", lost as f64);
+    }
+    if bus_lost + raw_lost + write_lost > 0 {
+        ctx.report.note(&format!(
+            "invalidations not seen within 1 s: keel {bus_lost}, raw {raw_lost}, keel write {write_lost}"
+        ));
+    }
     for (case, name, mut v) in [
         ("invalidation", "keel", bus_us),
         ("invalidation", "redis", raw_us),
@@ -581,4 +620,13 @@ async fn stall(ctx: &mut Ctx) -> anyhow::Result<()> {
     sleeper.await.ok();
     drop(server);
     Ok(())
+}
+
+/// The `i`-th key of a uniform random sequence over `0..keys` (the same
+/// for every side of a case): splitmix64 of `i`.
+fn uniform(i: u64, keys: u64) -> u64 {
+    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) % keys
 }
