@@ -15,6 +15,10 @@ pub(crate) trait BenchCache: Send + Sync {
     /// reads and writes and applies them in batches), so that what the
     /// next access sees reflects every access before it.
     fn settle(&self) {}
+    /// Entries held now, where the cache can say (TinyUFO cannot).
+    fn len(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl BenchCache for LocalCache<u64, u64> {
@@ -23,6 +27,9 @@ impl BenchCache for LocalCache<u64, u64> {
     }
     fn insert(&self, key: u64, value: u64) {
         LocalCache::insert(self, key, value);
+    }
+    fn len(&self) -> Option<u64> {
+        Some(LocalCache::len(self))
     }
 }
 
@@ -36,6 +43,28 @@ impl BenchCache for moka::sync::Cache<u64, u64> {
     fn settle(&self) {
         self.run_pending_tasks();
     }
+    fn len(&self) -> Option<u64> {
+        Some(self.entry_count())
+    }
+}
+
+/// moka with the hasher Keel's caches use (foldhash's fast one), so its
+/// figure is not its default SipHash's.
+type MokaFoldhash = moka::sync::Cache<u64, u64, foldhash::fast::RandomState>;
+
+impl BenchCache for MokaFoldhash {
+    fn get(&self, key: u64) -> Option<u64> {
+        moka::sync::Cache::get(self, &key)
+    }
+    fn insert(&self, key: u64, value: u64) {
+        moka::sync::Cache::insert(self, key, value);
+    }
+    fn settle(&self) {
+        self.run_pending_tasks();
+    }
+    fn len(&self) -> Option<u64> {
+        Some(self.entry_count())
+    }
 }
 
 impl BenchCache for quick_cache::sync::Cache<u64, u64> {
@@ -44,6 +73,9 @@ impl BenchCache for quick_cache::sync::Cache<u64, u64> {
     }
     fn insert(&self, key: u64, value: u64) {
         quick_cache::sync::Cache::insert(self, key, value);
+    }
+    fn len(&self) -> Option<u64> {
+        Some(quick_cache::sync::Cache::len(self) as u64)
     }
 }
 
@@ -61,6 +93,7 @@ impl BenchCache for tinyufo::TinyUfo<u64, u64> {
 pub(crate) enum Contender {
     Keel(LocalCache<u64, u64>),
     Moka(moka::sync::Cache<u64, u64>),
+    MokaFoldhash(MokaFoldhash),
     QuickCache(quick_cache::sync::Cache<u64, u64>),
     TinyUfo(Box<tinyufo::TinyUfo<u64, u64>>),
 }
@@ -73,6 +106,7 @@ macro_rules! dispatch {
         match $contender {
             $crate::caches::Contender::Keel($c) => $body,
             $crate::caches::Contender::Moka($c) => $body,
+            $crate::caches::Contender::MokaFoldhash($c) => $body,
             $crate::caches::Contender::QuickCache($c) => $body,
             $crate::caches::Contender::TinyUfo(boxed) => {
                 let $c = &**boxed;
@@ -120,6 +154,19 @@ pub(crate) const PEERS: [Spec; 3] = [
         build: |capacity| Contender::TinyUfo(Box::new(tinyufo::TinyUfo::new(capacity, capacity))),
     },
 ];
+
+/// moka built with Keel's hasher, beside its default one, for the `cache`
+/// suite's throughput (the hit-ratio suite keeps the peers' defaults).
+pub(crate) const MOKA_FOLDHASH: Spec = Spec {
+    name: "moka-foldhash",
+    build: |capacity| {
+        Contender::MokaFoldhash(
+            moka::sync::Cache::builder()
+                .max_capacity(capacity as u64)
+                .build_with_hasher(foldhash::fast::RandomState::default()),
+        )
+    },
+};
 
 /// A time-to-live no run outlives: entries carry a deadline, none expires.
 const LONG_TTL: Duration = Duration::from_secs(3600);
@@ -170,7 +217,7 @@ mod tests {
 
     fn all() -> Vec<Spec> {
         KEEL.into_iter()
-            .chain([KEEL_DEFAULT_TTL])
+            .chain([KEEL_DEFAULT_TTL, MOKA_FOLDHASH])
             .chain(PEERS)
             .collect()
     }

@@ -27,7 +27,9 @@ use anyhow::anyhow;
 use foldhash::fast::RandomState;
 
 use crate::Ctx;
-use crate::caches::{BenchCache, Contender, KEEL, KEEL_DEFAULT_TTL, PEERS, Spec, dispatch};
+use crate::caches::{
+    BenchCache, Contender, KEEL, KEEL_DEFAULT_TTL, MOKA_FOLDHASH, PEERS, Spec, dispatch,
+};
 use crate::memory::allocated;
 use crate::workload::{median, scramble, zipf};
 
@@ -109,8 +111,8 @@ pub(crate) fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let specs: Vec<Spec> = KEEL
         .iter()
         .copied()
-        .chain([KEEL_DEFAULT_TTL])
-        .chain(PEERS)
+        .chain([KEEL_DEFAULT_TTL, PEERS[0], MOKA_FOLDHASH])
+        .chain(PEERS[1..].iter().copied())
         .collect();
 
     // Read cases and memory: every key resident.
@@ -161,6 +163,7 @@ pub(crate) fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         None,
         &streams,
     )?;
+    occupancy(ctx, "read", &read_caches, KEYS);
     drop(read_caches);
 
     // Mixed and insert cases: a cache a tenth of the keys, warmed up.
@@ -204,8 +207,25 @@ pub(crate) fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         &streams,
     )?;
 
+    occupancy(ctx, "mixed and insert", &small_caches, SMALL);
     notes(ctx);
     Ok(())
+}
+
+/// Prints how many entries each cache holds after a case's runs against
+/// its capacity, so a cache that keeps fewer (or more) than it was given
+/// shows beside its speed.
+fn occupancy(ctx: &Ctx, what: &str, caches: &[(&'static str, Contender)], capacity: usize) {
+    let mut line = format!("entries held after the {what} cases, of {capacity}:");
+    for (name, contender) in caches {
+        let cache = contender.as_dyn();
+        cache.settle();
+        match cache.len() {
+            Some(n) => line.push_str(&format!(" {name} {n};")),
+            None => line.push_str(&format!(" {name} (cannot say);")),
+        }
+    }
+    ctx.report.note(line.trim_end_matches(';'));
 }
 
 fn record_memory(ctx: &mut Ctx, name: &str, bytes: usize, resident: usize) {
@@ -334,7 +354,7 @@ fn notes(ctx: &Ctx) {
     let cases = ["read-1t", "read-2t", "mixed-1t", "mixed-2t", "insert-2t"];
     let keel: Vec<&str> = KEEL.iter().map(|s| s.name).collect();
     for own in keel.iter().take(1) {
-        for peer in ["quick_cache", "moka"] {
+        for peer in ["quick_cache", "moka", "moka-foldhash"] {
             let mut line = format!("{own} / {peer}, mops:");
             for case in cases {
                 if let (Some(a), Some(b)) = (
