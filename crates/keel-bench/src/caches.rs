@@ -33,7 +33,11 @@ impl BenchCache for LocalCache<u64, u64> {
     }
 }
 
-impl BenchCache for moka::sync::Cache<u64, u64> {
+/// moka with any hasher: its default (SipHash) and Keel's (foldhash).
+impl<S> BenchCache for moka::sync::Cache<u64, u64, S>
+where
+    S: std::hash::BuildHasher + Clone + Send + Sync + 'static,
+{
     fn get(&self, key: u64) -> Option<u64> {
         moka::sync::Cache::get(self, &key)
     }
@@ -51,21 +55,6 @@ impl BenchCache for moka::sync::Cache<u64, u64> {
 /// moka with the hasher Keel's caches use (foldhash's fast one), so its
 /// figure is not its default SipHash's.
 type MokaFoldhash = moka::sync::Cache<u64, u64, foldhash::fast::RandomState>;
-
-impl BenchCache for MokaFoldhash {
-    fn get(&self, key: u64) -> Option<u64> {
-        moka::sync::Cache::get(self, &key)
-    }
-    fn insert(&self, key: u64, value: u64) {
-        moka::sync::Cache::insert(self, key, value);
-    }
-    fn settle(&self) {
-        self.run_pending_tasks();
-    }
-    fn len(&self) -> Option<u64> {
-        Some(self.entry_count())
-    }
-}
 
 impl BenchCache for quick_cache::sync::Cache<u64, u64> {
     fn get(&self, key: u64) -> Option<u64> {

@@ -60,6 +60,8 @@ pub struct CacheBuilder<K, V> {
     shards: Option<usize>,
     /// `None`: the default for the clock.
     sweep: Option<Option<Duration>>,
+    /// The interval of that default on a clock that is not manual.
+    default_sweep: Duration,
 }
 
 impl<K, V> CacheBuilder<K, V>
@@ -79,6 +81,7 @@ where
             clock: None,
             shards: None,
             sweep: None,
+            default_sweep: DEFAULT_SWEEP,
         }
     }
 
@@ -149,11 +152,21 @@ where
 
     /// How often a background thread reclaims this cache's expired entries
     /// (`None`: never), for caches that go quiet: writes reclaim their
-    /// shard's expired entries anyway. Default: every second, or never on a
-    /// [`Clock::manual`] clock, so tests decide when entries are reclaimed.
+    /// shard's expired entries anyway. Default: every second (`[cache]
+    /// sweep_interval` for a builder from `CacheConfig::builder` or a
+    /// tiered cache), or never on a [`Clock::manual`] clock, so tests decide
+    /// when entries are reclaimed.
     /// The eviction listener hears these removals on the sweeper's thread.
     pub fn sweep_every(mut self, every: Option<Duration>) -> Self {
         self.sweep = Some(every);
+        self
+    }
+
+    /// The interval of the default sweep (`[cache] sweep_interval`): used
+    /// unless [`sweep_every`](Self::sweep_every) says otherwise, and never
+    /// on a manual clock.
+    pub(crate) fn default_sweep(mut self, every: Duration) -> Self {
+        self.default_sweep = every;
         self
     }
 
@@ -192,7 +205,7 @@ where
         let clock = self.clock.unwrap_or_default();
         let sweep = self
             .sweep
-            .unwrap_or_else(|| (!clock.is_manual()).then_some(DEFAULT_SWEEP));
+            .unwrap_or_else(|| (!clock.is_manual()).then_some(self.default_sweep));
         let cache = LocalCache {
             inner: Arc::new(Inner {
                 shards,

@@ -98,3 +98,21 @@ fn a_sweep_interval_below_ten_milliseconds_is_refused() {
         )]
     );
 }
+
+#[tokio::test]
+async fn a_quiet_cache_is_swept_at_the_configured_interval() {
+    let mut config = CacheConfig::default();
+    config.defaults.ttl = Some(Duration::from_millis(10));
+    config.defaults.sweep_interval = Some(Duration::from_millis(20));
+    let manager = CacheManager::new(config).unwrap();
+    let quiet: TieredCache<String, u64> = manager.cache_or_default("quiet").unwrap();
+    quiet.insert("a".into(), 1).await;
+    assert_eq!(quiet.local_len(), 1);
+    // Nothing writes to the cache again: only the sweeper reclaims the
+    // expired copy, well before the default interval of one second.
+    assert!(
+        eventually(Duration::from_millis(600), || quiet.local_len() == 0),
+        "{} entries left",
+        quiet.local_len()
+    );
+}

@@ -67,7 +67,9 @@ const REDIS: Node = Node::Table(&[
     ("probe_interval", Field),
     ("max_pending_keys", Field),
 ]);
-const NAMED_CACHE: Node = Node::Table(&[
+/// The options `[cache]` and every `[cache.caches.<name>]` take (one type,
+/// `CacheOptions`).
+const CACHE_OPTIONS: [(&str, Node); 15] = [
     ("policy", Field),
     ("capacity", Field),
     ("ttl", Field),
@@ -77,26 +79,26 @@ const NAMED_CACHE: Node = Node::Table(&[
     ("negative_ttl", Field),
     ("refresh_after", Field),
     ("max_stale", Field),
+    ("sweep_interval", Field),
     ("tiered", Field),
     ("lock", LOCK),
     ("bloom", BLOOM),
     ("schema", Field),
     ("schema_version", Field),
-]);
-const CACHE: Node = Node::Table(&[
-    ("policy", Field),
-    ("capacity", Field),
-    ("ttl", Field),
-    ("local_ttl", Field),
-    ("tti", Field),
-    ("ttl_jitter", Field),
-    ("negative_ttl", Field),
-    ("refresh_after", Field),
-    ("max_stale", Field),
-    ("lock", LOCK),
-    ("redis", REDIS),
-    ("caches", Node::Named(&NAMED_CACHE)),
-]);
+];
+const NAMED_CACHE: Node = Node::Table(&CACHE_OPTIONS);
+/// `[cache]`: the options, then the Redis tier and the named caches.
+const CACHE: Node = Node::Table(&{
+    let mut fields = [("", Field); CACHE_OPTIONS.len() + 2];
+    let mut i = 0;
+    while i < CACHE_OPTIONS.len() {
+        fields[i] = CACHE_OPTIONS[i];
+        i += 1;
+    }
+    fields[i] = ("redis", REDIS);
+    fields[i + 1] = ("caches", Node::Named(&NAMED_CACHE));
+    fields
+});
 const LOGGING: Node = Node::Table(&[
     ("level", Field),
     ("format", Field),

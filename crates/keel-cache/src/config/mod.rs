@@ -229,7 +229,7 @@ impl CacheConfig {
         let mut b = LocalCache::builder(s.capacity)
             .policy(s.policy)
             .ttl_jitter(s.ttl_jitter)
-            .sweep_every(Some(s.sweep_interval));
+            .default_sweep(s.sweep_interval);
         if let Some(ttl) = s.ttl {
             b = b.time_to_live(ttl);
         }

@@ -357,12 +357,10 @@ impl<K: CacheKey, V: CacheValue> TieredBuilder<K, V> {
         let clock = self.clock.unwrap_or_default();
         let mut l1 = LocalCache::builder(s.capacity)
             .policy(s.policy)
-            .clock(clock.clone());
+            .clock(clock.clone())
+            .default_sweep(s.sweep_interval);
         if let Some(tti) = s.tti {
             l1 = l1.time_to_idle(tti);
-        }
-        if !clock.is_manual() {
-            l1 = l1.sweep_every(Some(s.sweep_interval));
         }
         let now = clock.now_nanos();
         let wall_origin_nanos = SystemTime::now()

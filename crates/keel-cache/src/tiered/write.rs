@@ -59,13 +59,10 @@ impl<K: CacheKey, V: CacheValue> TieredCache<K, V> {
         ttl: Option<Duration>,
     ) {
         let ttl = ttl.or(self.inner.settings.ttl);
-        let entries: Vec<_> = entries
+        let entries = entries
             .into_iter()
-            .map(|(key, value)| (key, Some(value), ttl))
-            .collect();
-        if !entries.is_empty() {
-            self.inner.write_many(entries).await;
-        }
+            .map(|(key, value)| (key, Some(value), ttl));
+        self.inner.write_many(entries).await;
     }
 
     /// [`insert`](Self::insert) with a TTL of its own.
@@ -131,7 +128,7 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     /// A write by the application: Redis, the local tier, then the other
     /// instances.
     pub(super) async fn write(&self, key: K, value: Option<V>, ttl: Option<Duration>) {
-        self.write_many(vec![(key, value, ttl)]).await;
+        self.write_many(std::iter::once((key, value, ttl))).await;
     }
 
     /// Writes by the application: one Redis pipeline, the local tier, then
@@ -141,17 +138,18 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
     /// the batch sharing its counter), the order of the two in Redis is not
     /// known, so the local copy is dropped instead of written and the next
     /// read asks Redis. Each TTL is jittered on its own.
-    pub(super) async fn write_many(&self, entries: Vec<(K, Option<V>, Option<Duration>)>) {
-        if let Some(bloom) = &self.bloom {
-            for (key, value, _) in &entries {
-                if value.is_some() {
-                    bloom.insert(key.to_key().as_ref());
-                }
+    pub(super) async fn write_many(
+        &self,
+        entries: impl IntoIterator<Item = (K, Option<V>, Option<Duration>)>,
+    ) {
+        let entries = entries.into_iter().map(|(key, value, ttl)| {
+            if value.is_some()
+                && let Some(bloom) = &self.bloom
+            {
+                bloom.insert(key.to_key().as_ref());
             }
-        }
-        let entries = entries
-            .into_iter()
-            .map(|(key, value, ttl)| (key, value, ttl.map(|t| self.jitter(t))));
+            (key, value, ttl.map(|t| self.jitter(t)))
+        });
         #[cfg(feature = "redis")]
         if let Some(remote) = &self.remote {
             let stale = self.settings.max_stale.unwrap_or_default();
@@ -161,6 +159,9 @@ impl<K: CacheKey, V: CacheValue> Inner<K, V> {
                     (key.to_key().into_owned(), key, value, ttl, before)
                 })
                 .collect();
+            if entries.is_empty() {
+                return;
+            }
             let result = remote
                 .redis
                 .set_many_tagged(
