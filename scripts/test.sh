@@ -112,12 +112,38 @@ ensure_chromium() {
   command -v chromium >/dev/null || die "chromium is missing after installing it"
 }
 
+ensure_cargo_hack() {
+  # `cargo hack` runs clippy and the tests once per feature of a crate.
+  if cargo hack --version >/dev/null 2>&1; then echo "cargo-hack: present"; return; fi
+  echo "cargo-hack: installing"
+  cargo install --locked --quiet cargo-hack
+}
+
+ensure_rust_version() {
+  # The workspace's `rust-version` is checked with that toolchain.
+  if rustup run "$rust_version" rustc --version >/dev/null 2>&1; then
+    echo "rust $rust_version: present"; return
+  fi
+  command -v rustup >/dev/null || die "rust $rust_version is needed to check rust-version; install rustup"
+  echo "rust $rust_version: installing"
+  rustup toolchain install "$rust_version" --profile minimal >/dev/null
+}
+
+rust_version=$(sed -n 's/^rust-version = "\(.*\)"$/\1/p' Cargo.toml)
+[ -n "$rust_version" ] || die "no rust-version in Cargo.toml"
+target_dir="${CARGO_TARGET_DIR:-target}"
+# Crates with features: each is also built and tested with none and with
+# each one alone (the runs above enable them all).
+featured=(-p keel -p keel-cache -p keel-concurrency -p keel-pool -p keel-websocket)
+
 step "services"
 ensure_redis
 ensure_postgres
 ensure_mysql
 ensure_promtool
 ensure_chromium
+ensure_cargo_hack
+ensure_rust_version
 export KEEL_REQUIRE_SERVICES=1
 
 step "cargo fmt --all --check"
@@ -133,9 +159,20 @@ else
   cargo test --workspace --all-features --no-fail-fast --lib --bins --tests
 fi
 
+step "each feature alone: cargo hack clippy + tests (${featured[*]})"
+cargo hack clippy "${featured[@]}" --each-feature --exclude-all-features --all-targets -- -D warnings
+cargo hack nextest run "${featured[@]}" --each-feature --exclude-all-features --no-fail-fast
+
+step "loom model of the cache shard (--cfg keel_loom)"
+RUSTFLAGS="--cfg keel_loom" CARGO_TARGET_DIR="$target_dir/loom" \
+  cargo test -q -p keel-cache --release --test model_concurrent
+
+step "rust-version $rust_version: cargo check"
+CARGO_TARGET_DIR="$target_dir/msrv" cargo "+$rust_version" check -q --workspace --all-features
+
 step "examples (crates/keel/examples, each run to completion)"
 cargo build -q -p keel --all-features --examples
-examples_dir="${CARGO_TARGET_DIR:-target}/debug/examples"
+examples_dir="$target_dir/debug/examples"
 for example in crates/keel/examples/*.rs; do
   name=$(basename "$example" .rs)
   echo "--- $name"
