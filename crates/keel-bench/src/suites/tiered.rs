@@ -8,10 +8,12 @@
 //! defaults), `invalidation` (write on one instance → the other instance
 //! has dropped its copy, p50/p99, vs a raw PUBLISH → subscriber round
 //! trip), `stampede` (loader calls when 1000 callers ask two instances for
-//! one missing key), `stall` (caller latency while a private Redis sleeps
+//! one missing key; the raw client's column is cache-aside behind a
+//! per-process single flight on each of the two instances), `stall` (caller latency while a private Redis sleeps
 //! in `DEBUG SLEEP`, against the configured command timeout, and local hits
 //! per second meanwhile against before it).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -477,16 +479,24 @@ async fn stampede(ctx: &mut Ctx, url: &str, prefix: &str) -> anyhow::Result<()> 
         let c: TieredCache<u64, String> = a.cache("bench")?;
         c.clear().await;
     }
-    // Cache-aside on the raw client, as most code does it: GET, and on a
-    // miss load and SET. Every caller that misses loads.
+    // Cache-aside on the raw client as a careful user writes it: GET, and
+    // on a miss join the process's one load of that key (a single flight
+    // per instance), which loads and SETs. Two instances, each with its own
+    // connection and its own flights, so the floor is one load each.
     let client = redis::Client::open(url)?;
-    let conn = client.get_multiplexed_async_connection().await?;
     let key = format!("{prefix}-raw:stampede");
     let raw_loads = Arc::new(AtomicU64::new(0));
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        let conn = client.get_multiplexed_async_connection().await?;
+        instances.push((conn, Arc::new(SingleFlight::default())));
+    }
     let mut tasks = Vec::new();
-    for _ in 0..callers {
+    for i in 0..callers {
         let raw_loads = Arc::clone(&raw_loads);
+        let (conn, flights) = &instances[i % 2];
         let mut conn = conn.clone();
+        let flights = Arc::clone(flights);
         let key = key.clone();
         tasks.push(tokio::spawn(async move {
             let found: Option<String> = redis::cmd("GET")
@@ -495,16 +505,21 @@ async fn stampede(ctx: &mut Ctx, url: &str, prefix: &str) -> anyhow::Result<()> 
                 .await
                 .ok()?;
             if found.is_none() {
-                raw_loads.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                let _: Option<()> = redis::cmd("SET")
-                    .arg(&key)
-                    .arg("v")
-                    .arg("EX")
-                    .arg(60)
-                    .query_async(&mut conn)
-                    .await
-                    .ok();
+                flights
+                    .run(&key, async {
+                        raw_loads.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        let _: Option<()> = redis::cmd("SET")
+                            .arg(&key)
+                            .arg("v")
+                            .arg("EX")
+                            .arg(60)
+                            .query_async(&mut conn)
+                            .await
+                            .ok();
+                        "v".to_owned()
+                    })
+                    .await;
             }
             Some(())
         }));
@@ -512,7 +527,7 @@ async fn stampede(ctx: &mut Ctx, url: &str, prefix: &str) -> anyhow::Result<()> 
     for t in tasks {
         let _ = t.await;
     }
-    let mut conn = conn.clone();
+    let mut conn = instances[0].0.clone();
     let _: Option<()> = redis::cmd("DEL")
         .arg(&key)
         .query_async(&mut conn)
@@ -525,6 +540,28 @@ async fn stampede(ctx: &mut Ctx, url: &str, prefix: &str) -> anyhow::Result<()> 
         raw_loads.load(Ordering::SeqCst) as f64,
     );
     Ok(())
+}
+
+/// One load per key at a time within a process: callers that miss while
+/// a load of their key runs wait for its value instead of loading again.
+#[derive(Default)]
+struct SingleFlight {
+    flights: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<String>>>>,
+}
+
+impl SingleFlight {
+    async fn run(&self, key: &str, load: impl Future<Output = String>) -> String {
+        let flight = {
+            let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(flights.entry(key.to_owned()).or_default())
+        };
+        let value = flight.get_or_init(|| load).await.clone();
+        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+        if flights.get(key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+            flights.remove(key);
+        }
+        value
+    }
 }
 
 /// `stall`: 64 callers write and read keys the local tier does not hold
