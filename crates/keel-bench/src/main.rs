@@ -101,6 +101,18 @@ const ALL: [Suite; 8] = [
 ];
 
 fn main() -> ExitCode {
+    // The `log` suite measures in a child process: this binary again,
+    // which stops counting allocations before it does anything else.
+    if let Some(spec) = std::env::var_os(suites::LOG_CHILD_ENV) {
+        memory::stop_counting();
+        return match suites::log_child_main(&spec.to_string_lossy()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: log suite: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     // The `websocket` suite runs its clients in a child process: this
     // binary again, with the client spec in the environment.
     if let Ok(spec) = std::env::var(suites::WEBSOCKET_CLIENT_ENV) {

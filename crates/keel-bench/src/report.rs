@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One measurement, in the JSON contract's shape.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Row {
     pub(crate) suite: String,
     pub(crate) case: String,

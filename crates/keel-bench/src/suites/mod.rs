@@ -11,6 +11,7 @@ mod ratelimit;
 mod tiered;
 mod websocket;
 
+pub(crate) use log::{CHILD_ENV as LOG_CHILD_ENV, child_main as log_child_main};
 pub(crate) use websocket::{
     CLIENT_ENV as WEBSOCKET_CLIENT_ENV, client_main as websocket_client_main,
 };
