@@ -76,6 +76,10 @@ pub(crate) enum TraceFormat {
     /// One integer key per line; other lines are skipped (LIRS traces).
     #[value(alias = "lirs")]
     Text,
+    /// ARC traces: each line `start count [ignored...]` is the keys
+    /// `start`, `start + 1`, …, `start + count − 1`; other lines are skipped,
+    /// and a file without one such line is an error.
+    Arc,
 }
 
 /// What every suite gets: the options and where to report.
