@@ -90,6 +90,9 @@ pub(crate) struct Ctx {
     pub(crate) format: TraceFormat,
     pub(crate) capacities: Vec<usize>,
     pub(crate) soak: Option<u64>,
+    /// Whether this process counts allocations (`memory`): false in the
+    /// child processes of `suites::child`.
+    pub(crate) counting: bool,
     pub(crate) report: Report,
 }
 
@@ -105,14 +108,14 @@ const ALL: [Suite; 8] = [
 ];
 
 fn main() -> ExitCode {
-    // The `log` suite measures in a child process: this binary again,
-    // which stops counting allocations before it does anything else.
-    if let Some(spec) = std::env::var_os(suites::LOG_CHILD_ENV) {
+    // Suites that allocate on their hot path measure in a child process:
+    // this binary again, which stops counting allocations first.
+    if let Some(spec) = std::env::var_os(suites::UNCOUNTED_CHILD_ENV) {
         memory::stop_counting();
-        return match suites::log_child_main(&spec.to_string_lossy()) {
+        return match suites::uncounted_child_main(&spec.to_string_lossy()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
-                eprintln!("error: log suite: {error:#}");
+                eprintln!("error: {error:#}");
                 ExitCode::FAILURE
             }
         };
@@ -135,6 +138,7 @@ fn main() -> ExitCode {
         format: cli.format,
         capacities: cli.capacity,
         soak: cli.soak,
+        counting: true,
         report: Report::new(cli.json),
     };
     let suites: Vec<Suite> = match cli.suite {

@@ -7,7 +7,8 @@
 //! be turned off, once and for good, with [`stop_counting`]: after that
 //! every call goes straight to the system allocator behind one relaxed
 //! load. Suites that do not measure memory but allocate on their hot path
-//! (`log`) run in a child process that stops counting first thing.
+//! (`cache`'s timed cases, `log`, `queue`) run in a child process that
+//! stops counting first thing (`suites::child`).
 //!
 //! The only module of the crate with `unsafe` code: a global allocator is
 //! unsafe to implement by definition.

@@ -20,6 +20,9 @@ pub(crate) struct Row {
 #[derive(Debug)]
 pub(crate) struct Report {
     json: bool,
+    /// Notes are printed at once as `{"note": ...}` lines (a child process
+    /// of `suites::child`).
+    notes_as_json: bool,
     suite: String,
     rows: Vec<Row>,
     /// Notes wait here until the table is printed above them.
@@ -30,9 +33,18 @@ impl Report {
     pub(crate) fn new(json: bool) -> Self {
         Self {
             json,
+            notes_as_json: false,
             suite: String::new(),
             rows: Vec::new(),
             notes: std::sync::Mutex::default(),
+        }
+    }
+
+    /// A child process's report: rows and notes as JSON lines.
+    pub(crate) fn child() -> Self {
+        Self {
+            notes_as_json: true,
+            ..Self::new(true)
         }
     }
 
@@ -66,7 +78,11 @@ impl Report {
 
     /// A free-form note under the table (ignored in JSON mode).
     pub(crate) fn note(&self, text: &str) {
-        if !self.json
+        if self.notes_as_json {
+            if let Ok(line) = serde_json::to_string(&serde_json::json!({ "note": text })) {
+                println!("{line}");
+            }
+        } else if !self.json
             && let Ok(mut notes) = self.notes.lock()
         {
             notes.push(text.to_owned());

@@ -2,11 +2,9 @@
 //! tracing-subscriber's JSON format + tracing-appender's `non_blocking`
 //! (crates/keel-bench/README.md).
 //!
-//! The suite runs in a child process (this binary again, with
-//! [`CHILD_ENV`] set) that turns the counting allocator off before
-//! anything else: the peer allocates a `Vec` per line and would pay the
-//! counter's atomic add on every one. The child prints its measurements as
-//! JSON lines, which the parent records as its own.
+//! The suite runs in a child process with the counting allocator off
+//! (`suites::child`): the peer allocates a `Vec` per line and would pay the
+//! counter's atomic add on every one.
 //!
 //! - `json5-rotating`: one thread logs N events (`req_id`, `method`,
 //!   `path`, `status`, `latency_ms` + a message; 1 in 100 WARN, 1 in 1000
@@ -45,7 +43,6 @@
 use std::fs::File;
 use std::io::{self, BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -55,10 +52,7 @@ use keel_log::{ByteSize, LoggingConfig, OverflowPolicy, RotationConfig, Rotation
 use tracing_subscriber::layer::SubscriberExt as _;
 
 use crate::Ctx;
-use crate::report::{Report, Row};
-
-/// Set (to `quick` or `full`) in the child process that measures.
-pub(crate) const CHILD_ENV: &str = "KEEL_BENCH_LOG";
+use crate::report::Report;
 
 /// The buffer the tuned tracing-appender writes through.
 const BUFFER: usize = 64 * 1024;
@@ -179,43 +173,12 @@ struct Found {
     warn_error: u64,
 }
 
-/// Runs the suite in a child process and records what it measured.
+/// Runs the suite (in the child process of `suites::child`).
 pub(crate) fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let plan = Plan::new(ctx.quick);
-    let exe = std::env::current_exe().context("cannot find the bench binary")?;
-    let mut child = Command::new(exe)
-        .env(CHILD_ENV, if ctx.quick { "quick" } else { "full" })
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("cannot start the log process")?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.context("read the log process")?;
-        match serde_json::from_str::<Row>(&line) {
-            Ok(row) => ctx
-                .report
-                .record(&row.case, &row.implementation, &row.metric, row.value),
-            Err(_) => eprintln!("log process: {line}"),
-        }
-    }
-    let status = child.wait().context("wait for the log process")?;
-    anyhow::ensure!(status.success(), "the log process failed ({status})");
+    measure(plan, &mut ctx.report)?;
     notes(ctx, plan);
     Ok(())
-}
-
-/// The child process: measures everything and prints one JSON row per
-/// measurement on stdout. `spec` is [`CHILD_ENV`]'s value.
-pub(crate) fn child_main(spec: &str) -> anyhow::Result<()> {
-    let quick = match spec {
-        "quick" => true,
-        "full" => false,
-        other => anyhow::bail!("{CHILD_ENV}={other:?}: expected \"quick\" or \"full\""),
-    };
-    let mut report = Report::new(true);
-    report.begin("log");
-    measure(Plan::new(quick), &mut report)
 }
 
 fn measure(plan: Plan, report: &mut Report) -> anyhow::Result<()> {

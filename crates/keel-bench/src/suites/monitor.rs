@@ -277,6 +277,7 @@ mod tests {
     #[test]
     fn records_every_case_of_the_contract() {
         let mut ctx = Ctx {
+            counting: false,
             quick: true,
             trace: None,
             format: crate::TraceFormat::Text,

@@ -178,6 +178,7 @@ mod tests {
     #[test]
     fn records_both_cases_for_both_limiters() {
         let mut ctx = Ctx {
+            counting: false,
             quick: true,
             trace: None,
             format: crate::TraceFormat::Text,
