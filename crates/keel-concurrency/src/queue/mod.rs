@@ -4,11 +4,19 @@
 //! queue on Redis Streams.
 //!
 //! Layout: one lock-free bounded ring (`crossbeam_queue::ArrayQueue`) per
-//! priority level, one atomic length that enforces `max_size` across all
-//! levels, and two `event_listener` events (`not_empty`, `not_full`) that
-//! are only touched on the slow path: a waker notifies only while a waiter
-//! has counted itself in. A getter scans the levels from the
-//! highest; within one level order is FIFO.
+//! priority level; the length across all levels, which enforces
+//! `max_size`, kept as two counters on cache lines of their own, tasks
+//! accepted (written by putters) and tasks popped (written by getters), so
+//! a putter and a getter on different cores do not fight over one word
+//! per task (a putter reads `popped` only when the queue looks full); and
+//! two `event_listener` events (`not_empty`, `not_full`) that are only
+//! touched on the slow path: a waker notifies only while a waiter has
+//! counted itself in. A put wakes at most one getter at a time (none while
+//! a woken getter has not run yet), and a woken getter that takes tasks
+//! wakes the next one while tasks remain, so a burst of puts does not
+//! wake every idle getter, each to find the queue already drained. A
+//! getter scans the levels from the highest; within one level order is
+//! FIFO.
 
 mod backoff;
 #[cfg(feature = "redis")]
@@ -237,14 +245,15 @@ impl<T> TaskQueue<T> {
         Ok(Self {
             inner: Arc::new(Inner {
                 levels,
-                len: AtomicUsize::new(0),
+                puts: Padded(Puts::default()),
+                popped: Padded(AtomicUsize::new(0)),
                 closed: AtomicBool::new(false),
                 not_empty: Event::new(),
                 not_full: Event::new(),
-                getters_waiting: AtomicUsize::new(0),
-                putters_waiting: AtomicUsize::new(0),
+                getters_waiting: Padded(AtomicUsize::new(0)),
+                putters_waiting: Padded(AtomicUsize::new(0)),
                 dead: Mutex::new(VecDeque::new()),
-                counters: Counters::default(),
+                counters: Padded(Counters::default()),
                 config,
             }),
         })
@@ -289,8 +298,12 @@ impl<T> TaskQueue<T> {
     /// The next task (highest priority first), waiting while the queue is
     /// empty; `None` once the queue is closed and empty.
     pub async fn get(&self) -> Option<T> {
+        let mut woken = false;
         loop {
             if let Some(task) = self.inner.pop() {
+                if woken {
+                    self.inner.wake_next_getter();
+                }
                 return Some(task);
             }
             if self.is_closed() && self.is_empty() {
@@ -305,6 +318,7 @@ impl<T> TaskQueue<T> {
                 return None;
             }
             listener.await;
+            woken = true;
         }
     }
 
@@ -339,12 +353,17 @@ impl<T> TaskQueue<T> {
                 self.inner.drain_into(&mut batch, max);
                 return batch;
             }
+            self.inner.drain_into(&mut batch, max);
+            if !batch.is_empty() {
+                self.inner.wake_next_getter();
+                return batch;
+            }
         }
     }
 
     /// Tasks queued now.
     pub fn len(&self) -> usize {
-        self.inner.len.load(Ordering::Acquire)
+        self.inner.len()
     }
 
     /// Whether no task is queued now.
@@ -380,7 +399,7 @@ impl<T> TaskQueue<T> {
         let c = &self.inner.counters;
         QueueStats {
             len: self.len(),
-            accepted: c.accepted.load(Ordering::Relaxed),
+            accepted: self.inner.puts.accepted.load(Ordering::Relaxed) as u64,
             rejected: c.rejected.load(Ordering::Relaxed),
             succeeded: c.succeeded.load(Ordering::Relaxed),
             failed_attempts: c.failed_attempts.load(Ordering::Relaxed),
@@ -397,30 +416,39 @@ impl<T> TaskQueue<T> {
         if self.is_closed() {
             return Err((task, QueueError::Closed));
         }
-        let mut len = inner.len.load(Ordering::Relaxed);
+        let puts = &*inner.puts;
+        let max = inner.config.max_size;
+        let mut accepted = puts.accepted.load(Ordering::Relaxed);
         loop {
-            if len >= inner.config.max_size {
-                return Err((task, QueueError::Full));
+            // `popped_seen` lags `popped`, so this can only overstate the
+            // length: the shared `popped` is read only when it looks full.
+            if accepted.wrapping_sub(puts.popped_seen.load(Ordering::Relaxed)) >= max {
+                let popped = inner.popped.load(Ordering::SeqCst);
+                puts.popped_seen.store(popped, Ordering::Relaxed);
+                if accepted.wrapping_sub(popped) >= max {
+                    return Err((task, QueueError::Full));
+                }
             }
-            match inner
-                .len
-                .compare_exchange_weak(len, len + 1, Ordering::SeqCst, Ordering::Relaxed)
-            {
+            match puts.accepted.compare_exchange_weak(
+                accepted,
+                accepted.wrapping_add(1),
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => break,
-                Err(actual) => len = actual,
+                Err(actual) => accepted = actual,
             }
         }
         // Every level holds `max_size` slots and the reservation above keeps
         // the total at or under `max_size`, so this push finds room.
         if let Err(task) = inner.levels[priority.level()].push(task) {
-            inner.len.fetch_sub(1, Ordering::SeqCst);
+            puts.accepted.fetch_sub(1, Ordering::SeqCst);
             return Err((task, QueueError::Full));
         }
-        inner.counters.accepted.fetch_add(1, Ordering::Relaxed);
         // Pairs with the fence in `listen` after a getter counted itself.
         fence(Ordering::SeqCst);
         if inner.getters_waiting.load(Ordering::Relaxed) > 0 {
-            inner.not_empty.notify_additional_relaxed(1);
+            inner.not_empty.notify_relaxed(1);
         }
         Ok(())
     }
@@ -522,22 +550,49 @@ impl<T> fmt::Debug for ProcessHandle<T> {
 
 struct Inner<T> {
     levels: [ArrayQueue<T>; LEVELS],
-    len: AtomicUsize,
+    /// Written by putters only; getters read it for `len`.
+    puts: Padded<Puts>,
+    /// Tasks ever taken; written by getters only. `len` is
+    /// `accepted - popped`: a task is popped only after it was accepted.
+    popped: Padded<AtomicUsize>,
     closed: AtomicBool,
     not_empty: Event,
     not_full: Event,
     /// Getters (and putters) between counting themselves in and leaving
     /// the slow path; wakers skip the event, and its lock, while it is 0.
-    getters_waiting: AtomicUsize,
-    putters_waiting: AtomicUsize,
+    getters_waiting: Padded<AtomicUsize>,
+    putters_waiting: Padded<AtomicUsize>,
     dead: Mutex<VecDeque<DeadLetter<T>>>,
-    counters: Counters,
+    counters: Padded<Counters>,
     config: TaskQueueConfig,
+}
+
+/// Keeps a value on cache lines of its own, so that threads writing it
+/// do not slow down threads reading its neighbours (128 bytes: two lines,
+/// as adjacent-line prefetchers pull pairs).
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// The putters' side of the length.
+#[derive(Default)]
+struct Puts {
+    /// Tasks ever accepted (reserved before they are pushed, the
+    /// reservation undone if the push fails).
+    accepted: AtomicUsize,
+    /// A value `popped` had, no later than now.
+    popped_seen: AtomicUsize,
 }
 
 #[derive(Default)]
 struct Counters {
-    accepted: AtomicU64,
     rejected: AtomicU64,
     succeeded: AtomicU64,
     failed_attempts: AtomicU64,
@@ -549,8 +604,23 @@ struct Counters {
 }
 
 impl<T> Inner<T> {
+    fn len(&self) -> usize {
+        // `popped` first: it never passes `accepted`, and reading it
+        // before `accepted` keeps the difference from going below zero.
+        let popped = self.popped.load(Ordering::SeqCst);
+        self.puts
+            .accepted
+            .load(Ordering::SeqCst)
+            .wrapping_sub(popped)
+    }
+
     fn pop(&self) -> Option<T> {
         for level in &self.levels {
+            // Reading a level's ends is cheaper than a failed `pop` (which
+            // fences), and most levels a getter passes are empty.
+            if level.is_empty() {
+                continue;
+            }
             if let Some(task) = level.pop() {
                 self.taken(1);
                 return Some(task);
@@ -562,6 +632,9 @@ impl<T> Inner<T> {
     fn drain_into(&self, batch: &mut Vec<T>, max: usize) {
         let before = batch.len();
         for level in &self.levels {
+            if level.is_empty() {
+                continue;
+            }
             while batch.len() < max {
                 match level.pop() {
                     Some(task) => batch.push(task),
@@ -576,17 +649,28 @@ impl<T> Inner<T> {
     }
 
     /// Accounts for `n` tasks just popped. A task leaves its ring before
-    /// `len` drops, so a getter of a closed queue can see `len > 0` with
-    /// nothing left to pop and go to sleep; whoever brings `len` to zero
-    /// on a closed queue therefore wakes every getter to see the end.
+    /// `popped` counts it, so a getter of a closed queue can see `len > 0`
+    /// with nothing left to pop and go to sleep; whoever brings `len` to
+    /// zero on a closed queue therefore wakes every getter to see the end.
     fn taken(&self, n: usize) {
-        let before = self.len.fetch_sub(n, Ordering::SeqCst);
+        let popped = self.popped.fetch_add(n, Ordering::SeqCst).wrapping_add(n);
         fence(Ordering::SeqCst);
         if self.putters_waiting.load(Ordering::Relaxed) > 0 {
             self.not_full.notify_additional_relaxed(n);
         }
-        if before == n && self.closed.load(Ordering::SeqCst) {
+        if self.closed.load(Ordering::SeqCst) && self.puts.accepted.load(Ordering::SeqCst) == popped
+        {
             self.not_empty.notify(usize::MAX);
+        }
+    }
+
+    /// A put wakes one getter at a time: it notifies only when no waiting
+    /// getter is notified yet (`notify(1)`, not one more getter per task).
+    /// So a woken getter that took its task wakes the next one while tasks
+    /// remain.
+    fn wake_next_getter(&self) {
+        if self.getters_waiting.load(Ordering::SeqCst) > 0 && self.len() > 0 {
+            self.not_empty.notify(1);
         }
     }
 
@@ -702,5 +786,112 @@ where
                 () = tokio::time::sleep(delay) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{Priority, TaskQueue, TaskQueueConfig};
+
+    const GETTERS: usize = 8;
+
+    fn queue(batch_size: usize) -> TaskQueue<usize> {
+        TaskQueue::new(TaskQueueConfig {
+            batch_size,
+            ..TaskQueueConfig::default()
+        })
+        .unwrap()
+    }
+
+    /// Waits until `n` getters have counted themselves in.
+    async fn until_waiting(queue: &TaskQueue<usize>, n: usize) {
+        while queue
+            .inner
+            .getters_waiting
+            .load(std::sync::atomic::Ordering::SeqCst)
+            < n
+        {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// A burst of puts wakes one getter; each woken getter that takes a task
+    /// wakes the next while tasks remain, so every getter gets one even
+    /// though none of them comes back for more.
+    async fn a_burst_reaches_every_waiting_getter(batches: bool) {
+        // Batches of one, or the first batch would take every task.
+        let queue = queue(1);
+        let getters: Vec<_> = (0..GETTERS)
+            .map(|_| {
+                let queue = queue.clone();
+                tokio::spawn(async move {
+                    if batches {
+                        let mut batch = Vec::new();
+                        while batch.is_empty() {
+                            batch = queue.get_batch(Duration::from_secs(60)).await;
+                        }
+                        batch.len()
+                    } else {
+                        queue.get().await.map_or(0, |_| 1)
+                    }
+                })
+            })
+            .collect();
+        until_waiting(&queue, GETTERS).await;
+        for task in 0..GETTERS {
+            queue.try_put(task, Priority::Normal).unwrap();
+        }
+        let mut taken = 0;
+        for getter in getters {
+            taken += tokio::time::timeout(Duration::from_secs(10), getter)
+                .await
+                .expect("a getter stayed asleep with tasks queued")
+                .unwrap();
+        }
+        assert_eq!(taken, GETTERS);
+        assert!(queue.is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_reaches_every_waiting_get() {
+        a_burst_reaches_every_waiting_getter(false).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_reaches_every_waiting_get_batch() {
+        a_burst_reaches_every_waiting_getter(true).await;
+    }
+
+    #[tokio::test]
+    async fn a_burst_reaches_every_waiting_get_on_one_thread() {
+        a_burst_reaches_every_waiting_getter(false).await;
+    }
+
+    /// A getter that was woken and then cancelled before it took anything
+    /// hands the wake to another getter.
+    #[tokio::test]
+    async fn a_cancelled_woken_getter_passes_the_wake_on() {
+        let queue = queue(1);
+        let first = tokio::spawn({
+            let queue = queue.clone();
+            async move { queue.get().await }
+        });
+        until_waiting(&queue, 1).await;
+        let second = tokio::spawn({
+            let queue = queue.clone();
+            async move { queue.get().await }
+        });
+        until_waiting(&queue, 2).await;
+        // On this one thread nothing runs until the test yields, so the first
+        // getter is notified and aborted before it can take the task.
+        queue.try_put(7, Priority::Normal).unwrap();
+        first.abort();
+        let got = tokio::time::timeout(Duration::from_secs(10), second)
+            .await
+            .expect("the wake of the cancelled getter was lost")
+            .unwrap();
+        assert_eq!(got, Some(7));
     }
 }
