@@ -180,10 +180,15 @@ pub(crate) fn parse_trace(raw: &[u8], format: TraceFormat) -> anyhow::Result<Vec
     }
 }
 
+/// The most keys an ARC trace may expand to (2 GiB of keys in memory): a
+/// corrupt `count` is an error, not an allocation that takes the machine.
+const MAX_ARC_KEYS: u64 = 1 << 28;
+
 /// ARC's format: each line `start count [ignored...]` stands for the keys
 /// `start..start + count`; lines that do not start with two integers (or
 /// whose range passes `u64::MAX`) are skipped, as the text format skips
-/// lines that are not a key.
+/// lines that are not a key. A trace expanding to more than
+/// [`MAX_ARC_KEYS`] keys is an error.
 fn arc_ranges(raw: &[u8]) -> anyhow::Result<Vec<u64>> {
     let mut keys = Vec::new();
     let mut ranges = 0usize;
@@ -196,6 +201,9 @@ fn arc_ranges(raw: &[u8]) -> anyhow::Result<Vec<u64>> {
             let Some(last) = start.checked_add(count - 1) else {
                 continue;
             };
+            if keys.len() as u64 + count > MAX_ARC_KEYS {
+                bail!("line {line:?} takes the trace past {MAX_ARC_KEYS} keys");
+            }
             keys.extend(start..=last);
         }
         ranges += 1;
@@ -456,6 +464,10 @@ mod tests {
             let err = parse_trace(nothing, TraceFormat::Arc).unwrap_err();
             assert!(err.to_string().contains("no `start count` line"), "{err}");
         }
+        // A count past the limit is an error before anything is allocated.
+        let huge = format!("1 {}\n", MAX_ARC_KEYS + 1);
+        let err = parse_trace(huge.as_bytes(), TraceFormat::Arc).unwrap_err();
+        assert!(err.to_string().contains("past"), "{err}");
     }
 
     #[test]

@@ -55,7 +55,8 @@ use crate::workload::{
     looping, read_trace, shifting_hot_set, short_reuse, trace_name, zipf, zipf_with_scans,
 };
 
-/// Zipf workloads draw from this many distinct keys.
+/// Zipf workloads draw from this many distinct keys, and `shift` its cold
+/// keys.
 const KEYS: u64 = 1_000_000;
 /// Zipf exponents.
 const EXPONENTS: [f64; 3] = [0.8, 0.99, 1.2];
