@@ -79,3 +79,28 @@ pub(crate) fn child_main(spec: &str) -> anyhow::Result<()> {
     ctx.report.end();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parent_reads_the_childs_rows_and_notes() {
+        let row = r#"{"suite":"log","case":"c","impl":"keel","metric":"lost","value":0.0}"#;
+        match serde_json::from_str::<Line>(row) {
+            Ok(Line::Row(row)) => {
+                assert_eq!(
+                    (row.case.as_str(), row.implementation.as_str()),
+                    ("c", "keel")
+                );
+            }
+            _ => panic!("a row is read as a row"),
+        }
+        let note = serde_json::json!({ "note": "keel / peer = 1.00" }).to_string();
+        match serde_json::from_str::<Line>(&note) {
+            Ok(Line::Note { note }) => assert_eq!(note, "keel / peer = 1.00"),
+            _ => panic!("a note is read as a note"),
+        }
+        assert!(serde_json::from_str::<Line>("progress text").is_err());
+    }
+}

@@ -667,3 +667,35 @@ fn uniform(i: u64, keys: u64) -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     (z ^ (z >> 31)) % keys
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_single_flight_loads_once_for_concurrent_callers() {
+        let flights = Arc::new(SingleFlight::default());
+        let loads = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let (flights, loads) = (Arc::clone(&flights), Arc::clone(&loads));
+            tasks.push(tokio::spawn(async move {
+                flights
+                    .run("k", async {
+                        loads.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        "v".to_owned()
+                    })
+                    .await
+            }));
+        }
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), "v");
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        assert!(
+            flights.flights.lock().unwrap().is_empty(),
+            "a finished flight is forgotten"
+        );
+    }
+}
