@@ -108,18 +108,6 @@ const ALL: [Suite; 8] = [
 ];
 
 fn main() -> ExitCode {
-    // Suites that allocate on their hot path measure in a child process:
-    // this binary again, which stops counting allocations first.
-    if let Some(spec) = std::env::var_os(suites::UNCOUNTED_CHILD_ENV) {
-        memory::stop_counting();
-        return match suites::uncounted_child_main(&spec.to_string_lossy()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("error: {error:#}");
-                ExitCode::FAILURE
-            }
-        };
-    }
     // The `websocket` suite runs its clients in a child process: this
     // binary again, with the client spec in the environment.
     if let Ok(spec) = std::env::var(suites::WEBSOCKET_CLIENT_ENV) {
@@ -127,6 +115,19 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("error: websocket clients: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    // Timed suites measure in a child process: this binary again, which
+    // stops counting allocations first. (Checked after the websocket
+    // clients' variable, which a child suite's own children inherit.)
+    if let Some(spec) = std::env::var_os(suites::UNCOUNTED_CHILD_ENV) {
+        memory::stop_counting();
+        return match suites::uncounted_child_main(&spec.to_string_lossy()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: {error:#}");
                 ExitCode::FAILURE
             }
         };
