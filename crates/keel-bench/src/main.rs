@@ -107,31 +107,58 @@ const ALL: [Suite; 8] = [
     Suite::Queue,
 ];
 
+/// What this process is: the bench, or one of the children it starts
+/// (this binary again, told by a variable in the environment).
+#[derive(Debug, PartialEq)]
+enum Role {
+    /// The `websocket` suite's clients, with their spec.
+    WebsocketClients(String),
+    /// A timed suite with allocation counting off, with its spec.
+    Uncounted(String),
+    /// The bench itself, reading its command line.
+    Bench,
+}
+
+impl Role {
+    fn from_env() -> Self {
+        Self::of(
+            std::env::var(suites::WEBSOCKET_CLIENT_ENV).ok(),
+            std::env::var_os(suites::UNCOUNTED_CHILD_ENV).map(|s| s.to_string_lossy().into_owned()),
+        )
+    }
+
+    /// The websocket clients' variable wins: the clients are started by a
+    /// suite running uncounted, and inherit its variable.
+    fn of(websocket_clients: Option<String>, uncounted: Option<String>) -> Self {
+        match (websocket_clients, uncounted) {
+            (Some(spec), _) => Role::WebsocketClients(spec),
+            (None, Some(spec)) => Role::Uncounted(spec),
+            (None, None) => Role::Bench,
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    // The `websocket` suite runs its clients in a child process: this
-    // binary again, with the client spec in the environment.
-    if let Ok(spec) = std::env::var(suites::WEBSOCKET_CLIENT_ENV) {
-        return match suites::websocket_client_main(&spec) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("error: websocket clients: {error:#}");
-                ExitCode::FAILURE
-            }
-        };
+    let child = match Role::from_env() {
+        Role::WebsocketClients(spec) => suites::websocket_client_main(&spec)
+            .map_err(|error| format!("websocket clients: {error:#}")),
+        Role::Uncounted(spec) => {
+            // Before anything else allocates in the measured work.
+            memory::stop_counting();
+            suites::uncounted_child_main(&spec).map_err(|error| format!("{error:#}"))
+        }
+        Role::Bench => return bench(),
+    };
+    match child {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
     }
-    // Timed suites measure in a child process: this binary again, which
-    // stops counting allocations first. (Checked after the websocket
-    // clients' variable, which a child suite's own children inherit.)
-    if let Some(spec) = std::env::var_os(suites::UNCOUNTED_CHILD_ENV) {
-        memory::stop_counting();
-        return match suites::uncounted_child_main(&spec.to_string_lossy()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("error: {error:#}");
-                ExitCode::FAILURE
-            }
-        };
-    }
+}
+
+fn bench() -> ExitCode {
     let cli = Cli::parse();
     let mut ctx = Ctx {
         quick: cli.quick,
@@ -164,5 +191,23 @@ fn main() -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_child_knows_its_role_and_the_websocket_clients_win() {
+        let spec = || Some("x".to_owned());
+        assert_eq!(Role::of(None, None), Role::Bench);
+        assert_eq!(Role::of(None, spec()), Role::Uncounted("x".into()));
+        assert_eq!(Role::of(spec(), None), Role::WebsocketClients("x".into()));
+        // Clients started by the uncounted websocket suite carry both.
+        assert_eq!(
+            Role::of(Some("c".into()), Some("websocket full".into())),
+            Role::WebsocketClients("c".into())
+        );
     }
 }

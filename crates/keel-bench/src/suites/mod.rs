@@ -22,6 +22,11 @@ use crate::Ctx;
 /// Suites that time nothing, and so run in this process.
 const COUNTED: [&str; 1] = ["hitratio"];
 
+/// Whether suite `name` measures in a child process with counting off.
+fn in_child(name: &str) -> bool {
+    !COUNTED.contains(&name)
+}
+
 /// Runs the suite called `name`.
 ///
 /// The counting allocator taxes every allocation and free with an atomic
@@ -30,7 +35,7 @@ const COUNTED: [&str; 1] = ["hitratio"];
 /// ([`child`]); what measures heap bytes (`cache`'s `memory`,
 /// `websocket`'s `idle`) runs here afterwards.
 pub(crate) fn run(name: &str, ctx: &mut Ctx) -> anyhow::Result<()> {
-    if ctx.counting && !COUNTED.contains(&name) {
+    if ctx.counting && in_child(name) {
         child::run(name, ctx)?;
         return match name {
             "cache" => cache::memory(ctx),
@@ -54,5 +59,27 @@ pub(crate) fn run(name: &str, ctx: &mut Ctx) -> anyhow::Result<()> {
             ));
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_timed_suite_measures_uncounted() {
+        for suite in [
+            "cache",
+            "gateway",
+            "log",
+            "monitor",
+            "pool",
+            "queue",
+            "tiered",
+            "websocket",
+        ] {
+            assert!(in_child(suite), "{suite} is timed");
+        }
+        assert!(!in_child("hitratio"), "hitratio times nothing");
     }
 }

@@ -100,7 +100,7 @@ async fn run_async(ctx: &mut Ctx) -> anyhow::Result<()> {
                         }
                     }
                 })
-                .await,
+                .await?,
             );
         }
         ctx.report
@@ -144,7 +144,7 @@ async fn run_async(ctx: &mut Ctx) -> anyhow::Result<()> {
                                 }
                             }
                         })
-                        .await,
+                        .await?,
                     );
                     continue;
                 }
@@ -181,7 +181,7 @@ async fn run_async(ctx: &mut Ctx) -> anyhow::Result<()> {
                             }
                         }
                     })
-                    .await,
+                    .await?,
                 );
             }
         }
@@ -278,8 +278,8 @@ async fn run_async(ctx: &mut Ctx) -> anyhow::Result<()> {
 
 /// Runs `n` operations from `in_flight` spawned tasks, as a service runs
 /// its requests, each task taking the next operation when its last one is
-/// done; ops/s.
-async fn throughput<F, Fut>(in_flight: usize, n: u64, op: F) -> f64
+/// done; ops/s. An operation that panics fails the measurement.
+async fn throughput<F, Fut>(in_flight: usize, n: u64, op: F) -> anyhow::Result<f64>
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send,
@@ -302,11 +302,9 @@ where
         })
         .collect();
     for task in tasks {
-        // A panicking operation is a bench bug; its task's share is lost
-        // and the figure is then too low, never too high.
-        let _ = task.await;
+        task.await.context("a timed operation panicked")?;
     }
-    n as f64 / started.elapsed().as_secs_f64()
+    Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
 /// Records when an invalidation arrives, and wakes the waiting measurer.
@@ -704,6 +702,43 @@ fn uniform(i: u64, keys: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn throughput_runs_each_operation_once_across_its_tasks() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let tasks = Arc::new(Mutex::new(std::collections::HashSet::new()));
+        let rate = throughput(8, 1_000, {
+            let (seen, tasks) = (Arc::clone(&seen), Arc::clone(&tasks));
+            move |i| {
+                let (seen, tasks) = (Arc::clone(&seen), Arc::clone(&tasks));
+                async move {
+                    seen.lock().unwrap().push(i);
+                    tasks.lock().unwrap().insert(tokio::task::try_id());
+                    tokio::task::yield_now().await;
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert!(rate > 0.0);
+        let mut seen = seen.lock().unwrap().clone();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..1_000).collect::<Vec<_>>());
+        assert_eq!(
+            tasks.lock().unwrap().len(),
+            8,
+            "every operation runs in one of the spawned tasks"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_operation_fails_the_measurement() {
+        let result = throughput(2, 10, |i| async move {
+            assert_ne!(i, 5, "operation 5 fails");
+        })
+        .await;
+        assert!(result.is_err());
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_single_flight_loads_once_for_concurrent_callers() {

@@ -54,12 +54,16 @@ const CHANNEL: usize = 1024;
 pub(crate) const CLIENT_ENV: &str = "KEEL_BENCH_WS_CLIENT";
 
 pub(crate) fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
+    runtime()?.block_on(run_async(ctx))
+}
+
+/// The servers' runtime, with the descriptor limit raised for them.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     raise_fd_limit();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .build()?;
-    runtime.block_on(run_async(ctx))
+        .build()?)
 }
 
 /// 10k clients and their 10k server sockets need more than 20k descriptors.
@@ -543,12 +547,7 @@ async fn run_async(ctx: &mut Ctx) -> anyhow::Result<()> {
 /// cases run in a child that does not; see `suites::child`): the server's
 /// heap growth per connected, idle client.
 pub(crate) fn memory(ctx: &mut Ctx) -> anyhow::Result<()> {
-    raise_fd_limit();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    runtime.block_on(idle(ctx))
+    runtime()?.block_on(idle(ctx))
 }
 
 async fn idle(ctx: &mut Ctx) -> anyhow::Result<()> {
