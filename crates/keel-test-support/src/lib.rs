@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 mod isolate;
+mod own_cluster;
 mod own_postgres;
 mod own_redis;
 mod proxy;
@@ -39,6 +40,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 pub use isolate::{TestMysql, TestPostgres, TestRedis, mysql, postgres, redis, unique_name};
+pub use own_cluster::OwnCluster;
 pub use own_postgres::{OWN_POSTGRES_PASSWORD, OwnPostgres};
 pub use own_redis::OwnRedis;
 pub use proxy::Proxy;

@@ -38,7 +38,7 @@ pub use settings::{BloomSettings, CacheSettings, LockSettings};
 /// wait = "2s"
 ///
 /// [cache.redis]           # optional: the shared L2 tier
-/// url = "redis://127.0.0.1:6379"
+/// url = "redis://127.0.0.1:6379"   # or "redis+cluster://host:port,host:port"
 /// pool_size = 4
 /// command_timeout = "1s"  # a command slower than this counts as failed
 /// failure_threshold = 3   # failures in a row that make the tier bypassed
@@ -155,8 +155,15 @@ impl CacheOptions {
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct RedisConfig {
-    /// `redis://host:port/db`. Default `redis://127.0.0.1:6379`.
+    /// Where Redis is: one server, `redis://host:port/db` (or `rediss://`,
+    /// `unix:///path`), or a Redis Cluster,
+    /// `redis+cluster://host:port,host:port` (seed nodes: the others are
+    /// found from them; a password before the first host applies to all).
+    /// Default `redis://127.0.0.1:6379`.
     pub url: String,
+    /// A Redis Cluster's seed nodes, `host:port` or `redis://host:port`
+    /// each: when not empty, used instead of `url`. Default empty.
+    pub nodes: Vec<String>,
     /// Number of multiplexed connections commands are spread over. Default 4.
     pub pool_size: usize,
     /// First segment of every key: `{key_prefix}:{cache}:{key}`. Default `keel`.
@@ -184,6 +191,7 @@ impl Default for RedisConfig {
     fn default() -> Self {
         Self {
             url: "redis://127.0.0.1:6379".into(),
+            nodes: Vec::new(),
             pool_size: 4,
             key_prefix: "keel".into(),
             command_timeout: Duration::from_secs(1),
@@ -362,6 +370,10 @@ impl CacheConfig {
             check(&format!("cache.caches.{name}"), Some(named));
         }
         if let Some(redis) = &self.redis {
+            #[cfg(feature = "redis")]
+            if let Err((field, reason)) = crate::remote::topology::Topology::new(redis) {
+                problems.push(InvalidField::new(format!("cache.redis.{field}"), reason));
+            }
             if redis.key_prefix.is_empty() {
                 problems.push(InvalidField::new(
                     "cache.redis.key_prefix",

@@ -286,16 +286,14 @@ async fn subscribe_loop(
 ) {
     let pattern = format!("{}:~inval:*", glob_escape(redis.prefix()));
     let channel_prefix = format!("{}:~inval:", redis.prefix());
-    let client = match redis::Client::open(redis.config().url.as_str()) {
-        Ok(client) => client,
-        Err(error) => {
-            tracing::error!(%error, "invalidation bus cannot parse the redis url; not subscribing");
-            return;
-        }
-    };
+    // On a cluster a PUBLISH reaches subscribers on every node, so any
+    // seed serves; a subscription that fails moves on to the next one.
+    let clients = redis.topology().subscribers();
+    let mut next = 0;
     let mut lost = false;
     let mut backoff = Duration::from_millis(50);
     loop {
+        let client = &clients[next % clients.len()];
         let subscribed = async {
             let mut pubsub =
                 tokio::time::timeout(redis.config().connect_timeout, client.get_async_pubsub())
@@ -316,6 +314,7 @@ async fn subscribe_loop(
                     tracing::warn!(%error, "invalidation bus cannot subscribe; retrying");
                 }
                 lost = true;
+                next += 1;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
@@ -367,6 +366,7 @@ async fn subscribe_loop(
         let _ = connected.send(false);
         tracing::warn!("invalidation bus lost its subscription; retrying");
         lost = true;
+        next += 1;
     }
 }
 

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant, SystemTime};
 use keel_concurrency::{
     BreakerPermit, CircuitBreaker, CircuitBreakerConfig, CircuitState, SlidingWindow,
 };
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, OnceCell};
 
 use super::bus::{self, RECONCILER, WireOp};
+use super::topology::{self, Conn, Topology};
 use crate::codec::{self, Envelope, Schema, Stored};
 use crate::config::RedisConfig;
 use crate::error::CacheError;
@@ -101,7 +101,7 @@ pub struct RedisCache {
 
 #[derive(Debug)]
 struct Inner {
-    client: redis::Client,
+    topology: Topology,
     slots: Vec<Slot>,
     next: AtomicUsize,
     prefix: String,
@@ -146,7 +146,7 @@ impl Recovery {
 
 #[derive(Debug, Default)]
 struct Slot {
-    conn: OnceCell<ConnectionManager>,
+    conn: OnceCell<Conn>,
     /// When the last failed connection attempt ended.
     failed_at: Mutex<Option<Instant>>,
 }
@@ -185,11 +185,12 @@ async fn probe_loop(tier: Weak<Inner>) {
 }
 
 impl RedisCache {
-    /// A cache on the server `config.url`. Does not connect yet: the first
-    /// command does, so a service can start while Redis is down.
+    /// A cache on the server `config.url`, or on the Redis Cluster of
+    /// `config.nodes` or a `redis+cluster://` URL. Does not connect yet:
+    /// the first command does, so a service can start while Redis is down.
     pub fn new(config: RedisConfig) -> Result<Self, CacheError> {
-        let client = redis::Client::open(config.url.as_str())
-            .map_err(|e| CacheError::Config(format!("invalid redis url {:?}: {e}", config.url)))?;
+        let topology = Topology::new(&config)
+            .map_err(|(field, e)| CacheError::Config(format!("invalid redis {field}: {e}")))?;
         if config.key_prefix.is_empty() {
             return Err(CacheError::Config(
                 "redis key_prefix must not be empty".into(),
@@ -212,7 +213,7 @@ impl RedisCache {
         .map_err(|e| CacheError::Config(format!("redis circuit breaker: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
-                client,
+                topology,
                 slots,
                 next: AtomicUsize::new(0),
                 prefix: config.key_prefix.clone(),
@@ -232,6 +233,11 @@ impl RedisCache {
         let cache = Self::new(config)?;
         cache.ping().await?;
         Ok(cache)
+    }
+
+    /// The server or cluster the tier is on.
+    pub(crate) fn topology(&self) -> &Topology {
+        &self.inner.topology
     }
 
     /// The configuration this cache was built with.
@@ -488,7 +494,9 @@ impl RedisCache {
         schema: Schema,
     ) -> Result<(), CacheError> {
         let now = SystemTime::now();
-        let mut pipe = redis::pipe();
+        // On a cluster, a pipeline must keep to one hash slot: one per slot,
+        // sent concurrently.
+        let mut pipes = Batches::new(self.inner.topology.is_cluster());
         let mut n = 0u64;
         for (key, value, fresh_for, keep_for) in entries {
             let fresh_until = fresh_for.map(|d| now + d);
@@ -496,9 +504,11 @@ impl RedisCache {
                 .or(fresh_for)
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1));
             let bytes = codec::encode(value, fresh_until, schema).map_err(CacheError::Encode)?;
-            let cmd = pipe
+            let full_key = self.key(namespace, key.as_ref());
+            let cmd = pipes
+                .get(&full_key, redis::pipe)
                 .cmd("SET")
-                .arg(self.key(namespace, key.as_ref()))
+                .arg(full_key)
                 .arg(bytes);
             if let Some(ms) = keep_ms {
                 cmd.arg("PX").arg(ms);
@@ -510,8 +520,11 @@ impl RedisCache {
             return Ok(());
         }
         self.guarded(async {
-            let mut conn = self.conn().await?;
-            self.run(pipe.query_async::<()>(&mut conn)).await
+            futures_util::future::try_join_all(pipes.into_iter().map(|pipe| async move {
+                let mut conn = self.conn().await?;
+                self.run(pipe.query_async::<()>(&mut conn)).await
+            }))
+            .await
         })
         .await?;
         self.inner.counters.writes.fetch_add(n, Ordering::Relaxed);
@@ -609,20 +622,26 @@ end
 return n",
             )
         });
-        let mut invocation = SCRIPT.prepare_invoke();
-        let mut n = 0;
+        // On a cluster, a script's keys must share a hash slot: one
+        // invocation per slot, run concurrently.
+        let mut invocations = Batches::new(self.inner.topology.is_cluster());
         for key in keys {
-            invocation
-                .key(self.key(namespace, key))
+            let full_key = self.key(namespace, key);
+            invocations
+                .get(&full_key, || SCRIPT.prepare_invoke())
+                .key(full_key)
                 .arg(codec::tombstone());
-            n += 1;
         }
-        if n == 0 {
-            return Ok(0);
-        }
-        invocation.arg(u64::try_from(TOMBSTONE_TTL.as_millis()).unwrap_or(u64::MAX));
-        let mut conn = self.conn().await?;
-        self.run(invocation.invoke_async(&mut conn)).await
+        let ttl_ms = u64::try_from(TOMBSTONE_TTL.as_millis()).unwrap_or(u64::MAX);
+        let deleted = futures_util::future::try_join_all(invocations.into_iter().map(
+            |mut invocation| async move {
+                invocation.arg(ttl_ms);
+                let mut conn = self.conn().await?;
+                self.run(invocation.invoke_async::<u64>(&mut conn)).await
+            },
+        ))
+        .await?;
+        Ok(deleted.into_iter().sum())
     }
 
     /// Deletes every entry of `namespace` (`SCAN` + `UNLINK`, in batches);
@@ -634,31 +653,73 @@ return n",
     async fn clear_unguarded(&self, namespace: &str) -> Result<u64, CacheError> {
         let pattern = format!("{}*", glob_escape(&self.key(namespace, "")));
         let mut conn = self.conn().await?;
-        let mut cursor: u64 = 0;
+        // A SCAN walks one server's keys: on a cluster, every primary's.
+        let nodes = match &conn {
+            Conn::Single(_) => vec![None],
+            Conn::Cluster(cluster) => self
+                .primaries(cluster.clone())
+                .await?
+                .into_iter()
+                .map(Some)
+                .collect(),
+        };
         let mut removed = 0;
-        loop {
-            let (next, keys): (u64, Vec<Vec<u8>>) = self
-                .run(
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(1000)
-                        .query_async(&mut conn),
-                )
-                .await?;
-            if !keys.is_empty() {
-                let n: u64 = self
-                    .run(redis::cmd("UNLINK").arg(&keys).query_async(&mut conn))
-                    .await?;
-                removed += n;
+        for node in nodes {
+            let mut cursor: u64 = 0;
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000);
+                let (next, keys): (u64, Vec<Vec<u8>>) = match (&node, &mut conn) {
+                    (Some((host, port)), Conn::Cluster(cluster)) => {
+                        let routing = redis::cluster_routing::RoutingInfo::SingleNode(
+                            redis::cluster_routing::SingleNodeRoutingInfo::ByAddress {
+                                host: host.clone(),
+                                port: *port,
+                            },
+                        );
+                        let reply = self.run(cluster.route_command(scan, routing)).await?;
+                        self.checked(
+                            redis::from_redis_value(reply).map_err(redis::RedisError::from),
+                        )?
+                    }
+                    _ => self.run(scan.query_async(&mut conn)).await?,
+                };
+                if !keys.is_empty() {
+                    // The cluster connection splits a multi-slot UNLINK by
+                    // slot and adds up the counts.
+                    let n: u64 = self
+                        .run(redis::cmd("UNLINK").arg(&keys).query_async(&mut conn))
+                        .await?;
+                    removed += n;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            if next == 0 {
-                return Ok(removed);
-            }
-            cursor = next;
         }
+        Ok(removed)
+    }
+
+    /// The primaries of a cluster, `(host, port)` each, from `CLUSTER NODES`.
+    async fn primaries(
+        &self,
+        mut cluster: redis::cluster_async::ClusterConnection,
+    ) -> Result<Vec<(String, u16)>, CacheError> {
+        let nodes: String = self
+            .run(redis::cmd("CLUSTER").arg("NODES").query_async(&mut cluster))
+            .await?;
+        let primaries = topology::primaries(&nodes);
+        if primaries.is_empty() {
+            return Err(CacheError::Unavailable(
+                "redis cluster lists no reachable primary".into(),
+            ));
+        }
+        Ok(primaries)
     }
 
     /// Takes the lock `key` in `namespace` for at most `ttl` if nobody holds
@@ -975,7 +1036,7 @@ return n",
     }
 
     /// A connection for the next command, made on first use.
-    pub(crate) async fn conn(&self) -> Result<ConnectionManager, CacheError> {
+    pub(crate) async fn conn(&self) -> Result<Conn, CacheError> {
         let inner = &self.inner;
         let i = inner.next.fetch_add(1, Ordering::Relaxed) % inner.slots.len();
         if let Some(conn) = inner.slots[i].conn.get() {
@@ -988,7 +1049,7 @@ return n",
 
     /// Makes the connection of slot `i` (once; concurrent callers share
     /// the attempt), unless an attempt failed within the backoff.
-    async fn connect_slot(&self, i: usize) -> Result<ConnectionManager, CacheError> {
+    async fn connect_slot(&self, i: usize) -> Result<Conn, CacheError> {
         let inner = &self.inner;
         let slot = &inner.slots[i];
         {
@@ -1000,18 +1061,13 @@ return n",
                 return Err(error);
             }
         }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(inner.config.connect_timeout))
-            .set_response_timeout(Some(inner.config.command_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
         // The whole attempt, handshake included, within `connect_timeout`:
         // a server that accepts but does not answer (stalled) must not
         // hold a caller longer than that.
         let result = tokio::time::timeout(
             inner.config.connect_timeout,
             slot.conn
-                .get_or_try_init(|| inner.client.get_connection_manager_with_config(config)),
+                .get_or_try_init(|| inner.topology.connect(&inner.config)),
         )
         .await;
         match result {
@@ -1073,6 +1129,50 @@ return n",
         self.inner.counters.errors.fetch_add(1, Ordering::Relaxed);
         self.mark(false, Some(&error));
         error
+    }
+}
+
+/// Commands grouped for sending: all in one on a single server; on a
+/// cluster, one group per hash slot of their keys.
+struct Batches<T> {
+    cluster: bool,
+    groups: Vec<T>,
+    /// Position in `groups` by slot (on a cluster).
+    by_slot: HashMap<u16, usize>,
+}
+
+impl<T> Batches<T> {
+    fn new(cluster: bool) -> Self {
+        Self {
+            cluster,
+            groups: Vec::new(),
+            by_slot: HashMap::new(),
+        }
+    }
+
+    /// The group `key` belongs in, made with `new` if it is the first.
+    fn get(&mut self, key: &str, new: impl FnOnce() -> T) -> &mut T {
+        let i = if self.cluster {
+            let next = self.groups.len();
+            let i = *self
+                .by_slot
+                .entry(topology::slot(key.as_bytes()))
+                .or_insert(next);
+            if i == next {
+                self.groups.push(new());
+            }
+            i
+        } else {
+            if self.groups.is_empty() {
+                self.groups.push(new());
+            }
+            0
+        };
+        &mut self.groups[i]
+    }
+
+    fn into_iter(self) -> impl Iterator<Item = T> {
+        self.groups.into_iter()
     }
 }
 
