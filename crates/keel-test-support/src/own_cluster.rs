@@ -56,6 +56,10 @@ impl OwnCluster {
                 .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
                 .arg("--cluster-config-file")
                 .arg(&conf)
+                // A replica's full sync writes an RDB file: into the
+                // temporary directory, not the test's working directory.
+                .arg("--dir")
+                .arg(dir.path())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
