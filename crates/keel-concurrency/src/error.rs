@@ -39,6 +39,12 @@ pub enum QueueError {
     #[cfg(feature = "redis")]
     #[error("task could not be (de)serialized")]
     Codec(#[source] serde_json::Error),
+    /// The Redis address or the options cannot work (the field is named),
+    /// such as a stream and a dead-letter stream in different slots of a
+    /// Redis Cluster.
+    #[cfg(feature = "redis")]
+    #[error("invalid redis task queue setting: {0}")]
+    Config(keel_core::InvalidField),
     /// A stream entry read from Redis does not have the shape this queue writes.
     #[cfg(feature = "redis")]
     #[error("malformed stream entry {0}")]

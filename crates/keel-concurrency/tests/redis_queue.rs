@@ -1,14 +1,18 @@
-//! RedisTaskQueue against the real Redis: a worker process killed with
+//! RedisTaskQueue against the real Redis and against a Redis Cluster of
+//! the test's own (each test runs on both): a worker process killed with
 //! SIGKILL mid-task loses no task; unacknowledged tasks are reclaimed only
-//! after the visibility timeout.
+//! after the visibility timeout; bad entries and tasks handed out too often
+//! go to the dead-letter stream.
 #![cfg(feature = "redis")]
 
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use keel_concurrency::redis::{AsyncCommands, Client};
-use keel_concurrency::{RedisQueueOptions, RedisTaskQueue};
+use keel_concurrency::redis::AsyncCommands;
+use keel_concurrency::{QueueError, RedisQueueOptions, RedisTaskQueue};
+use keel_core::topology::{Conn, ConnectOptions, Topology};
+use keel_test_support::{OwnCluster, TestRedis};
 
 /// Set in the child process: which role the re-invoked test plays.
 const ROLE: &str = "KEEL_TEST_QUEUE_ROLE";
@@ -26,14 +30,89 @@ fn options(prefix: &str, consumer: &str, visibility: Duration) -> RedisQueueOpti
     }
 }
 
+/// Where a test runs: the shared Redis under a prefix of the test's own,
+/// or a private 3-primary cluster, where the prefix is a hash tag so that
+/// a stream and its dead-letter stream share a slot.
+enum Backend {
+    Single(TestRedis),
+    Cluster(OwnCluster, String),
+}
+
+impl Backend {
+    async fn single() -> Option<Backend> {
+        keel_test_support::redis().await.map(Backend::Single)
+    }
+
+    fn cluster() -> Option<Backend> {
+        let cluster = OwnCluster::start(3, 0)?;
+        let prefix = format!("{{{}}}", keel_test_support::unique_name("queue"));
+        Some(Backend::Cluster(cluster, prefix))
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Backend::Single(redis) => redis.url().to_owned(),
+            Backend::Cluster(cluster, _) => cluster.url(),
+        }
+    }
+
+    fn prefix(&self) -> &str {
+        match self {
+            Backend::Single(redis) => redis.prefix(),
+            Backend::Cluster(_, prefix) => prefix,
+        }
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}:{key}", self.prefix())
+    }
+
+    async fn connection(&self) -> Conn {
+        connection(&self.url()).await
+    }
+}
+
+/// A connection of the topology `url` names, for the test's own checks.
+async fn connection(url: &str) -> Conn {
+    Topology::new(url, &[])
+        .unwrap()
+        .connect(ConnectOptions {
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Some(Duration::from_secs(5)),
+        })
+        .await
+        .unwrap()
+}
+
+/// Runs the test body `$body` (an async fn taking a [`Backend`]) as two
+/// tests, `$body::on_one_server` and `$body::on_a_cluster`.
+macro_rules! on_both {
+    ($body:ident) => {
+        mod $body {
+            #[tokio::test]
+            async fn on_one_server() {
+                if let Some(backend) = super::Backend::single().await {
+                    super::$body(backend).await;
+                }
+            }
+
+            #[tokio::test]
+            async fn on_a_cluster() {
+                if let Some(backend) = super::Backend::cluster() {
+                    super::$body(backend).await;
+                }
+            }
+        }
+    };
+}
+
 /// The killed worker: takes tasks two at a time, records each as started,
 /// finishes and acknowledges a few, then hangs in the middle of the next
 /// one until the parent kills it.
 async fn child_worker(url: &str, prefix: &str) {
-    let client = Client::open(url).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = connection(url).await;
     let queue: RedisTaskQueue<u64> =
-        RedisTaskQueue::connect(&client, options(prefix, "child", Duration::from_secs(60)))
+        RedisTaskQueue::open(url, options(prefix, "child", Duration::from_secs(60)))
             .await
             .unwrap();
     let mut finished = 0;
@@ -57,20 +136,17 @@ async fn child_worker(url: &str, prefix: &str) {
     }
 }
 
-#[tokio::test]
-async fn worker_killed_mid_task_loses_no_task() {
+on_both!(worker_killed_mid_task_loses_no_task);
+
+async fn worker_killed_mid_task_loses_no_task(redis: Backend) {
     if std::env::var(ROLE).as_deref() == Ok("child") {
         let (url, prefix) = (std::env::var(URL).unwrap(), std::env::var(PREFIX).unwrap());
         child_worker(&url, &prefix).await;
         return;
     }
-    let Some(redis) = keel_test_support::redis().await else {
-        return;
-    };
-    let client = Client::open(redis.url()).unwrap();
-    let mut conn = redis.connection().await.unwrap();
-    let producer: RedisTaskQueue<u64> = RedisTaskQueue::connect(
-        &client,
+    let mut conn = redis.connection().await;
+    let producer: RedisTaskQueue<u64> = RedisTaskQueue::open(
+        &redis.url(),
         options(redis.prefix(), "producer", Duration::from_secs(60)),
     )
     .await
@@ -79,10 +155,12 @@ async fn worker_killed_mid_task_loses_no_task() {
         producer.enqueue(&task).await.unwrap();
     }
 
+    // The child runs the single-server test, which plays the child's role
+    // on whatever URL it is given.
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "worker_killed_mid_task_loses_no_task",
+            "worker_killed_mid_task_loses_no_task::on_one_server",
             "--nocapture",
         ])
         .env(ROLE, "child")
@@ -117,10 +195,12 @@ async fn worker_killed_mid_task_loses_no_task() {
 
     // A second worker. The child is dead (waited for above), so its
     // entries may be taken over at once: a zero visibility timeout.
-    let rescuer: RedisTaskQueue<u64> =
-        RedisTaskQueue::connect(&client, options(redis.prefix(), "rescuer", Duration::ZERO))
-            .await
-            .unwrap();
+    let rescuer: RedisTaskQueue<u64> = RedisTaskQueue::open(
+        &redis.url(),
+        options(redis.prefix(), "rescuer", Duration::ZERO),
+    )
+    .await
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         for delivery in rescuer.fetch(5, Duration::from_millis(100)).await.unwrap() {
@@ -151,19 +231,16 @@ async fn worker_killed_mid_task_loses_no_task() {
     );
 }
 
-#[tokio::test]
-async fn unacknowledged_task_is_reclaimed_only_after_visibility_timeout() {
-    let Some(redis) = keel_test_support::redis().await else {
-        return;
-    };
-    let client = Client::open(redis.url()).unwrap();
+on_both!(unacknowledged_task_is_reclaimed_only_after_visibility_timeout);
+
+async fn unacknowledged_task_is_reclaimed_only_after_visibility_timeout(redis: Backend) {
     let long = Duration::from_secs(3600);
     let a: RedisTaskQueue<String> =
-        RedisTaskQueue::connect(&client, options(redis.prefix(), "a", long))
+        RedisTaskQueue::open(&redis.url(), options(redis.prefix(), "a", long))
             .await
             .unwrap();
     let b: RedisTaskQueue<String> =
-        RedisTaskQueue::connect(&client, options(redis.prefix(), "b", long))
+        RedisTaskQueue::open(&redis.url(), options(redis.prefix(), "b", long))
             .await
             .unwrap();
     a.enqueue(&"first".to_owned()).await.unwrap();
@@ -189,7 +266,7 @@ async fn unacknowledged_task_is_reclaimed_only_after_visibility_timeout() {
 
     // Past the timeout (zero here) the same entry is handed out again.
     let c: RedisTaskQueue<String> =
-        RedisTaskQueue::connect(&client, options(redis.prefix(), "c", Duration::ZERO))
+        RedisTaskQueue::open(&redis.url(), options(redis.prefix(), "c", Duration::ZERO))
             .await
             .unwrap();
     let again = c.fetch(10, Duration::from_millis(50)).await.unwrap();
@@ -202,19 +279,16 @@ async fn unacknowledged_task_is_reclaimed_only_after_visibility_timeout() {
     assert_eq!(c.pending().await.unwrap(), 0);
 }
 
-#[tokio::test]
-async fn entry_that_is_not_a_task_goes_to_the_dead_letter_stream() {
-    let Some(redis) = keel_test_support::redis().await else {
-        return;
-    };
-    let client = Client::open(redis.url()).unwrap();
-    let queue: RedisTaskQueue<u64> = RedisTaskQueue::connect(
-        &client,
+on_both!(entry_that_is_not_a_task_goes_to_the_dead_letter_stream);
+
+async fn entry_that_is_not_a_task_goes_to_the_dead_letter_stream(redis: Backend) {
+    let queue: RedisTaskQueue<u64> = RedisTaskQueue::open(
+        &redis.url(),
         options(redis.prefix(), "w", Duration::from_secs(60)),
     )
     .await
     .unwrap();
-    let mut conn = redis.connection().await.unwrap();
+    let mut conn = redis.connection().await;
     let _: String = keel_concurrency::redis::cmd("XADD")
         .arg(redis.key("jobs"))
         .arg("*")
@@ -253,16 +327,14 @@ async fn entry_that_is_not_a_task_goes_to_the_dead_letter_stream() {
     );
 }
 
-#[tokio::test]
-async fn task_handed_out_more_than_max_deliveries_is_dead_lettered() {
-    let Some(redis) = keel_test_support::redis().await else {
-        return;
-    };
-    let client = Client::open(redis.url()).unwrap();
+on_both!(task_handed_out_more_than_max_deliveries_is_dead_lettered);
+
+async fn task_handed_out_more_than_max_deliveries_is_dead_lettered(redis: Backend) {
+    let url = redis.url();
     let worker = |name: &str| {
         let mut options = options(redis.prefix(), name, Duration::ZERO);
         options.max_deliveries = Some(2);
-        RedisTaskQueue::<String>::connect(&client, options)
+        RedisTaskQueue::<String>::open(&url, options)
     };
     let first = worker("first").await.unwrap();
     first
@@ -300,7 +372,7 @@ async fn task_handed_out_more_than_max_deliveries_is_dead_lettered() {
     assert_eq!(third.pending().await.unwrap(), 0);
     assert_eq!(third.stream_len().await.unwrap(), 0);
 
-    let mut conn = redis.connection().await.unwrap();
+    let mut conn = redis.connection().await;
     let dead: Vec<(String, Vec<(String, String)>)> = keel_concurrency::redis::cmd("XRANGE")
         .arg(redis.key("jobs:dead"))
         .arg("-")
@@ -321,4 +393,33 @@ async fn task_handed_out_more_than_max_deliveries_is_dead_lettered() {
         )),
         "{fields:?}"
     );
+}
+
+#[tokio::test]
+async fn on_a_cluster_a_dead_letter_stream_in_another_slot_is_refused() {
+    let Some(cluster) = OwnCluster::start(3, 0) else {
+        return;
+    };
+    let untagged = RedisQueueOptions::new(keel_test_support::unique_name("jobs"));
+    let error = RedisTaskQueue::<u64>::open(&cluster.url(), untagged)
+        .await
+        .unwrap_err();
+    let QueueError::Config(problem) = error else {
+        panic!("expected a config error, got {error:?}");
+    };
+    assert_eq!(problem.field, "dead_letter_stream");
+    assert!(problem.reason.contains("hash tag"), "{problem}");
+}
+
+#[tokio::test]
+async fn an_address_of_no_known_form_names_the_url() {
+    let error =
+        RedisTaskQueue::<u64>::open("http://127.0.0.1:6379", RedisQueueOptions::new("jobs"))
+            .await
+            .unwrap_err();
+    let QueueError::Config(problem) = error else {
+        panic!("expected a config error, got {error:?}");
+    };
+    assert_eq!(problem.field, "url");
+    assert!(problem.reason.contains("redis+cluster://"), "{problem}");
 }

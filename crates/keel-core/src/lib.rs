@@ -4,7 +4,9 @@
 //! need not depend on this crate directly.
 //!
 //! Today that is [`InvalidField`], the problem a config section's
-//! `validate()` reports: which field, and what is allowed.
+//! `validate()` reports: which field, and what is allowed; and, with the
+//! `redis` feature, `topology`: what a Redis address names (one server
+//! or a Cluster) and a connection to either.
 //!
 //! ```
 //! use keel_core::InvalidField;
@@ -30,11 +32,16 @@
 //!
 //! # Feature flags
 //!
-//! None. The crate depends on `thiserror` alone and holds no logic of any
-//! room: a type moves here only when two rooms or more share it.
+//! - `redis`: the `topology` module, on the `redis` crate.
+//!
+//! Without features the crate depends on `thiserror` alone. It holds no
+//! logic of any room: a piece moves here only when two rooms or more
+//! share it.
 
 #![forbid(unsafe_code)]
 
 mod error;
+#[cfg(feature = "redis")]
+pub mod topology;
 
 pub use error::InvalidField;

@@ -28,7 +28,7 @@ use serde::Deserialize;
 /// query = "token"                # or ?token=<token>
 ///
 /// [websocket.redis]              # optional: fan-out across instances
-/// url = "redis://127.0.0.1:6379"
+/// url = "redis://127.0.0.1:6379" # or "redis+cluster://h1:7000,h2:7001"
 /// channel_prefix = "keel:ws"
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -167,8 +167,15 @@ impl AuthConfig {
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct FanoutConfig {
-    /// The Redis URL. Default `redis://127.0.0.1:6379`.
+    /// The Redis URL: `redis://host:port` (one server, default
+    /// `redis://127.0.0.1:6379`), `rediss://`, `unix:///path`, or
+    /// `redis+cluster://host:port,host:port` for a Redis Cluster (a
+    /// `PUBLISH` on any node of a cluster reaches subscribers on every
+    /// node).
     pub url: String,
+    /// The seed nodes of a Redis Cluster (`host:port` each); when not
+    /// empty, `url` is not used. Default empty.
+    pub nodes: Vec<String>,
     /// Channels are `<channel_prefix>:all` and `<channel_prefix>:topic:<topic>`.
     /// Default `keel:ws`.
     pub channel_prefix: String,
@@ -181,6 +188,7 @@ impl Default for FanoutConfig {
     fn default() -> Self {
         Self {
             url: "redis://127.0.0.1:6379".into(),
+            nodes: Vec::new(),
             channel_prefix: "keel:ws".into(),
             publish_queue: 10_000,
         }
@@ -250,12 +258,29 @@ impl WebSocketConfig {
             }
         }
         if let Some(redis) = &self.redis {
-            if !(redis.url.starts_with("redis://")
-                || redis.url.starts_with("rediss://")
-                || redis.url.starts_with("redis+unix://")
-                || redis.url.starts_with("unix://"))
+            #[cfg(feature = "redis")]
+            if let Err(e) = keel_core::topology::Topology::new(&redis.url, &redis.nodes) {
+                bad(&format!("redis.{}", e.field), &e.reason);
+            }
+            // Without the feature the address is only looked at (a manager
+            // refuses to start with a fan-out it cannot run).
+            #[cfg(not(feature = "redis"))]
+            if redis.nodes.is_empty()
+                && ![
+                    "redis://",
+                    "rediss://",
+                    "redis+unix://",
+                    "unix://",
+                    "redis+cluster://",
+                    "rediss+cluster://",
+                ]
+                .iter()
+                .any(|scheme| redis.url.starts_with(scheme))
             {
-                bad("redis.url", "must be a redis:// or rediss:// URL");
+                bad(
+                    "redis.url",
+                    "must be a redis://, rediss://, unix:// or redis+cluster:// URL",
+                );
             }
             if redis.channel_prefix.is_empty() {
                 bad("redis.channel_prefix", "must not be empty");
@@ -313,5 +338,35 @@ mod tests {
                 "websocket.redis.channel_prefix",
             ]
         );
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn a_cluster_address_is_accepted_and_a_wrong_one_named() {
+        let cluster = WebSocketConfig {
+            redis: Some(FanoutConfig::new(
+                "redis+cluster://127.0.0.1:7000,127.0.0.1:7001",
+            )),
+            ..WebSocketConfig::default()
+        };
+        assert_eq!(cluster.validate(), Ok(()));
+        let mut listed = FanoutConfig::new("redis://unused");
+        listed.nodes = vec!["127.0.0.1:7000".into(), String::new()];
+        let wrong = [
+            FanoutConfig::new("redis+cluster://127.0.0.1:7000/2"),
+            listed,
+        ];
+        let fields: Vec<String> = wrong
+            .into_iter()
+            .flat_map(|redis| {
+                let config = WebSocketConfig {
+                    redis: Some(redis),
+                    ..WebSocketConfig::default()
+                };
+                config.validate().unwrap_err()
+            })
+            .map(|p| p.field)
+            .collect();
+        assert_eq!(fields, ["websocket.redis.url", "websocket.redis.nodes"]);
     }
 }

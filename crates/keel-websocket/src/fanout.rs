@@ -21,6 +21,8 @@ use std::time::Duration;
 
 use bytes::{BufMut as _, Bytes, BytesMut};
 use futures_util::StreamExt as _;
+use keel_core::topology::{self, Conn, ConnectOptions, Topology};
+use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -32,6 +34,8 @@ use crate::message::Frame;
 const WIRE_VERSION: u8 = 1;
 const HEADER_LEN: usize = 1 + 16 + 1;
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// The most connecting or one publish may take.
+const TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Default)]
 struct Counters {
@@ -60,14 +64,20 @@ impl Drop for Fanout {
 
 impl Fanout {
     /// Starts both tasks; returns at once, whether Redis is up or not.
-    pub(crate) fn start(config: &FanoutConfig, hub: Arc<Hub>) -> Self {
+    pub(crate) fn start(config: &FanoutConfig, topology: Topology, hub: Arc<Hub>) -> Self {
         let instance = instance_id();
         let counters = Arc::new(Counters::default());
         let (queue, rx) = mpsc::channel(config.publish_queue.max(1));
         let (connected_tx, connected) = watch::channel(false);
-        let publisher = tokio::spawn(publish_loop(config.url.clone(), rx, Arc::clone(&counters)));
+        let subscribers = topology.subscribers();
+        let publisher = tokio::spawn(publish_loop(
+            topology,
+            config.channel_prefix.clone(),
+            rx,
+            Arc::clone(&counters),
+        ));
         let subscriber = tokio::spawn(subscribe_loop(
-            config.url.clone(),
+            subscribers,
             config.channel_prefix.clone(),
             instance,
             hub,
@@ -143,30 +153,26 @@ fn decode(payload: &[u8]) -> Option<(u128, Frame)> {
     Some((origin, frame))
 }
 
+/// Publishes what the instance queues. On a cluster, every `PUBLISH` goes
+/// to the primary of `anchor`'s slot; the cluster forwards it to every
+/// node's subscribers.
 async fn publish_loop(
-    url: String,
+    topology: Topology,
+    anchor: String,
     mut queue: mpsc::Receiver<(String, Bytes)>,
     counters: Arc<Counters>,
 ) {
-    let client = match redis::Client::open(url.as_str()) {
-        Ok(client) => client,
-        Err(error) => {
-            tracing::error!(%error, "websocket fan-out cannot parse the redis url; not publishing");
-            while queue.recv().await.is_some() {
-                counters.failed.fetch_add(1, Ordering::Relaxed);
-            }
-            return;
-        }
+    let options = ConnectOptions {
+        connect_timeout: TIMEOUT,
+        response_timeout: Some(TIMEOUT),
     };
-    let mut conn: Option<redis::aio::ConnectionManager> = None;
+    let mut conn: Option<Conn> = None;
     let mut backoff = Duration::from_millis(50);
     let mut batch: Vec<(String, Bytes)> = Vec::new();
     let mut warned = false;
     while queue.recv_many(&mut batch, 256).await > 0 {
         if conn.is_none() {
-            match tokio::time::timeout(Duration::from_secs(2), client.get_connection_manager())
-                .await
-            {
+            match tokio::time::timeout(TIMEOUT, topology.connect(options)).await {
                 Ok(Ok(made)) => {
                     conn = Some(made);
                     backoff = Duration::from_millis(50);
@@ -197,12 +203,28 @@ async fn publish_loop(
         };
         let mut pipe = redis::pipe();
         for (channel, payload) in &batch {
-            pipe.cmd("PUBLISH")
-                .arg(channel)
-                .arg(payload.as_ref())
-                .ignore();
+            pipe.cmd("PUBLISH").arg(channel).arg(payload.as_ref());
         }
-        match pipe.query_async::<()>(connection).await {
+        let sent = match connection {
+            Conn::Single(connection) => pipe.query_async::<()>(connection).await,
+            // One pipeline goes to one node: the primary of the channel
+            // prefix's slot, the same for every instance and every batch,
+            // so the messages one instance sends reach subscribers in the
+            // order it sent them.
+            Conn::Cluster(connection) => {
+                let route = Route::new(topology::slot(anchor.as_bytes()), SlotAddr::Master);
+                connection
+                    .route_pipeline(
+                        pipe,
+                        0,
+                        batch.len(),
+                        SingleNodeRoutingInfo::SpecificNode(route),
+                    )
+                    .await
+                    .map(drop)
+            }
+        };
+        match sent {
             Ok(()) => {
                 counters
                     .published
@@ -231,8 +253,10 @@ fn fail(counters: &Counters, batch: &mut Vec<(String, Bytes)>) {
     batch.clear();
 }
 
+/// Listens on the instance's channels. A subscription that fails moves on
+/// to the next of `clients` (on a cluster, any node serves).
 async fn subscribe_loop(
-    url: String,
+    clients: Vec<redis::Client>,
     prefix: String,
     instance: u128,
     hub: Arc<Hub>,
@@ -242,22 +266,16 @@ async fn subscribe_loop(
     let all = format!("{prefix}:all");
     let topic_prefix = format!("{prefix}:topic:");
     let pattern = format!("{}*", glob_escape(&topic_prefix));
-    let client = match redis::Client::open(url.as_str()) {
-        Ok(client) => client,
-        Err(error) => {
-            tracing::error!(%error, "websocket fan-out cannot parse the redis url; not subscribing");
-            return;
-        }
-    };
+    let mut next = 0;
     let mut lost = false;
     let mut backoff = Duration::from_millis(50);
     loop {
+        let client = &clients[next % clients.len()];
         let subscribed = async {
-            let mut pubsub =
-                tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub())
-                    .await
-                    .map_err(|_| "connect timed out".to_owned())?
-                    .map_err(|e| e.to_string())?;
+            let mut pubsub = tokio::time::timeout(TIMEOUT, client.get_async_pubsub())
+                .await
+                .map_err(|_| "connect timed out".to_owned())?
+                .map_err(|e| e.to_string())?;
             pubsub.subscribe(&all).await.map_err(|e| e.to_string())?;
             pubsub
                 .psubscribe(&pattern)
@@ -273,6 +291,7 @@ async fn subscribe_loop(
                     tracing::warn!(%error, "websocket fan-out cannot subscribe; retrying");
                 }
                 lost = true;
+                next += 1;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
@@ -305,6 +324,7 @@ async fn subscribe_loop(
         let _ = connected.send(false);
         tracing::warn!("websocket fan-out lost its subscription; retrying");
         lost = true;
+        next += 1;
     }
 }
 

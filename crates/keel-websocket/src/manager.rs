@@ -159,10 +159,20 @@ impl WebSocketManagerBuilder {
             shutdown: CancellationToken::new(),
         });
         #[cfg(feature = "redis")]
-        let fanout = config
-            .redis
-            .as_ref()
-            .map(|fanout| crate::fanout::Fanout::start(fanout, Arc::clone(&hub)));
+        let fanout = match &config.redis {
+            Some(fanout) => {
+                let topology = keel_core::topology::Topology::new(&fanout.url, &fanout.nodes)
+                    .map_err(|e| {
+                        WebSocketError::Config(format!("websocket.redis.{}: {}", e.field, e.reason))
+                    })?;
+                Some(crate::fanout::Fanout::start(
+                    fanout,
+                    topology,
+                    Arc::clone(&hub),
+                ))
+            }
+            None => None,
+        };
         #[cfg(not(feature = "redis"))]
         if config.redis.is_some() {
             return Err(WebSocketError::RedisUnavailable);

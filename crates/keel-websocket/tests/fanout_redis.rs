@@ -1,6 +1,7 @@
 //! Fan-out across instances through a real Redis: two managers share
-//! broadcasts and publishes, each message once per client, and the link
-//! survives a Redis restart.
+//! broadcasts and publishes, each message once per client, on one server
+//! and on a Redis Cluster with the two subscribed on different nodes; the
+//! link survives a Redis restart and a cluster node's death.
 
 #![cfg(feature = "redis")]
 
@@ -18,9 +19,32 @@ fn config(url: &str, prefix: &str) -> WebSocketConfig {
     config
 }
 
+/// A config on the cluster seeds `nodes`, subscribing on the first.
+fn cluster_config(nodes: &[String], prefix: &str) -> WebSocketConfig {
+    let mut fanout = FanoutConfig::new("redis://unused").channel_prefix(prefix);
+    fanout.nodes = nodes.to_vec();
+    let mut config = WebSocketConfig::default();
+    config.redis = Some(fanout);
+    config
+}
+
+/// `nodes` turned left by `by`: another instance's seed order.
+fn rotated(nodes: &[String], by: usize) -> Vec<String> {
+    let mut nodes = nodes.to_vec();
+    nodes.rotate_left(by);
+    nodes
+}
+
 async fn two_instances(url: &str, prefix: &str) -> [(WebSocketManager, std::net::SocketAddr); 2] {
-    let a = start(config(url, prefix)).await;
-    let b = start(config(url, prefix)).await;
+    two_with(config(url, prefix), config(url, prefix)).await
+}
+
+async fn two_with(
+    a: WebSocketConfig,
+    b: WebSocketConfig,
+) -> [(WebSocketManager, std::net::SocketAddr); 2] {
+    let a = start(a).await;
+    let b = start(b).await;
     for (manager, _) in [&a, &b] {
         assert!(
             manager.wait_fanout_connected(PATIENCE).await,
@@ -35,7 +59,29 @@ async fn two_managers_on_one_redis_deliver_across_once_per_client() {
     let Some(redis) = keel_test_support::redis().await else {
         return;
     };
-    let [(a, addr_a), (b, addr_b)] = two_instances(redis.url(), redis.prefix()).await;
+    let [a, b] = two_instances(redis.url(), redis.prefix()).await;
+    deliver_across_once_per_client(a, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_managers_on_a_cluster_deliver_across_once_per_client() {
+    let Some(cluster) = keel_test_support::OwnCluster::start(3, 0) else {
+        return;
+    };
+    let nodes = cluster.node_urls();
+    // Subscribed on different nodes: a PUBLISH must cross the cluster.
+    let [a, b] = two_with(
+        cluster_config(&nodes, "across"),
+        cluster_config(&rotated(&nodes, 1), "across"),
+    )
+    .await;
+    deliver_across_once_per_client(a, b).await;
+}
+
+async fn deliver_across_once_per_client(
+    (a, addr_a): (WebSocketManager, std::net::SocketAddr),
+    (b, addr_b): (WebSocketManager, std::net::SocketAddr),
+) {
     let mut on_a = connect(addr_a).await;
     let mut on_b = connect(addr_b).await;
     subscribe(&mut on_a, "prices").await;
@@ -118,4 +164,50 @@ async fn local_delivery_goes_on_while_redis_is_down_and_the_link_comes_back() {
     let message = arrived.expect("nothing crossed after the restart");
     assert_eq!(message.kind, "after");
     assert!(a.stats().fanout_failed >= 1, "{:?}", a.stats());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_cluster_node_moves_the_subscription_and_messages_cross_again() {
+    let Some(mut cluster) = keel_test_support::OwnCluster::start(3, 1) else {
+        return;
+    };
+    let nodes = cluster.node_urls();
+    // The first node is a primary; a subscribes on it, b on another.
+    let [(a, addr_a), (b, addr_b)] = two_with(
+        cluster_config(&nodes, "failover"),
+        cluster_config(&rotated(&nodes, 1), "failover"),
+    )
+    .await;
+    let mut on_a = connect(addr_a).await;
+    let mut on_b = connect(addr_b).await;
+    subscribe(&mut on_a, "news").await;
+    subscribe(&mut on_b, "news").await;
+    b.publish("news", &WebSocketMessage::new("before", json!(null)))
+        .unwrap();
+    assert_eq!(next_json(&mut on_a).await.kind, "before");
+    assert_eq!(next_json(&mut on_b).await.kind, "before");
+
+    let port: u16 = nodes[0]
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse().ok())
+        .unwrap();
+    cluster.kill(port);
+    // a's subscription was on the killed node: it moves to the next seed.
+    cluster.wait_healthy(Duration::from_secs(20));
+    assert!(a.wait_fanout_connected(PATIENCE).await);
+    for (from, name, client) in [(&b, "b", &mut on_a), (&a, "a", &mut on_b)] {
+        let mut arrived = None;
+        for i in 0..200 {
+            from.publish("news", &WebSocketMessage::new("after", json!(i)))
+                .unwrap();
+            let got = tokio::time::timeout(Duration::from_millis(100), next_json(client)).await;
+            if let Ok(message) = got {
+                arrived = Some(message);
+                break;
+            }
+        }
+        let message =
+            arrived.unwrap_or_else(|| panic!("nothing crossed from {name} after the kill"));
+        assert_eq!(message.kind, "after");
+    }
 }

@@ -371,8 +371,11 @@ impl CacheConfig {
         }
         if let Some(redis) = &self.redis {
             #[cfg(feature = "redis")]
-            if let Err((field, reason)) = crate::remote::topology::Topology::new(redis) {
-                problems.push(InvalidField::new(format!("cache.redis.{field}"), reason));
+            if let Err(e) = keel_core::topology::Topology::new(&redis.url, &redis.nodes) {
+                problems.push(InvalidField::new(
+                    format!("cache.redis.{}", e.field),
+                    e.reason,
+                ));
             }
             if redis.key_prefix.is_empty() {
                 problems.push(InvalidField::new(

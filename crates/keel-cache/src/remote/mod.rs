@@ -2,4 +2,3 @@
 
 pub(crate) mod bus;
 pub(crate) mod redis;
-pub(crate) mod topology;

@@ -14,10 +14,10 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, OnceCell};
 
 use super::bus::{self, RECONCILER, WireOp};
-use super::topology::{self, Conn, Topology};
 use crate::codec::{self, Envelope, Schema, Stored};
 use crate::config::RedisConfig;
 use crate::error::CacheError;
+use keel_core::topology::{self, Conn, ConnectOptions, Topology};
 
 /// Counters of one [`RedisCache`], shared by its clones.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +121,16 @@ struct Inner {
     recovery: parking_lot::Mutex<Recovery>,
 }
 
+impl Inner {
+    /// Connections of the tier: every command bounded by `command_timeout`.
+    fn connect_options(&self) -> ConnectOptions {
+        ConnectOptions {
+            connect_timeout: self.config.connect_timeout,
+            response_timeout: Some(self.config.command_timeout),
+        }
+    }
+}
+
 /// What failed to reach Redis and must be undone there once it is back.
 #[derive(Debug, Default)]
 struct Recovery {
@@ -189,8 +199,8 @@ impl RedisCache {
     /// `config.nodes` or a `redis+cluster://` URL. Does not connect yet:
     /// the first command does, so a service can start while Redis is down.
     pub fn new(config: RedisConfig) -> Result<Self, CacheError> {
-        let topology = Topology::new(&config)
-            .map_err(|(field, e)| CacheError::Config(format!("invalid redis {field}: {e}")))?;
+        let topology = Topology::new(&config.url, &config.nodes)
+            .map_err(|e| CacheError::Config(format!("invalid redis {}: {}", e.field, e.reason)))?;
         if config.key_prefix.is_empty() {
             return Err(CacheError::Config(
                 "redis key_prefix must not be empty".into(),
@@ -1067,7 +1077,7 @@ return n",
         let result = tokio::time::timeout(
             inner.config.connect_timeout,
             slot.conn
-                .get_or_try_init(|| inner.topology.connect(&inner.config)),
+                .get_or_try_init(|| inner.topology.connect(inner.connect_options())),
         )
         .await;
         match result {

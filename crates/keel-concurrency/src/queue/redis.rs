@@ -13,13 +13,18 @@
 //!   leave the pending list, so a worker killed mid-task leaves its entries
 //!   pending and another worker reclaims them: every enqueued task is
 //!   handed out until some worker acknowledges it (at least once).
+//! - On a Redis Cluster the stream and the dead-letter stream must hash to
+//!   one slot (a hash tag such as `{jobs}` and `{jobs}:dead`), because
+//!   moving an entry is one `MULTI` over both; [`RedisTaskQueue::open`]
+//!   checks it.
 
 use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Client, Value};
+use keel_core::InvalidField;
+use keel_core::topology::{self, Conn, ConnectOptions, Topology};
+use redis::{Client, Value};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
@@ -87,9 +92,10 @@ pub struct Delivery<T> {
 /// use std::time::Duration;
 /// use keel_concurrency::{RedisQueueOptions, RedisTaskQueue};
 ///
-/// let client = keel_concurrency::redis::Client::open("redis://127.0.0.1:6379")?;
+/// // Or "redis+cluster://127.0.0.1:7000,127.0.0.1:7001" with the stream
+/// // named "{jobs}", so that it and "{jobs}:dead" share a slot.
 /// let queue: RedisTaskQueue<u64> =
-///     RedisTaskQueue::connect(&client, RedisQueueOptions::new("jobs")).await?;
+///     RedisTaskQueue::open("redis://127.0.0.1:6379", RedisQueueOptions::new("jobs")).await?;
 /// queue.enqueue(&42).await?;
 /// for delivery in queue.fetch(10, Duration::from_secs(1)).await? {
 ///     // ... handle delivery.task ...
@@ -99,29 +105,73 @@ pub struct Delivery<T> {
 /// # }
 /// ```
 pub struct RedisTaskQueue<T> {
-    commands: ConnectionManager,
-    reader: Mutex<MultiplexedConnection>,
+    commands: Conn,
+    reader: Mutex<Conn>,
     options: RedisQueueOptions,
     _task: PhantomData<fn() -> T>,
 }
 
 /// The stream entry field holding the task's JSON.
 const FIELD: &str = "task";
+/// The most connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// The most a command other than a blocking read may wait for its reply.
+const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl<T> RedisTaskQueue<T>
 where
     T: Serialize + DeserializeOwned,
 {
-    /// Connects and creates the stream and the consumer group if missing.
+    /// Connects to the server or Redis Cluster `url` names (`redis://`,
+    /// `rediss://`, `unix://`, `redis+cluster://host:port,host:port`) and
+    /// creates the stream and the consumer group if missing.
+    ///
+    /// A URL of no known form is a [`QueueError::Config`] naming `url`; so
+    /// is, on a cluster, a `dead_letter_stream` in another hash slot than
+    /// `stream`.
+    pub async fn open(url: &str, options: RedisQueueOptions) -> Result<Self, QueueError> {
+        let topology = Topology::new(url, &[]).map_err(QueueError::Config)?;
+        Self::connect_to(&topology, options).await
+    }
+
+    /// Connects to the one server `client` names and creates the stream and
+    /// the consumer group if missing.
     pub async fn connect(client: &Client, options: RedisQueueOptions) -> Result<Self, QueueError> {
-        let mut commands = client.get_connection_manager().await?;
+        Self::connect_to(&Topology::Single(client.clone()), options).await
+    }
+
+    async fn connect_to(
+        topology: &Topology,
+        options: RedisQueueOptions,
+    ) -> Result<Self, QueueError> {
+        if topology.is_cluster()
+            && topology::slot(options.stream.as_bytes())
+                != topology::slot(options.dead_letter_stream.as_bytes())
+        {
+            return Err(QueueError::Config(InvalidField::new(
+                "dead_letter_stream",
+                format!(
+                    "{:?} and the stream {:?} hash to different slots of the cluster; \
+                     name the stream with a hash tag, such as \"{{jobs}}\" \
+                     (dead letters then go to \"{{jobs}}:dead\")",
+                    options.dead_letter_stream, options.stream
+                ),
+            )));
+        }
+        let mut commands = topology
+            .connect(ConnectOptions {
+                connect_timeout: CONNECT_TIMEOUT,
+                response_timeout: Some(RESPONSE_TIMEOUT),
+            })
+            .await?;
         // Blocking reads get a connection of their own (they would stall
         // every other command behind them) without a response timeout:
         // `fetch` bounds them itself.
-        let reader = client
-            .get_multiplexed_async_connection_with_config(
-                &AsyncConnectionConfig::new().set_response_timeout(None),
-            )
+        let reader = topology
+            .connect(ConnectOptions {
+                connect_timeout: CONNECT_TIMEOUT,
+                response_timeout: None,
+            })
             .await?;
         let created: Result<(), redis::RedisError> = redis::cmd("XGROUP")
             .arg("CREATE")

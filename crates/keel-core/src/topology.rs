@@ -1,5 +1,25 @@
-//! Where the Redis tier lives: one server, or a Redis Cluster reached
-//! through seed nodes; and the connection both are used through.
+//! Where a room's Redis lives (feature `redis`): one server, or a Redis
+//! Cluster reached through seed nodes; and the connection both are used
+//! through. The cache's L2 tier, the task queue and the WebSocket fan-out
+//! all read their Redis address with [`Topology::new`], so one URL form
+//! means the same everywhere:
+//!
+//! - `redis://host:port[/db]`, `rediss://...`, `unix:///path`: one server;
+//! - `redis+cluster://[user:password@]host:port,host:port` (or
+//!   `rediss+cluster://`), or a non-empty list of `host:port` seeds: a
+//!   Cluster, whose slot map the client learns from whichever seed
+//!   answers.
+//!
+//! ```
+//! use keel_core::topology::Topology;
+//!
+//! let one = Topology::new("redis://127.0.0.1:6379", &[]).unwrap();
+//! assert!(!one.is_cluster());
+//! let cluster = Topology::new("redis+cluster://127.0.0.1:7000,127.0.0.1:7001", &[]).unwrap();
+//! assert!(cluster.is_cluster());
+//! let wrong = Topology::new("http://127.0.0.1:6379", &[]).unwrap_err();
+//! assert_eq!(wrong.field, "url");
+//! ```
 
 use std::time::Duration;
 
@@ -8,43 +28,46 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
-use crate::config::RedisConfig;
+use crate::InvalidField;
 
-/// The server or servers a [`RedisConfig`] names.
+/// The server or servers a Redis address names.
 #[derive(Debug, Clone)]
-pub(crate) enum Topology {
+pub enum Topology {
     /// One server (`redis://`, `rediss://`, `unix://`).
     Single(redis::Client),
-    /// A Redis Cluster (`redis+cluster://host:port,host:port`, or `nodes`).
-    Cluster {
-        /// The cluster client, which learns the slot map from the seeds.
-        client: Box<ClusterClient>,
-        /// One client per seed node, for what a cluster connection does
-        /// not do: subscriptions (a PUBLISH anywhere in a cluster reaches
-        /// subscribers on every node, so any seed serves).
-        seeds: Vec<redis::Client>,
-    },
+    /// A Redis Cluster (`redis+cluster://host:port,host:port`, or a list
+    /// of nodes), known by one client per seed node.
+    Cluster(Vec<redis::Client>),
 }
 
-/// What a URL must look like, for error messages.
-pub(crate) const URL_FORMS: &str = "must be redis://host:port, rediss://host:port, unix:///path \
+/// What an address must look like, for error messages.
+pub const URL_FORMS: &str = "must be redis://host:port, rediss://host:port, unix:///path \
      or redis+cluster://host:port,host:port";
 
+/// How a [`Topology::connect`] connection behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// The most one connection attempt may take.
+    pub connect_timeout: Duration,
+    /// The most one command may wait for its reply; `None` for a
+    /// connection that carries blocking reads the caller bounds itself.
+    pub response_timeout: Option<Duration>,
+}
+
 impl Topology {
-    /// The topology `config` names: the Cluster of `config.nodes` when that
-    /// is not empty (each `host:port` or a `redis://` URL), else what
-    /// `config.url` names. The error names the field and says what is
-    /// wrong.
-    pub(crate) fn new(config: &RedisConfig) -> Result<Topology, (&'static str, String)> {
-        if !config.nodes.is_empty() {
-            let seeds = config.nodes.iter().map(|node| match node.trim() {
+    /// The topology of the Cluster of `nodes` when that is not empty (each
+    /// `host:port` or a `redis://` URL), else of what `url` names. The
+    /// error's field is `url` or `nodes`, relative to the section the
+    /// caller reads them from, and says what is wrong.
+    pub fn new(url: &str, nodes: &[String]) -> Result<Topology, InvalidField> {
+        if !nodes.is_empty() {
+            let seeds = nodes.iter().map(|node| match node.trim() {
                 "" => String::new(),
                 node if node.contains("://") => node.to_owned(),
                 node => format!("redis://{node}"),
             });
-            return cluster(seeds, config).map_err(|e| ("nodes", e));
+            return cluster(seeds).map_err(|e| InvalidField::new("nodes", e));
         }
-        let url = config.url.as_str();
         let cluster_url = url
             .strip_prefix("redis+cluster://")
             .map(|rest| ("redis", rest))
@@ -59,7 +82,7 @@ impl Topology {
                 None => (String::new(), rest),
             };
             if hosts.contains(['/', '?']) {
-                return Err((
+                return Err(InvalidField::new(
                     "url",
                     format!(
                         "{url:?}: a cluster URL lists host:port pairs only (a cluster has one database)"
@@ -73,39 +96,44 @@ impl Topology {
                     format!("{scheme}://{userinfo}{host}")
                 }
             });
-            return cluster(seeds, config).map_err(|e| ("url", e));
+            return cluster(seeds).map_err(|e| InvalidField::new("url", e));
         }
         let known = ["redis://", "rediss://", "redis+unix://", "unix://"];
         if !known.iter().any(|scheme| url.starts_with(scheme)) {
-            return Err(("url", format!("{url:?} {URL_FORMS}")));
+            return Err(InvalidField::new("url", format!("{url:?} {URL_FORMS}")));
         }
         redis::Client::open(url)
             .map(Topology::Single)
-            .map_err(|e| ("url", format!("{url:?} is not a valid redis URL: {e}")))
+            .map_err(|e| InvalidField::new("url", format!("{url:?} is not a valid redis URL: {e}")))
     }
 
     /// Whether this is a Redis Cluster.
-    pub(crate) fn is_cluster(&self) -> bool {
-        matches!(self, Topology::Cluster { .. })
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Topology::Cluster(_))
     }
 
     /// Clients of the servers a subscription may be made on, in the order
-    /// to try them.
-    pub(crate) fn subscribers(&self) -> Vec<redis::Client> {
+    /// to try them: the server, or every seed of a cluster (a `PUBLISH`
+    /// anywhere in a cluster reaches subscribers on every node, so any
+    /// seed serves).
+    pub fn subscribers(&self) -> Vec<redis::Client> {
         match self {
             Topology::Single(client) => vec![client.clone()],
-            Topology::Cluster { seeds, .. } => seeds.clone(),
+            Topology::Cluster(seeds) => seeds.clone(),
         }
     }
 
-    /// Opens a connection: within `connect_timeout`, every command bounded
-    /// by `command_timeout`.
-    pub(crate) async fn connect(&self, config: &RedisConfig) -> redis::RedisResult<Conn> {
+    /// Opens a connection that reconnects by itself. To one server, a
+    /// [`ConnectionManager`]; to a cluster, a cluster connection that
+    /// follows moved slots and retries a few times within a short wait
+    /// and then fails, so that in an outage the caller's own policy (a
+    /// breaker, a retry) takes over.
+    pub async fn connect(&self, options: ConnectOptions) -> redis::RedisResult<Conn> {
         match self {
             Topology::Single(client) => {
                 let manager = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(config.connect_timeout))
-                    .set_response_timeout(Some(config.command_timeout))
+                    .set_connection_timeout(Some(options.connect_timeout))
+                    .set_response_timeout(options.response_timeout)
                     .set_number_of_retries(1)
                     .set_max_delay(Duration::from_millis(500));
                 client
@@ -113,18 +141,28 @@ impl Topology {
                     .await
                     .map(Conn::Single)
             }
-            Topology::Cluster { client, .. } => {
-                client.get_async_connection().await.map(Conn::Cluster)
+            Topology::Cluster(seeds) => {
+                let mut builder =
+                    ClusterClient::builder(seeds.iter().map(|c| c.get_connection_info().clone()))
+                        .connection_timeout(options.connect_timeout)
+                        .retries(3)
+                        .min_retry_wait(10)
+                        .max_retry_wait(200);
+                if let Some(timeout) = options.response_timeout {
+                    builder = builder.response_timeout(timeout);
+                }
+                builder
+                    .build()?
+                    .get_async_connection()
+                    .await
+                    .map(Conn::Cluster)
             }
         }
     }
 }
 
-/// A cluster client on the seed URLs `seeds`, with the tier's timeouts.
-/// It follows moved slots and reconnects by itself, retrying a few times
-/// within a short wait and then failing, so that in an outage the tier's
-/// breaker takes over.
-fn cluster(seeds: impl Iterator<Item = String>, config: &RedisConfig) -> Result<Topology, String> {
+/// The cluster of the seed URLs `seeds`.
+fn cluster(seeds: impl Iterator<Item = String>) -> Result<Topology, String> {
     let mut clients = Vec::new();
     for seed in seeds {
         if seed.is_empty() {
@@ -137,26 +175,17 @@ fn cluster(seeds: impl Iterator<Item = String>, config: &RedisConfig) -> Result<
     if clients.is_empty() {
         return Err("a cluster needs at least one node".into());
     }
-    let client = ClusterClient::builder(clients.iter().map(|c| c.get_connection_info().clone()))
-        .connection_timeout(config.connect_timeout)
-        .response_timeout(config.command_timeout)
-        .retries(3)
-        .min_retry_wait(10)
-        .max_retry_wait(200)
-        .build()
-        .map_err(|e| e.to_string())?;
-    Ok(Topology::Cluster {
-        client: Box::new(client),
-        seeds: clients,
-    })
+    Ok(Topology::Cluster(clients))
 }
 
 /// A connection of either topology: a multiplexed connection manager to
 /// one server, or a cluster connection that routes each command to the
 /// node owning its keys' slot. Cheap to clone.
 #[derive(Clone)]
-pub(crate) enum Conn {
+pub enum Conn {
+    /// To one server.
     Single(ConnectionManager),
+    /// To a Redis Cluster.
     Cluster(ClusterConnection),
 }
 
@@ -199,7 +228,7 @@ impl ConnectionLike for Conn {
 
 /// The reachable primaries in a `CLUSTER NODES` reply, `(host, port)`
 /// each. A line is `id host:port@bus[,hostname] flags primary-id ...`.
-pub(crate) fn primaries(nodes: &str) -> Vec<(String, u16)> {
+pub fn primaries(nodes: &str) -> Vec<(String, u16)> {
     nodes
         .lines()
         .filter_map(|line| {
@@ -224,7 +253,7 @@ pub(crate) fn primaries(nodes: &str) -> Vec<(String, u16)> {
 /// The Cluster hash slot of `key`: CRC16 (XMODEM) of the key, or of the
 /// part between the first `{` and the next `}` when that is not empty
 /// (a hash tag), modulo 16384.
-pub(crate) fn slot(key: &[u8]) -> u16 {
+pub fn slot(key: &[u8]) -> u16 {
     let hashed = key
         .iter()
         .position(|&b| b == b'{')
@@ -288,10 +317,9 @@ e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0
         );
     }
 
-    fn parse(url: &str, nodes: &[&str]) -> Result<Topology, (&'static str, String)> {
-        let mut config = RedisConfig::new(url);
-        config.nodes = nodes.iter().map(|n| (*n).to_owned()).collect();
-        Topology::new(&config)
+    fn parse(url: &str, nodes: &[&str]) -> Result<Topology, (String, String)> {
+        let nodes: Vec<String> = nodes.iter().map(|n| (*n).to_owned()).collect();
+        Topology::new(url, &nodes).map_err(|e| (e.field, e.reason))
     }
 
     #[test]
