@@ -1,5 +1,6 @@
-//! RedisTaskQueue against the real Redis and against a Redis Cluster of
-//! the test's own (each test runs on both): a worker process killed with
+//! RedisTaskQueue against the real Redis, a Redis Cluster of the test's
+//! own and a primary behind Sentinels of its own (each test runs on all
+//! three): a worker process killed with
 //! SIGKILL mid-task loses no task; unacknowledged tasks are reclaimed only
 //! after the visibility timeout; bad entries and tasks handed out too often
 //! go to the dead-letter stream.
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 use keel_concurrency::redis::AsyncCommands;
 use keel_concurrency::{QueueError, RedisQueueOptions, RedisTaskQueue};
 use keel_core::topology::{Conn, ConnectOptions, Topology};
-use keel_test_support::{OwnCluster, TestRedis};
+use keel_test_support::{OwnCluster, OwnSentinel, TestRedis};
 
 /// Set in the child process: which role the re-invoked test plays.
 const ROLE: &str = "KEEL_TEST_QUEUE_ROLE";
@@ -30,12 +31,14 @@ fn options(prefix: &str, consumer: &str, visibility: Duration) -> RedisQueueOpti
     }
 }
 
-/// Where a test runs: the shared Redis under a prefix of the test's own,
-/// or a private 3-primary cluster, where the prefix is a hash tag so that
-/// a stream and its dead-letter stream share a slot.
+/// Where a test runs: the shared Redis under a prefix of the test's own;
+/// a private 3-primary cluster, where the prefix is a hash tag so that a
+/// stream and its dead-letter stream share a slot; or a private primary,
+/// replica and three Sentinels.
 enum Backend {
     Single(TestRedis),
     Cluster(OwnCluster, String),
+    Sentinel(OwnSentinel, String),
 }
 
 impl Backend {
@@ -49,17 +52,26 @@ impl Backend {
         Some(Backend::Cluster(cluster, prefix))
     }
 
+    fn sentinel() -> Option<Backend> {
+        let sentinel = OwnSentinel::start()?;
+        Some(Backend::Sentinel(
+            sentinel,
+            keel_test_support::unique_name("queue"),
+        ))
+    }
+
     fn url(&self) -> String {
         match self {
             Backend::Single(redis) => redis.url().to_owned(),
             Backend::Cluster(cluster, _) => cluster.url(),
+            Backend::Sentinel(sentinel, _) => sentinel.url(),
         }
     }
 
     fn prefix(&self) -> &str {
         match self {
             Backend::Single(redis) => redis.prefix(),
-            Backend::Cluster(_, prefix) => prefix,
+            Backend::Cluster(_, prefix) | Backend::Sentinel(_, prefix) => prefix,
         }
     }
 
@@ -84,8 +96,9 @@ async fn connection(url: &str) -> Conn {
         .unwrap()
 }
 
-/// Runs the test body `$body` (an async fn taking a [`Backend`]) as two
-/// tests, `$body::on_one_server` and `$body::on_a_cluster`.
+/// Runs the test body `$body` (an async fn taking a [`Backend`]) as three
+/// tests, `$body::on_one_server`, `$body::on_a_cluster` and
+/// `$body::behind_sentinels`.
 macro_rules! on_both {
     ($body:ident) => {
         mod $body {
@@ -99,6 +112,13 @@ macro_rules! on_both {
             #[tokio::test]
             async fn on_a_cluster() {
                 if let Some(backend) = super::Backend::cluster() {
+                    super::$body(backend).await;
+                }
+            }
+
+            #[tokio::test]
+            async fn behind_sentinels() {
+                if let Some(backend) = super::Backend::sentinel() {
                     super::$body(backend).await;
                 }
             }

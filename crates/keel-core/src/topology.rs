@@ -8,7 +8,11 @@
 //! - `redis+cluster://[user:password@]host:port,host:port` (or
 //!   `rediss+cluster://`), or a non-empty list of `host:port` seeds: a
 //!   Cluster, whose slot map the client learns from whichever seed
-//!   answers.
+//!   answers;
+//! - `redis+sentinel://[user:password@]host:port,host:port/service[/db]`,
+//!   or a list of Sentinels and a service name ([`Topology::from_fields`]):
+//!   the primary the Sentinels name, followed to its successor when it
+//!   fails (the user and password are the primary's).
 //!
 //! ```
 //! use keel_core::topology::Topology;
@@ -21,11 +25,13 @@
 //! assert_eq!(wrong.field, "url");
 //! ```
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 use crate::InvalidField;
@@ -38,11 +44,31 @@ pub enum Topology {
     /// A Redis Cluster (`redis+cluster://host:port,host:port`, or a list
     /// of nodes), known by one client per seed node.
     Cluster(Vec<redis::Client>),
+    /// A primary found through Redis Sentinel.
+    Sentinel(Arc<Sentinels>),
+}
+
+/// Sentinels watching a primary: where to ask, and what to ask for.
+#[derive(Debug, Clone)]
+pub struct Sentinels {
+    sentinels: Vec<redis::ConnectionInfo>,
+    service_name: String,
+    node: SentinelNodeConnectionInfo,
+}
+
+impl Sentinels {
+    /// A client of the primary the Sentinels name now (checked to call
+    /// itself a primary).
+    async fn primary(&self) -> redis::RedisResult<redis::Client> {
+        Sentinel::build(self.sentinels.clone())?
+            .async_master_for(&self.service_name, Some(&self.node))
+            .await
+    }
 }
 
 /// What an address must look like, for error messages.
-pub const URL_FORMS: &str = "must be redis://host:port, rediss://host:port, unix:///path \
-     or redis+cluster://host:port,host:port";
+pub const URL_FORMS: &str = "must be redis://host:port, rediss://host:port, unix:///path, \
+     redis+cluster://host:port,host:port or redis+sentinel://host:port,host:port/service";
 
 /// How a [`Topology::connect`] connection behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +86,9 @@ impl Topology {
     /// error's field is `url` or `nodes`, relative to the section the
     /// caller reads them from, and says what is wrong.
     pub fn new(url: &str, nodes: &[String]) -> Result<Topology, InvalidField> {
+        if let Some(rest) = url.strip_prefix("redis+sentinel://") {
+            return sentinel_url(url, rest).map_err(|e| InvalidField::new("url", e));
+        }
         if !nodes.is_empty() {
             let seeds = nodes.iter().map(|node| match node.trim() {
                 "" => String::new(),
@@ -107,19 +136,55 @@ impl Topology {
             .map_err(|e| InvalidField::new("url", format!("{url:?} is not a valid redis URL: {e}")))
     }
 
+    /// The topology of a config section with `url`, `nodes`, `sentinels`
+    /// and `service_name` fields: the primary `service_name` names to the
+    /// Sentinels (`host:port` each) when `sentinels` is not empty, else
+    /// [`Topology::new`]. The error's field is relative to the section.
+    pub fn from_fields(
+        url: &str,
+        nodes: &[String],
+        sentinels: &[String],
+        service_name: &str,
+    ) -> Result<Topology, InvalidField> {
+        if sentinels.is_empty() {
+            return Topology::new(url, nodes);
+        }
+        if !nodes.is_empty() {
+            return Err(InvalidField::new(
+                "sentinels",
+                "cannot be set together with nodes (a Cluster has no Sentinels)",
+            ));
+        }
+        if service_name.trim().is_empty() {
+            return Err(InvalidField::new(
+                "service_name",
+                "must name the primary the sentinels watch (their `sentinel monitor <name>`)",
+            ));
+        }
+        let addresses = sentinels.iter().map(|s| s.trim().to_owned());
+        sentinel(
+            addresses,
+            service_name,
+            redis::RedisConnectionInfo::default(),
+        )
+        .map_err(|e| InvalidField::new("sentinels", e))
+    }
+
     /// Whether this is a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         matches!(self, Topology::Cluster(_))
     }
 
-    /// Clients of the servers a subscription may be made on, in the order
-    /// to try them: the server, or every seed of a cluster (a `PUBLISH`
-    /// anywhere in a cluster reaches subscribers on every node, so any
-    /// seed serves).
-    pub fn subscribers(&self) -> Vec<redis::Client> {
+    /// A client of the server the `attempt`th subscription in a row
+    /// should be made on: the server; a seed of a cluster, the next one
+    /// each attempt (a `PUBLISH` anywhere in a cluster reaches subscribers
+    /// on every node, so any seed serves); the primary the Sentinels name
+    /// now.
+    pub async fn subscriber(&self, attempt: usize) -> redis::RedisResult<redis::Client> {
         match self {
-            Topology::Single(client) => vec![client.clone()],
-            Topology::Cluster(seeds) => seeds.clone(),
+            Topology::Single(client) => Ok(client.clone()),
+            Topology::Cluster(seeds) => Ok(seeds[attempt % seeds.len()].clone()),
+            Topology::Sentinel(sentinels) => sentinels.primary().await,
         }
     }
 
@@ -130,16 +195,19 @@ impl Topology {
     /// breaker, a retry) takes over.
     pub async fn connect(&self, options: ConnectOptions) -> redis::RedisResult<Conn> {
         match self {
-            Topology::Single(client) => {
-                let manager = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(options.connect_timeout))
-                    .set_response_timeout(options.response_timeout)
-                    .set_number_of_retries(1)
-                    .set_max_delay(Duration::from_millis(500));
-                client
-                    .get_connection_manager_with_config(manager)
-                    .await
-                    .map(Conn::Single)
+            Topology::Single(client) => manager(client, options).await.map(Conn::Single),
+            Topology::Sentinel(sentinels) => {
+                let conn = connect_primary(sentinels, options).await?;
+                Ok(Conn::Sentinel(SentinelConn(Arc::new(Followed {
+                    sentinels: Arc::clone(sentinels),
+                    options,
+                    current: Mutex::new(Current {
+                        generation: 0,
+                        conn,
+                        tried_at: None,
+                    }),
+                    following: tokio::sync::Mutex::new(()),
+                }))))
             }
             Topology::Cluster(seeds) => {
                 let mut builder =
@@ -159,6 +227,104 @@ impl Topology {
             }
         }
     }
+}
+
+/// A connection manager to `client`'s server with `options`.
+async fn manager(
+    client: &redis::Client,
+    options: ConnectOptions,
+) -> redis::RedisResult<ConnectionManager> {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(options.connect_timeout))
+        .set_response_timeout(options.response_timeout)
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500));
+    client.get_connection_manager_with_config(config).await
+}
+
+/// A connection manager to the primary the Sentinels name now, within
+/// `options.connect_timeout` for the lookup and the connection each.
+async fn connect_primary(
+    sentinels: &Sentinels,
+    options: ConnectOptions,
+) -> redis::RedisResult<ConnectionManager> {
+    let timed_out = || {
+        redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "asking the sentinels for the primary timed out",
+        ))
+    };
+    let client = tokio::time::timeout(options.connect_timeout, sentinels.primary())
+        .await
+        .map_err(|_| timed_out())??;
+    manager(&client, options).await
+}
+
+/// `redis+sentinel://[userinfo@]host:port,.../service[/db]`, `rest` being
+/// what follows the scheme.
+fn sentinel_url(url: &str, rest: &str) -> Result<Topology, String> {
+    let (userinfo, rest) = match rest.rsplit_once('@') {
+        Some((userinfo, rest)) => (Some(userinfo), rest),
+        None => (None, rest),
+    };
+    let Some((hosts, path)) = rest.split_once('/') else {
+        return Err(format!(
+            "{url:?}: a sentinel URL ends with /<service name>, the name the sentinels watch"
+        ));
+    };
+    let (service, db) = match path.split_once('/') {
+        Some((service, db)) => (service, Some(db)),
+        None => (path, None),
+    };
+    if service.is_empty() || service.contains('?') {
+        return Err(format!(
+            "{url:?}: the service name after the hosts is missing"
+        ));
+    }
+    // The primary's settings, read as a URL of its own.
+    let node_url = format!(
+        "redis://{}localhost/{}",
+        userinfo.map(|u| format!("{u}@")).unwrap_or_default(),
+        db.unwrap_or("0")
+    );
+    let node = redis::Client::open(node_url.as_str())
+        .map_err(|e| format!("{url:?}: the user, password or database is not valid: {e}"))?
+        .get_connection_info()
+        .redis_settings()
+        .clone();
+    let hosts = hosts.split(',').map(|h| h.trim().to_owned());
+    sentinel(hosts, service, node)
+}
+
+/// The Sentinels at `addresses` (`host:port` each) watching `service`,
+/// whose primary takes the settings `node`.
+fn sentinel(
+    addresses: impl Iterator<Item = String>,
+    service: &str,
+    node: redis::RedisConnectionInfo,
+) -> Result<Topology, String> {
+    let mut sentinels = Vec::new();
+    for address in addresses {
+        if address.is_empty() {
+            return Err("an empty sentinel address".into());
+        }
+        let url = if address.contains("://") {
+            address
+        } else {
+            format!("redis://{address}")
+        };
+        let info = redis::IntoConnectionInfo::into_connection_info(url.as_str())
+            .map_err(|e| format!("{url:?} is not a valid sentinel address: {e}"))?;
+        sentinels.push(info);
+    }
+    if sentinels.is_empty() {
+        return Err("at least one sentinel is needed".into());
+    }
+    Ok(Topology::Sentinel(Arc::new(Sentinels {
+        sentinels,
+        service_name: service.to_owned(),
+        node: SentinelNodeConnectionInfo::default().set_redis_connection_info(node),
+    })))
 }
 
 /// The cluster of the seed URLs `seeds`.
@@ -187,6 +353,130 @@ pub enum Conn {
     Single(ConnectionManager),
     /// To a Redis Cluster.
     Cluster(ClusterConnection),
+    /// To the primary a set of Sentinels names, followed when it changes.
+    Sentinel(SentinelConn),
+}
+
+/// A connection to the primary Sentinels name. A command that fails the
+/// way a dead or demoted primary fails (connection refused, dropped or
+/// timed out, or `READONLY`) makes it ask the Sentinels again and, once
+/// they name a primary, move to it: that command fails, the next ones go
+/// to the new primary. Lookups are one at a time, 100 ms apart at most
+/// while they fail.
+#[derive(Clone)]
+pub struct SentinelConn(Arc<Followed>);
+
+impl std::fmt::Debug for SentinelConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentinelConn")
+            .field("service_name", &self.0.sentinels.service_name)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Followed {
+    sentinels: Arc<Sentinels>,
+    options: ConnectOptions,
+    current: Mutex<Current>,
+    following: tokio::sync::Mutex<()>,
+}
+
+struct Current {
+    /// Counts the moves, so that callers that saw one connection fail
+    /// move once.
+    generation: u64,
+    conn: ConnectionManager,
+    /// When the last lookup since the last move started.
+    tried_at: Option<Instant>,
+}
+
+/// How soon a lookup that failed may be tried again.
+const FOLLOW_BACKOFF: Duration = Duration::from_millis(100);
+
+impl SentinelConn {
+    fn current(&self) -> (u64, ConnectionManager) {
+        let current = self
+            .0
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        (current.generation, current.conn.clone())
+    }
+
+    /// After a failure on connection `seen`: asks the Sentinels for the
+    /// primary and moves to it, unless another caller already moved or
+    /// tried within the backoff.
+    async fn follow(&self, seen: u64) {
+        let _one_at_a_time = self.0.following.lock().await;
+        {
+            let mut current = self
+                .0
+                .current
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let recently = current
+                .tried_at
+                .is_some_and(|t| t.elapsed() < FOLLOW_BACKOFF);
+            if current.generation != seen || recently {
+                return;
+            }
+            current.tried_at = Some(Instant::now());
+        }
+        if let Ok(conn) = connect_primary(&self.0.sentinels, self.0.options).await {
+            let mut current = self
+                .0
+                .current
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            current.generation += 1;
+            current.conn = conn;
+            current.tried_at = None;
+        }
+    }
+
+    async fn after(&self, seen: u64, error: &redis::RedisError) {
+        let lost = error.is_io_error()
+            || error.is_connection_refusal()
+            || error.is_connection_dropped()
+            || error.is_timeout()
+            || error.code() == Some("READONLY");
+        if lost {
+            self.follow(seen).await;
+        }
+    }
+}
+
+impl ConnectionLike for SentinelConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let (seen, mut conn) = self.current();
+            let result = conn.req_packed_command(cmd).await;
+            if let Err(error) = &result {
+                self.after(seen, error).await;
+            }
+            result
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let (seen, mut conn) = self.current();
+            let result = conn.req_packed_commands(pipeline, offset, count).await;
+            if let Err(error) = &result {
+                self.after(seen, error).await;
+            }
+            result
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.current().1.get_db()
+    }
 }
 
 impl std::fmt::Debug for Conn {
@@ -194,6 +484,7 @@ impl std::fmt::Debug for Conn {
         match self {
             Conn::Single(_) => f.write_str("Conn::Single"),
             Conn::Cluster(_) => f.write_str("Conn::Cluster"),
+            Conn::Sentinel(_) => f.write_str("Conn::Sentinel"),
         }
     }
 }
@@ -203,6 +494,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(conn) => conn.req_packed_command(cmd),
             Conn::Cluster(conn) => conn.req_packed_command(cmd),
+            Conn::Sentinel(conn) => conn.req_packed_command(cmd),
         }
     }
 
@@ -215,6 +507,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Conn::Sentinel(conn) => conn.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -222,6 +515,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(conn) => conn.get_db(),
             Conn::Cluster(conn) => conn.get_db(),
+            Conn::Sentinel(conn) => conn.get_db(),
         }
     }
 }
@@ -327,22 +621,22 @@ e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0
         assert!(!parse("redis://127.0.0.1:6379", &[]).unwrap().is_cluster());
         let cluster = parse("redis+cluster://127.0.0.1:7000, 127.0.0.1:7001", &[]).unwrap();
         assert!(cluster.is_cluster());
-        assert_eq!(cluster.subscribers().len(), 2);
+        assert!(matches!(&cluster, Topology::Cluster(seeds) if seeds.len() == 2));
         let listed = parse(
             "redis://127.0.0.1:6379",
             &["127.0.0.1:7000", "redis://127.0.0.1:7001"],
         )
         .unwrap();
         assert!(listed.is_cluster());
-        assert_eq!(listed.subscribers().len(), 2);
+        assert!(matches!(&listed, Topology::Cluster(seeds) if seeds.len() == 2));
         let with_password =
             parse("redis+cluster://:secret@127.0.0.1:7000,127.0.0.1:7001", &[]).unwrap();
         assert!(
-            with_password.subscribers().iter().all(|s| s
+            matches!(&with_password, Topology::Cluster(seeds) if seeds.iter().all(|s| s
                 .get_connection_info()
                 .redis_settings()
                 .password()
-                == Some("secret")),
+                == Some("secret"))),
             "the password applies to every node"
         );
     }
@@ -359,5 +653,40 @@ e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0
         let (field, error) = parse("redis://127.0.0.1", &[" "]).unwrap_err();
         assert_eq!(field, "nodes");
         assert!(error.contains("empty node"), "{error}");
+    }
+
+    #[test]
+    fn a_sentinel_url_names_the_sentinels_the_service_and_the_primary_settings() {
+        let topology = parse(
+            "redis+sentinel://:secret@127.0.0.1:26379, 127.0.0.1:26380/main/2",
+            &[],
+        )
+        .unwrap();
+        let Topology::Sentinel(sentinels) = &topology else {
+            panic!("not a sentinel topology: {topology:?}");
+        };
+        assert_eq!(sentinels.sentinels.len(), 2);
+        assert_eq!(sentinels.service_name, "main");
+        assert!(!topology.is_cluster());
+        let (field, error) = parse("redis+sentinel://127.0.0.1:26379", &[]).unwrap_err();
+        assert_eq!(field, "url");
+        assert!(error.contains("service name"), "{error}");
+        let (_, error) = parse("redis+sentinel://127.0.0.1:26379,/main", &[]).unwrap_err();
+        assert!(error.contains("empty sentinel"), "{error}");
+    }
+
+    #[test]
+    fn sentinel_fields_need_a_service_and_no_nodes() {
+        let sentinels = ["127.0.0.1:26379".to_owned()];
+        let ok = Topology::from_fields("redis://unused", &[], &sentinels, "main").unwrap();
+        assert!(matches!(ok, Topology::Sentinel(_)));
+        let e = Topology::from_fields("redis://unused", &[], &sentinels, " ").unwrap_err();
+        assert_eq!(e.field, "service_name");
+        let nodes = ["127.0.0.1:7000".to_owned()];
+        let e = Topology::from_fields("redis://unused", &nodes, &sentinels, "main").unwrap_err();
+        assert_eq!(e.field, "sentinels");
+        // Without sentinels, the url and nodes decide.
+        let cluster = Topology::from_fields("redis://unused", &nodes, &[], "").unwrap();
+        assert!(cluster.is_cluster());
     }
 }

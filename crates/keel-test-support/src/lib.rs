@@ -33,6 +33,7 @@ mod isolate;
 mod own_cluster;
 mod own_postgres;
 mod own_redis;
+mod own_sentinel;
 mod proxy;
 pub mod recorder;
 
@@ -43,6 +44,7 @@ pub use isolate::{TestMysql, TestPostgres, TestRedis, mysql, postgres, redis, un
 pub use own_cluster::OwnCluster;
 pub use own_postgres::{OWN_POSTGRES_PASSWORD, OwnPostgres};
 pub use own_redis::OwnRedis;
+pub use own_sentinel::{OwnSentinel, SENTINEL_SERVICE};
 pub use proxy::Proxy;
 
 /// A real service that tests reach on loopback.

@@ -217,19 +217,19 @@ impl Drop for OwnCluster {
     }
 }
 
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(|e| format!("cannot find a free port: {e}"))
 }
 
-fn answers(port: u16) -> bool {
+pub(crate) fn answers(port: u16) -> bool {
     TcpStream::connect(("127.0.0.1", port)).is_ok()
 }
 
 /// What `redis-cli -p port args...` prints ("" when it cannot run).
-fn cli(port: u16, args: &[&str]) -> String {
+pub(crate) fn cli(port: u16, args: &[&str]) -> String {
     Command::new("redis-cli")
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .args(args)
@@ -240,7 +240,7 @@ fn cli(port: u16, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
-fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> Result<(), ()> {
+pub(crate) fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> Result<(), ()> {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if done() {

@@ -168,14 +168,20 @@ impl AuthConfig {
 #[non_exhaustive]
 pub struct FanoutConfig {
     /// The Redis URL: `redis://host:port` (one server, default
-    /// `redis://127.0.0.1:6379`), `rediss://`, `unix:///path`, or
+    /// `redis://127.0.0.1:6379`), `rediss://`, `unix:///path`,
     /// `redis+cluster://host:port,host:port` for a Redis Cluster (a
     /// `PUBLISH` on any node of a cluster reaches subscribers on every
-    /// node).
+    /// node), or `redis+sentinel://host:port,host:port/service` for the
+    /// primary Redis Sentinels name.
     pub url: String,
     /// The seed nodes of a Redis Cluster (`host:port` each); when not
     /// empty, `url` is not used. Default empty.
     pub nodes: Vec<String>,
+    /// Redis Sentinels (`host:port` each) watching the primary named
+    /// `service_name`; when not empty, `url` is not used. Default empty.
+    pub sentinels: Vec<String>,
+    /// The name the Sentinels know the primary by. Default empty.
+    pub service_name: String,
     /// Channels are `<channel_prefix>:all` and `<channel_prefix>:topic:<topic>`.
     /// Default `keel:ws`.
     pub channel_prefix: String,
@@ -189,6 +195,8 @@ impl Default for FanoutConfig {
         Self {
             url: "redis://127.0.0.1:6379".into(),
             nodes: Vec::new(),
+            sentinels: Vec::new(),
+            service_name: String::new(),
             channel_prefix: "keel:ws".into(),
             publish_queue: 10_000,
         }
@@ -259,13 +267,19 @@ impl WebSocketConfig {
         }
         if let Some(redis) = &self.redis {
             #[cfg(feature = "redis")]
-            if let Err(e) = keel_core::topology::Topology::new(&redis.url, &redis.nodes) {
+            if let Err(e) = keel_core::topology::Topology::from_fields(
+                &redis.url,
+                &redis.nodes,
+                &redis.sentinels,
+                &redis.service_name,
+            ) {
                 bad(&format!("redis.{}", e.field), &e.reason);
             }
             // Without the feature the address is only looked at (a manager
             // refuses to start with a fan-out it cannot run).
             #[cfg(not(feature = "redis"))]
             if redis.nodes.is_empty()
+                && redis.sentinels.is_empty()
                 && ![
                     "redis://",
                     "rediss://",
@@ -273,13 +287,14 @@ impl WebSocketConfig {
                     "unix://",
                     "redis+cluster://",
                     "rediss+cluster://",
+                    "redis+sentinel://",
                 ]
                 .iter()
                 .any(|scheme| redis.url.starts_with(scheme))
             {
                 bad(
                     "redis.url",
-                    "must be a redis://, rediss://, unix:// or redis+cluster:// URL",
+                    "must be a redis://, rediss://, unix://, redis+cluster:// or redis+sentinel:// URL",
                 );
             }
             if redis.channel_prefix.is_empty() {

@@ -69,15 +69,14 @@ impl Fanout {
         let counters = Arc::new(Counters::default());
         let (queue, rx) = mpsc::channel(config.publish_queue.max(1));
         let (connected_tx, connected) = watch::channel(false);
-        let subscribers = topology.subscribers();
         let publisher = tokio::spawn(publish_loop(
-            topology,
+            topology.clone(),
             config.channel_prefix.clone(),
             rx,
             Arc::clone(&counters),
         ));
         let subscriber = tokio::spawn(subscribe_loop(
-            subscribers,
+            topology,
             config.channel_prefix.clone(),
             instance,
             hub,
@@ -206,7 +205,7 @@ async fn publish_loop(
             pipe.cmd("PUBLISH").arg(channel).arg(payload.as_ref());
         }
         let sent = match connection {
-            Conn::Single(connection) => pipe.query_async::<()>(connection).await,
+            Conn::Single(_) | Conn::Sentinel(_) => pipe.query_async::<()>(connection).await,
             // One pipeline goes to one node: the primary of the channel
             // prefix's slot, the same for every instance and every batch,
             // so the messages one instance sends reach subscribers in the
@@ -254,9 +253,10 @@ fn fail(counters: &Counters, batch: &mut Vec<(String, Bytes)>) {
 }
 
 /// Listens on the instance's channels. A subscription that fails moves on
-/// to the next of `clients` (on a cluster, any node serves).
+/// to the next seed of a cluster (any node serves), or to the primary the
+/// Sentinels name at the time.
 async fn subscribe_loop(
-    clients: Vec<redis::Client>,
+    topology: Topology,
     prefix: String,
     instance: u128,
     hub: Arc<Hub>,
@@ -270,8 +270,11 @@ async fn subscribe_loop(
     let mut lost = false;
     let mut backoff = Duration::from_millis(50);
     loop {
-        let client = &clients[next % clients.len()];
         let subscribed = async {
+            let client = tokio::time::timeout(TIMEOUT, topology.subscriber(next))
+                .await
+                .map_err(|_| "asking for the server timed out".to_owned())?
+                .map_err(|e| e.to_string())?;
             let mut pubsub = tokio::time::timeout(TIMEOUT, client.get_async_pubsub())
                 .await
                 .map_err(|_| "connect timed out".to_owned())?

@@ -161,10 +161,15 @@ impl WebSocketManagerBuilder {
         #[cfg(feature = "redis")]
         let fanout = match &config.redis {
             Some(fanout) => {
-                let topology = keel_core::topology::Topology::new(&fanout.url, &fanout.nodes)
-                    .map_err(|e| {
-                        WebSocketError::Config(format!("websocket.redis.{}: {}", e.field, e.reason))
-                    })?;
+                let topology = keel_core::topology::Topology::from_fields(
+                    &fanout.url,
+                    &fanout.nodes,
+                    &fanout.sentinels,
+                    &fanout.service_name,
+                )
+                .map_err(|e| {
+                    WebSocketError::Config(format!("websocket.redis.{}: {}", e.field, e.reason))
+                })?;
                 Some(crate::fanout::Fanout::start(
                     fanout,
                     topology,

@@ -1,7 +1,8 @@
 //! Fan-out across instances through a real Redis: two managers share
-//! broadcasts and publishes, each message once per client, on one server
-//! and on a Redis Cluster with the two subscribed on different nodes; the
-//! link survives a Redis restart and a cluster node's death.
+//! broadcasts and publishes, each message once per client, on one server,
+//! on a Redis Cluster with the two subscribed on different nodes, and
+//! behind Sentinels; the link survives a Redis restart, a cluster node's
+//! death and a Sentinel failover.
 
 #![cfg(feature = "redis")]
 
@@ -208,6 +209,46 @@ async fn a_killed_cluster_node_moves_the_subscription_and_messages_cross_again()
         }
         let message =
             arrived.unwrap_or_else(|| panic!("nothing crossed from {name} after the kill"));
+        assert_eq!(message.kind, "after");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_sentinels_messages_cross_before_and_after_a_failover() {
+    let Some(mut sentinel) = keel_test_support::OwnSentinel::start() else {
+        return;
+    };
+    let url = sentinel.url();
+    let [(a, addr_a), (b, addr_b)] = two_instances(&url, "sentinel").await;
+    let mut on_a = connect(addr_a).await;
+    let mut on_b = connect(addr_b).await;
+    subscribe(&mut on_a, "news").await;
+    subscribe(&mut on_b, "news").await;
+    a.publish("news", &WebSocketMessage::new("before", json!(null)))
+        .unwrap();
+    assert_eq!(next_json(&mut on_a).await.kind, "before");
+    assert_eq!(next_json(&mut on_b).await.kind, "before");
+
+    sentinel.kill_primary();
+    eventually("b notices the outage", || !b.fanout_connected()).await;
+    tokio::task::block_in_place(|| sentinel.wait_promoted(Duration::from_secs(30)));
+    // Both subscribe again on the promoted replica and the publishers
+    // follow it: messages cross both ways.
+    assert!(a.wait_fanout_connected(PATIENCE).await);
+    assert!(b.wait_fanout_connected(PATIENCE).await);
+    for (from, name, client) in [(&a, "a", &mut on_b), (&b, "b", &mut on_a)] {
+        let mut arrived = None;
+        for i in 0..200 {
+            from.publish("news", &WebSocketMessage::new("after", json!(i)))
+                .unwrap();
+            let got = tokio::time::timeout(Duration::from_millis(100), next_json(client)).await;
+            if let Ok(message) = got {
+                arrived = Some(message);
+                break;
+            }
+        }
+        let message =
+            arrived.unwrap_or_else(|| panic!("nothing crossed from {name} after the failover"));
         assert_eq!(message.kind, "after");
     }
 }

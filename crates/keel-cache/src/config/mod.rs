@@ -158,12 +158,20 @@ pub struct RedisConfig {
     /// Where Redis is: one server, `redis://host:port/db` (or `rediss://`,
     /// `unix:///path`), or a Redis Cluster,
     /// `redis+cluster://host:port,host:port` (seed nodes: the others are
-    /// found from them; a password before the first host applies to all).
+    /// found from them; a password before the first host applies to all),
+    /// or a primary found through Redis Sentinel,
+    /// `redis+sentinel://[:password@]host:port,host:port/service[/db]`.
     /// Default `redis://127.0.0.1:6379`.
     pub url: String,
     /// A Redis Cluster's seed nodes, `host:port` or `redis://host:port`
     /// each: when not empty, used instead of `url`. Default empty.
     pub nodes: Vec<String>,
+    /// Redis Sentinels (`host:port` each) watching the primary named
+    /// `service_name`: when not empty, used instead of `url`. Default empty.
+    pub sentinels: Vec<String>,
+    /// The name the Sentinels know the primary by (their
+    /// `sentinel monitor <name>`). Default empty.
+    pub service_name: String,
     /// Number of multiplexed connections commands are spread over. Default 4.
     pub pool_size: usize,
     /// First segment of every key: `{key_prefix}:{cache}:{key}`. Default `keel`.
@@ -192,6 +200,8 @@ impl Default for RedisConfig {
         Self {
             url: "redis://127.0.0.1:6379".into(),
             nodes: Vec::new(),
+            sentinels: Vec::new(),
+            service_name: String::new(),
             pool_size: 4,
             key_prefix: "keel".into(),
             command_timeout: Duration::from_secs(1),
@@ -371,7 +381,12 @@ impl CacheConfig {
         }
         if let Some(redis) = &self.redis {
             #[cfg(feature = "redis")]
-            if let Err(e) = keel_core::topology::Topology::new(&redis.url, &redis.nodes) {
+            if let Err(e) = keel_core::topology::Topology::from_fields(
+                &redis.url,
+                &redis.nodes,
+                &redis.sentinels,
+                &redis.service_name,
+            ) {
                 problems.push(InvalidField::new(
                     format!("cache.redis.{}", e.field),
                     e.reason,

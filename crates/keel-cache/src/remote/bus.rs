@@ -288,13 +288,17 @@ async fn subscribe_loop(
     let channel_prefix = format!("{}:~inval:", redis.prefix());
     // On a cluster a PUBLISH reaches subscribers on every node, so any
     // seed serves; a subscription that fails moves on to the next one.
-    let clients = redis.topology().subscribers();
+    // Behind Sentinels, it is made on the primary they name at the time.
     let mut next = 0;
     let mut lost = false;
     let mut backoff = Duration::from_millis(50);
     loop {
-        let client = &clients[next % clients.len()];
         let subscribed = async {
+            let client = redis
+                .topology()
+                .subscriber(next)
+                .await
+                .map_err(|e| e.to_string())?;
             let mut pubsub =
                 tokio::time::timeout(redis.config().connect_timeout, client.get_async_pubsub())
                     .await

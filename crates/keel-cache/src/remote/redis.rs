@@ -199,8 +199,13 @@ impl RedisCache {
     /// `config.nodes` or a `redis+cluster://` URL. Does not connect yet:
     /// the first command does, so a service can start while Redis is down.
     pub fn new(config: RedisConfig) -> Result<Self, CacheError> {
-        let topology = Topology::new(&config.url, &config.nodes)
-            .map_err(|e| CacheError::Config(format!("invalid redis {}: {}", e.field, e.reason)))?;
+        let topology = Topology::from_fields(
+            &config.url,
+            &config.nodes,
+            &config.sentinels,
+            &config.service_name,
+        )
+        .map_err(|e| CacheError::Config(format!("invalid redis {}: {}", e.field, e.reason)))?;
         if config.key_prefix.is_empty() {
             return Err(CacheError::Config(
                 "redis key_prefix must not be empty".into(),
@@ -665,7 +670,7 @@ return n",
         let mut conn = self.conn().await?;
         // A SCAN walks one server's keys: on a cluster, every primary's.
         let nodes = match &conn {
-            Conn::Single(_) => vec![None],
+            Conn::Single(_) | Conn::Sentinel(_) => vec![None],
             Conn::Cluster(cluster) => self
                 .primaries(cluster.clone())
                 .await?

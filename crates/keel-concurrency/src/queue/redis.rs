@@ -122,9 +122,11 @@ impl<T> RedisTaskQueue<T>
 where
     T: Serialize + DeserializeOwned,
 {
-    /// Connects to the server or Redis Cluster `url` names (`redis://`,
-    /// `rediss://`, `unix://`, `redis+cluster://host:port,host:port`) and
-    /// creates the stream and the consumer group if missing.
+    /// Connects to the server, Redis Cluster or Sentinel-watched primary
+    /// `url` names (`redis://`, `rediss://`, `unix://`,
+    /// `redis+cluster://host:port,host:port`,
+    /// `redis+sentinel://host:port,host:port/service`) and creates the
+    /// stream and the consumer group if missing.
     ///
     /// A URL of no known form is a [`QueueError::Config`] naming `url`; so
     /// is, on a cluster, a `dead_letter_stream` in another hash slot than

@@ -1,0 +1,156 @@
+//! The Redis tier behind Redis Sentinel, on a primary, a replica and three
+//! Sentinels of the test's own: two instances share writes and
+//! invalidations, and when the primary is killed mid-traffic the cache
+//! serves from L1, reports degraded, follows the promoted replica and
+//! recovers.
+#![cfg(feature = "redis")]
+
+use std::time::Duration;
+
+use keel_cache::{
+    CacheConfig, CacheManager, CacheSettings, InvalidationBus, RedisCache, RedisConfig, TieredCache,
+};
+use keel_test_support::{OwnSentinel, SENTINEL_SERVICE};
+
+async fn eventually<F: AsyncFnMut() -> bool>(what: &str, timeout: Duration, mut check: F) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// An instance: a `users` cache behind the Sentinels, and its bus.
+async fn instance(config: RedisConfig) -> (TieredCache<u64, String>, InvalidationBus) {
+    let redis = RedisCache::new(config).unwrap();
+    let bus = InvalidationBus::start(redis.clone());
+    assert!(bus.wait_connected(Duration::from_secs(5)).await, "bus up");
+    let mut settings = CacheSettings::default();
+    settings.ttl = Some(Duration::from_secs(600));
+    let cache = TieredCache::builder("users", settings)
+        .redis(redis, Some(bus.clone()))
+        .build()
+        .unwrap();
+    (cache, bus)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_primary_is_followed_to_the_promoted_replica() {
+    let Some(mut sentinel) = OwnSentinel::start() else {
+        return;
+    };
+    // One instance by URL, the other by the `sentinels` list.
+    let mut by_url = RedisConfig::new(sentinel.url()).key_prefix("t");
+    by_url.probe_interval = Duration::from_millis(50);
+    let mut by_list = RedisConfig::new("redis://unused").key_prefix("t");
+    by_list.sentinels = sentinel.sentinel_addresses();
+    by_list.service_name = SENTINEL_SERVICE.to_owned();
+    by_list.probe_interval = Duration::from_millis(50);
+    let (a, a_bus) = instance(by_url).await;
+    let (b, _b_bus) = instance(by_list).await;
+
+    b.insert(1, "v1".into()).await;
+    assert_eq!(a.get(&1).await.as_deref(), Some("v1"));
+    b.insert(1, "v1b".into()).await;
+    eventually("a sees b's write", Duration::from_secs(5), async || {
+        a.get(&1).await.as_deref() == Some("v1b")
+    })
+    .await;
+
+    sentinel.kill_primary();
+    // Until the Sentinels promote the replica, writes fail against the
+    // dead primary (to be reconciled later) and the instance says so;
+    // reads of key 1 come from L1 meanwhile.
+    eventually("b reports degraded", Duration::from_secs(10), async || {
+        b.insert(2, "during".into()).await;
+        assert_eq!(b.get(&1).await.as_deref(), Some("v1b"), "served from L1");
+        b.is_degraded()
+    })
+    .await;
+    tokio::task::block_in_place(|| sentinel.wait_promoted(Duration::from_secs(30)));
+    assert_eq!(sentinel.current_primary(), sentinel.replica_port());
+
+    // Both follow the promoted replica: writes land and cross again.
+    eventually(
+        "a write reaches the new primary and crosses",
+        Duration::from_secs(20),
+        async || {
+            b.insert(1, "v2".into()).await;
+            a.get(&1).await.as_deref() == Some("v2")
+        },
+    )
+    .await;
+    eventually("both recover", Duration::from_secs(10), async || {
+        !a.is_degraded() && !b.is_degraded()
+    })
+    .await;
+    b.insert(1, "v3".into()).await;
+    eventually(
+        "invalidations flow again",
+        Duration::from_secs(5),
+        async || a.get(&1).await.as_deref() == Some("v3"),
+    )
+    .await;
+    assert!(
+        a_bus.stats().resyncs >= 1,
+        "a's subscription was on the killed primary: it resubscribed on the new one and dropped its copies: {:?}",
+        a_bus.stats()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_takes_its_sentinels_from_the_config_file() {
+    let Some(sentinel) = OwnSentinel::start() else {
+        return;
+    };
+    let list: Vec<String> = sentinel
+        .sentinel_addresses()
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect();
+    let text = format!(
+        "ttl = \"5m\"\n[redis]\nsentinels = [{}]\nservice_name = \"{SENTINEL_SERVICE}\"\nkey_prefix = \"m\"\n[caches.users]\n",
+        list.join(", ")
+    );
+    let config: CacheConfig = toml::from_str(&text).unwrap();
+    config.validate().unwrap();
+    let (a, b) = (
+        CacheManager::new(config.clone()).unwrap(),
+        CacheManager::new(config).unwrap(),
+    );
+    let (ua, ub): (TieredCache<u64, String>, TieredCache<u64, String>) =
+        (a.cache("users").unwrap(), b.cache("users").unwrap());
+    for c in [&ua, &ub] {
+        eventually("bus subscribed", Duration::from_secs(5), async || {
+            !c.is_degraded()
+        })
+        .await;
+    }
+    ua.insert(1, "one".into()).await;
+    assert_eq!(ub.get(&1).await.as_deref(), Some("one"));
+    assert!(a.remove_key("users", "1").await);
+    eventually("b drops key 1", Duration::from_secs(5), async || {
+        ub.get(&1).await.is_none()
+    })
+    .await;
+}
+
+#[test]
+fn a_wrong_sentinel_setting_names_its_field() {
+    let problem = |text: &str| {
+        let config: CacheConfig = toml::from_str(text).unwrap();
+        config.validate().unwrap_err().remove(0)
+    };
+    let missing_service = problem("[redis]\nsentinels = [\"127.0.0.1:26379\"]\n");
+    assert_eq!(missing_service.field, "cache.redis.service_name");
+    let both = problem(
+        "[redis]\nsentinels = [\"127.0.0.1:26379\"]\nnodes = [\"127.0.0.1:7000\"]\nservice_name = \"m\"\n",
+    );
+    assert_eq!(both.field, "cache.redis.sentinels");
+    let no_service = problem("[redis]\nurl = \"redis+sentinel://127.0.0.1:26379\"\n");
+    assert_eq!(no_service.field, "cache.redis.url");
+    assert!(no_service.reason.contains("service name"), "{no_service}");
+}
