@@ -443,3 +443,59 @@ async fn an_address_of_no_known_form_names_the_url() {
     assert_eq!(problem.field, "url");
     assert!(problem.reason.contains("redis+cluster://"), "{problem}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_sentinels_the_queue_follows_a_failover_and_keeps_replicated_tasks() {
+    let Some(mut sentinel) = OwnSentinel::start() else {
+        return;
+    };
+    let url = sentinel.url();
+    let prefix = keel_test_support::unique_name("queue");
+    let queue: RedisTaskQueue<u64> =
+        RedisTaskQueue::open(&url, options(&prefix, "w", Duration::from_secs(60)))
+            .await
+            .unwrap();
+    for task in 0..5 {
+        queue.enqueue(&task).await.unwrap();
+    }
+    // Replication is asynchronous: the replica has them before the
+    // primary dies.
+    let mut conn = connection(&url).await;
+    let replicas: i64 = keel_concurrency::redis::cmd("WAIT")
+        .arg(1)
+        .arg(5000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(replicas, 1);
+
+    sentinel.kill_primary();
+    tokio::task::block_in_place(|| sentinel.wait_promoted(Duration::from_secs(30)));
+    // The first call on each of the queue's two connections finds the
+    // primary gone and fails; the calls after it reach the new primary.
+    let mut failures = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while queue.enqueue(&99).await.is_err() {
+        failures += 1;
+        assert!(Instant::now() < deadline, "enqueue never recovered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut got = BTreeSet::new();
+    while got.len() < 6 {
+        assert!(Instant::now() < deadline, "only {got:?} fetched");
+        match queue.fetch(10, Duration::from_millis(100)).await {
+            Ok(deliveries) => {
+                for delivery in deliveries {
+                    got.insert(delivery.task);
+                    queue.ack(&delivery.id).await.unwrap();
+                }
+            }
+            Err(_) => failures += 1,
+        }
+    }
+    assert_eq!(got, BTreeSet::from([0, 1, 2, 3, 4, 99]));
+    assert!(
+        failures <= 2,
+        "{failures} calls failed: more than the one in flight per connection"
+    );
+}

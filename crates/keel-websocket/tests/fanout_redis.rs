@@ -79,6 +79,15 @@ async fn two_managers_on_a_cluster_deliver_across_once_per_client() {
     deliver_across_once_per_client(a, b).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_managers_behind_sentinels_deliver_across_once_per_client() {
+    let Some(sentinel) = keel_test_support::OwnSentinel::start() else {
+        return;
+    };
+    let [a, b] = two_instances(&sentinel.url(), "sentinel-once").await;
+    deliver_across_once_per_client(a, b).await;
+}
+
 async fn deliver_across_once_per_client(
     (a, addr_a): (WebSocketManager, std::net::SocketAddr),
     (b, addr_b): (WebSocketManager, std::net::SocketAddr),

@@ -10,6 +10,7 @@ mod pool;
 mod queue;
 mod ratelimit;
 mod tiered;
+mod tiered_cluster;
 mod websocket;
 
 pub(crate) use child::{CHILD_ENV as UNCOUNTED_CHILD_ENV, child_main as uncounted_child_main};

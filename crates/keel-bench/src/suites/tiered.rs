@@ -13,6 +13,18 @@
 //! per-process single flight on each of the two instances), `stall` (caller latency while a private Redis sleeps
 //! in `DEBUG SLEEP`, against the configured command timeout, and local hits
 //! per second meanwhile against before it).
+//!
+//! On a private 3-primary Redis Cluster the bench starts itself
+//! (`tiered_cluster.rs`; skipped with a note when it cannot start):
+//! `l2-hit-cluster` (as `l2-hit`, against raw GET + decode on as many
+//! cluster connections), `get-many-100-cluster` (as `get-many-100`,
+//! against the raw client's MGET per hash slot of the batch, all in flight
+//! at once, reassembled in order and decoded), `invalidation-cluster` and
+//! `write-invalidation-cluster` (as `invalidation`, with the receiving
+//! instance subscribed on a node other than the one the publish goes to,
+//! vs a raw PUBLISH through a cluster connection → a subscriber on another
+//! node, and vs a raw SPUBLISH → a RESP3 sharded subscriber,
+//! `redis-sharded`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -29,8 +41,8 @@ use keel_cache::{
 use crate::Ctx;
 use crate::workload::median;
 
-const IN_FLIGHT: usize = 64;
-const POOL: usize = 4;
+pub(super) const IN_FLIGHT: usize = 64;
+pub(super) const POOL: usize = 4;
 
 pub(crate) fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -46,7 +58,7 @@ fn redis_url() -> String {
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-fn config(url: &str, prefix: &str, local_capacity: u64) -> CacheConfig {
+pub(super) fn config(url: &str, prefix: &str, local_capacity: u64) -> CacheConfig {
     let mut config = CacheConfig::default();
     config.defaults.ttl = Some(Duration::from_secs(600));
     config.defaults.capacity = Some(local_capacity);
@@ -68,7 +80,7 @@ async fn run_async(ctx: &mut Ctx) -> anyhow::Result<()> {
         })?;
     let prefix = format!("keel-bench-{}", std::process::id());
     let keys: u64 = if ctx.quick { 20_000 } else { 100_000 };
-    let rounds = if ctx.quick { 3 } else { 5 };
+    let rounds: usize = if ctx.quick { 3 } else { 5 };
     let value = "x".repeat(100);
 
     // Fill Redis through one instance.
@@ -267,6 +279,7 @@ async fn run_async(ctx: &mut Ctx) -> anyhow::Result<()> {
     invalidation(ctx, &url, &prefix, &client).await?;
     stampede(ctx, &url, &prefix).await?;
     stall(ctx).await?;
+    super::tiered_cluster::run(ctx, &prefix, keys, rounds, &value).await?;
 
     cache.clear().await;
     let _: () = redis::cmd("PING")
@@ -279,7 +292,7 @@ async fn run_async(ctx: &mut Ctx) -> anyhow::Result<()> {
 /// Runs `n` operations from `in_flight` spawned tasks, as a service runs
 /// its requests, each task taking the next operation when its last one is
 /// done; ops/s. An operation that panics fails the measurement.
-async fn throughput<F, Fut>(in_flight: usize, n: u64, op: F) -> anyhow::Result<f64>
+pub(super) async fn throughput<F, Fut>(in_flight: usize, n: u64, op: F) -> anyhow::Result<f64>
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send,
@@ -333,9 +346,39 @@ async fn invalidation(
     prefix: &str,
     client: &redis::Client,
 ) -> anyhow::Result<()> {
-    let samples = if ctx.quick { 500 } else { 2_000 };
     let a = CacheManager::new(config(url, prefix, 10_000))?;
     let b = CacheManager::new(config(url, prefix, 10_000))?;
+    let publisher = client.get_multiplexed_async_connection().await?;
+    let channel = format!("{prefix}:raw-bench");
+    invalidation_between(ctx, "", [&a, &b], client, publisher, &channel, None).await
+}
+
+/// A raw sharded pub/sub pair on a cluster: `SPUBLISH` through
+/// `publisher` → the pushes of a RESP3 connection that `SSUBSCRIBE`d.
+pub(super) struct Sharded {
+    pub(super) publisher: redis::cluster_async::ClusterConnection,
+    pub(super) pushes: tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>,
+    /// Holds the subscription.
+    pub(super) _subscriber: redis::cluster_async::ClusterConnection,
+}
+
+/// The `invalidation{suffix}` and `write-invalidation{suffix}` cases:
+/// instance `a` writes and publishes, instance `b`'s bus delivers; against
+/// a raw `PUBLISH` on `channel` through `publisher` → a subscriber made
+/// from `subscriber`.
+pub(super) async fn invalidation_between<C>(
+    ctx: &mut Ctx,
+    suffix: &str,
+    [a, b]: [&CacheManager; 2],
+    subscriber: &redis::Client,
+    mut publisher: C,
+    channel: &str,
+    mut sharded: Option<Sharded>,
+) -> anyhow::Result<()>
+where
+    C: redis::aio::ConnectionLike + Send,
+{
+    let samples = if ctx.quick { 500 } else { 2_000 };
     let ca: TieredCache<u64, String> = a.cache("bench")?;
     let cb: TieredCache<u64, String> = b.cache("bench")?;
     let arrivals = Arc::new(Arrivals::default());
@@ -353,9 +396,8 @@ async fn invalidation(
     }
     // Raw: PUBLISH on one connection → a subscriber on another.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
-    let mut pubsub = client.get_async_pubsub().await?;
-    let channel = format!("{prefix}:raw-bench");
-    pubsub.subscribe(&channel).await?;
+    let mut pubsub = subscriber.get_async_pubsub().await?;
+    pubsub.subscribe(channel).await?;
     let listener = tokio::spawn(async move {
         let mut messages = pubsub.on_message();
         while messages.next().await.is_some() {
@@ -364,15 +406,20 @@ async fn invalidation(
             }
         }
     });
-    let mut conn = client.get_multiplexed_async_connection().await?;
     let bus_a = a
         .bus()
         .context("the bench config has Redis, so the manager has a bus")?;
+    let (bus_case, write_case) = (
+        format!("invalidation{suffix}"),
+        format!("write-invalidation{suffix}"),
+    );
 
     // The three measurements alternate so load on the machine hits all.
     let (mut bus_us, mut write_us, mut raw_us) = (Vec::new(), Vec::new(), Vec::new());
+    let mut sharded_us = Vec::new();
     // Messages that did not arrive within a second, per side.
     let (mut bus_lost, mut write_lost, mut raw_lost) = (0u64, 0u64, 0u64);
+    let mut sharded_lost = 0u64;
     for i in 0..samples as u64 {
         // keel, the bus alone: publish → the other instance's handler ran.
         let key = format!("bus-{i}");
@@ -394,32 +441,71 @@ async fn invalidation(
         // raw PUBLISH → subscriber
         let started = Instant::now();
         let _: i64 = redis::cmd("PUBLISH")
-            .arg(&channel)
+            .arg(channel)
             .arg(i)
-            .query_async(&mut conn)
+            .query_async(&mut publisher)
             .await?;
         match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
             Ok(Some(t)) => raw_us.push(t.duration_since(started).as_secs_f64() * 1e6),
             _ => raw_lost += 1,
         }
+        // raw SPUBLISH → sharded subscriber (a cluster only)
+        if let Some(Sharded {
+            publisher, pushes, ..
+        }) = sharded.as_mut()
+        {
+            let started = Instant::now();
+            let _: i64 = redis::cmd("SPUBLISH")
+                .arg(channel)
+                .arg(i)
+                .query_async(publisher)
+                .await?;
+            let message = async {
+                while let Some(push) = pushes.recv().await {
+                    if push.kind == redis::PushKind::SMessage {
+                        return Some(Instant::now());
+                    }
+                }
+                None
+            };
+            match tokio::time::timeout(Duration::from_secs(1), message).await {
+                Ok(Some(t)) => sharded_us.push(t.duration_since(started).as_secs_f64() * 1e6),
+                _ => sharded_lost += 1,
+            }
+        }
     }
     listener.abort();
+    if sharded.is_some() {
+        ctx.report
+            .record(&bus_case, "redis-sharded", "timed_out", sharded_lost as f64);
+        sharded_us.sort_by(f64::total_cmp);
+        let pick = |q: f64| {
+            sharded_us
+                .get(((sharded_us.len() as f64 - 1.0) * q) as usize)
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        ctx.report
+            .record(&bus_case, "redis-sharded", "p50_us", pick(0.5));
+        ctx.report
+            .record(&bus_case, "redis-sharded", "p99_us", pick(0.99));
+    }
     for (case, name, lost) in [
-        ("invalidation", "keel", bus_lost),
-        ("invalidation", "redis", raw_lost),
-        ("write-invalidation", "keel", write_lost),
+        (&bus_case, "keel", bus_lost),
+        (&bus_case, "redis", raw_lost),
+        (&write_case, "keel", write_lost),
     ] {
         ctx.report.record(case, name, "timed_out", lost as f64);
     }
     if bus_lost + raw_lost + write_lost > 0 {
         ctx.report.note(&format!(
-            "invalidations not seen within 1 s: keel {bus_lost}, raw {raw_lost}, keel write {write_lost}"
+            "invalidations{suffix} not seen within 1 s: keel {bus_lost}, raw {raw_lost}, keel write {write_lost}"
         ));
     }
     for (case, name, mut v) in [
-        ("invalidation", "keel", bus_us),
-        ("invalidation", "redis", raw_us),
-        ("write-invalidation", "keel", write_us),
+        (&bus_case, "keel", bus_us),
+        (&bus_case, "redis", raw_us),
+        (&write_case, "keel", write_us),
     ] {
         v.sort_by(f64::total_cmp);
         let pick = |q: f64| {
@@ -431,11 +517,11 @@ async fn invalidation(
         ctx.report.record(case, name, "p99_us", pick(0.99));
     }
     if let (Some(k), Some(r)) = (
-        ctx.report.get("invalidation", "keel", "p99_us"),
-        ctx.report.get("invalidation", "redis", "p99_us"),
+        ctx.report.get(&bus_case, "keel", "p99_us"),
+        ctx.report.get(&bus_case, "redis", "p99_us"),
     ) {
         ctx.report.note(&format!(
-            "invalidation: keel publish → other instance's local copy dropped, p99 = {:.2}x a raw PUBLISH → subscriber",
+            "{bus_case}: keel publish → other instance's local copy dropped, p99 = {:.2}x a raw PUBLISH → subscriber",
             k / r
         ));
     }
@@ -692,7 +778,7 @@ async fn stall(ctx: &mut Ctx) -> anyhow::Result<()> {
 
 /// The `i`-th key of a uniform random sequence over `0..keys` (the same
 /// for every side of a case): splitmix64 of `i`.
-fn uniform(i: u64, keys: u64) -> u64 {
+pub(super) fn uniform(i: u64, keys: u64) -> u64 {
     let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
