@@ -1,24 +1,25 @@
-//! The Redis tier against a real server.
+//! The Redis tier against a real server, a private Redis Cluster and a
+//! private primary behind Sentinels (each test that needs no outage runs
+//! on all three), and outages of a private server.
 #![cfg(feature = "redis")]
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use keel_cache::{Invalidation, InvalidationBus, InvalidationHandler, RedisCache, RedisConfig};
+use keel_test_support::{TestTopology, on_every_topology};
 
-async fn cache() -> Option<(keel_test_support::TestRedis, RedisCache)> {
-    let redis = keel_test_support::redis().await?;
-    let cache = RedisCache::connect(RedisConfig::new(redis.url()).key_prefix(redis.prefix()))
+/// The tier on `redis`, under its prefix.
+async fn cache(redis: &TestTopology) -> RedisCache {
+    RedisCache::connect(RedisConfig::new(redis.url()).key_prefix(redis.prefix()))
         .await
-        .expect("connect");
-    Some((redis, cache))
+        .expect("connect")
 }
 
-#[tokio::test]
-async fn values_round_trip_with_ttl_and_namespaced_keys() {
-    let Some((redis, cache)) = cache().await else {
-        return;
-    };
+on_every_topology!(values_round_trip_with_ttl_and_namespaced_keys);
+
+async fn values_round_trip_with_ttl_and_namespaced_keys(redis: TestTopology) {
+    let cache = cache(&redis).await;
     cache
         .set(
             "users",
@@ -56,11 +57,10 @@ async fn values_round_trip_with_ttl_and_namespaced_keys() {
     );
 }
 
-#[tokio::test]
-async fn corrupt_bytes_are_a_counted_miss() {
-    let Some((redis, cache)) = cache().await else {
-        return;
-    };
+on_every_topology!(corrupt_bytes_are_a_counted_miss);
+
+async fn corrupt_bytes_are_a_counted_miss(redis: TestTopology) {
+    let cache = cache(&redis).await;
     let mut conn = redis.connection().await.unwrap();
     for (key, bytes) in [
         ("a", b"not an envelope".to_vec()),
@@ -106,11 +106,10 @@ async fn corrupt_bytes_are_a_counted_miss() {
     assert_eq!(stats.hits, 0);
 }
 
-#[tokio::test]
-async fn batches_read_and_write_many_keys_in_order() {
-    let Some((_redis, cache)) = cache().await else {
-        return;
-    };
+on_every_topology!(batches_read_and_write_many_keys_in_order);
+
+async fn batches_read_and_write_many_keys_in_order(redis: TestTopology) {
+    let cache = cache(&redis).await;
     let values: Vec<(String, u64)> = (0..100).map(|i| (format!("k{i}"), i * 10)).collect();
     cache
         .set_many(
@@ -130,11 +129,10 @@ async fn batches_read_and_write_many_keys_in_order() {
     assert_eq!(got[100].as_ref().unwrap().value, Some(990));
 }
 
-#[tokio::test]
-async fn corrupt_bytes_in_a_batch_are_counted_misses_among_good_values() {
-    let Some((redis, cache)) = cache().await else {
-        return;
-    };
+on_every_topology!(corrupt_bytes_in_a_batch_are_counted_misses_among_good_values);
+
+async fn corrupt_bytes_in_a_batch_are_counted_misses_among_good_values(redis: TestTopology) {
+    let cache = cache(&redis).await;
     cache
         .set("nums", "1", Some(&1u64), None, None)
         .await
@@ -158,11 +156,10 @@ async fn corrupt_bytes_in_a_batch_are_counted_misses_among_good_values() {
     assert_eq!((stats.hits, stats.misses, stats.corrupt), (2, 2, 1));
 }
 
-#[tokio::test]
-async fn absences_clear_and_delete() {
-    let Some((_redis, cache)) = cache().await else {
-        return;
-    };
+on_every_topology!(absences_clear_and_delete);
+
+async fn absences_clear_and_delete(redis: TestTopology) {
+    let cache = cache(&redis).await;
     cache
         .set::<u32>("users", "ghost", None, Some(Duration::from_secs(5)), None)
         .await
@@ -192,11 +189,10 @@ async fn absences_clear_and_delete() {
     );
 }
 
-#[tokio::test]
-async fn a_lock_has_one_holder_and_only_the_holder_releases_it() {
-    let Some((_redis, cache)) = cache().await else {
-        return;
-    };
+on_every_topology!(a_lock_has_one_holder_and_only_the_holder_releases_it);
+
+async fn a_lock_has_one_holder_and_only_the_holder_releases_it(redis: TestTopology) {
+    let cache = cache(&redis).await;
     let first = cache
         .try_lock("users", "42", Duration::from_secs(5))
         .await
@@ -251,11 +247,10 @@ async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-#[tokio::test]
-async fn invalidations_reach_other_instances_not_the_sender() {
-    let Some((_redis, cache)) = cache().await else {
-        return;
-    };
+on_every_topology!(invalidations_reach_other_instances_not_the_sender);
+
+async fn invalidations_reach_other_instances_not_the_sender(redis: TestTopology) {
+    let cache = cache(&redis).await;
     let a = InvalidationBus::start(cache.clone());
     let b = InvalidationBus::start(cache.clone());
     let seen_a = recorder(&a, "users");

@@ -1,4 +1,6 @@
-//! Two managers on one real Redis behave as two instances of a service.
+//! Two managers on one real Redis behave as two instances of a service:
+//! on one server, on a private Redis Cluster and behind private Sentinels
+//! (each test that needs no outage runs on all three).
 #![cfg(feature = "redis")]
 
 use std::sync::Arc;
@@ -9,6 +11,7 @@ use keel_cache::{
     CacheConfig, CacheManager, CacheOptions, CacheSettings, Clock, LockSettings, RedisCache,
     RedisConfig, TieredCache,
 };
+use keel_test_support::{TestTopology, on_every_topology};
 
 fn config(url: &str, prefix: &str) -> CacheConfig {
     let mut config = CacheConfig::default();
@@ -46,12 +49,10 @@ async fn bus_ready(caches: &[&TieredCache<u64, String>]) {
     }
 }
 
-#[tokio::test]
-async fn a_write_on_one_instance_is_seen_on_the_other() {
-    let Some(redis) = keel_test_support::redis().await else {
-        return;
-    };
-    let (a, b) = two_instances(config(redis.url(), redis.prefix())).await;
+on_every_topology!(a_write_on_one_instance_is_seen_on_the_other);
+
+async fn a_write_on_one_instance_is_seen_on_the_other(redis: TestTopology) {
+    let (a, b) = two_instances(config(&redis.url(), redis.prefix())).await;
     let (ua, ub) = (users(&a), users(&b));
     bus_ready(&[&ua, &ub]).await;
 
@@ -104,12 +105,11 @@ fn on_clock(
         .unwrap()
 }
 
-#[tokio::test]
-async fn a_back_filled_copy_is_fresh_only_as_long_as_the_redis_entry() {
-    let Some(redis) = keel_test_support::redis().await else {
-        return;
-    };
-    let remote = RedisCache::new(RedisConfig::new(redis.url()).key_prefix(redis.prefix())).unwrap();
+on_every_topology!(a_back_filled_copy_is_fresh_only_as_long_as_the_redis_entry);
+
+async fn a_back_filled_copy_is_fresh_only_as_long_as_the_redis_entry(redis: TestTopology) {
+    let remote =
+        RedisCache::new(RedisConfig::new(&redis.url()).key_prefix(redis.prefix())).unwrap();
     let ttl = Duration::from_secs(10);
     let writer = on_clock(&remote, Clock::system(), ttl, None, 100);
     writer.insert(1, "v".into()).await;
@@ -139,12 +139,11 @@ async fn a_back_filled_copy_is_fresh_only_as_long_as_the_redis_entry() {
     assert_eq!((stats.l1_hits, stats.l2_hits), (1, 2));
 }
 
-#[tokio::test]
-async fn back_fills_into_a_full_local_tier_keep_every_value_intact() {
-    let Some(redis) = keel_test_support::redis().await else {
-        return;
-    };
-    let remote = RedisCache::new(RedisConfig::new(redis.url()).key_prefix(redis.prefix())).unwrap();
+on_every_topology!(back_fills_into_a_full_local_tier_keep_every_value_intact);
+
+async fn back_fills_into_a_full_local_tier_keep_every_value_intact(redis: TestTopology) {
+    let remote =
+        RedisCache::new(RedisConfig::new(&redis.url()).key_prefix(redis.prefix())).unwrap();
     let ttl = Duration::from_secs(60);
     let writer = on_clock(&remote, Clock::system(), ttl, None, 100);
     // Values of different sizes: a copy made into an evicted value's memory
@@ -172,12 +171,10 @@ async fn back_fills_into_a_full_local_tier_keep_every_value_intact() {
     assert!(reader.stats().l1_hits > 0);
 }
 
-#[tokio::test]
-async fn corrupt_bytes_in_redis_are_a_miss_that_reloads() {
-    let Some(redis) = keel_test_support::redis().await else {
-        return;
-    };
-    let (a, _) = two_instances(config(redis.url(), redis.prefix())).await;
+on_every_topology!(corrupt_bytes_in_redis_are_a_miss_that_reloads);
+
+async fn corrupt_bytes_in_redis_are_a_miss_that_reloads(redis: TestTopology) {
+    let (a, _) = two_instances(config(&redis.url(), redis.prefix())).await;
     let users = users(&a);
     let mut conn = redis.connection().await.unwrap();
     let _: () = redis::cmd("SET")
@@ -200,12 +197,10 @@ async fn corrupt_bytes_in_redis_are_a_miss_that_reloads() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hundred_callers_load_each_key_once_per_instance() {
-    let Some(redis) = keel_test_support::redis().await else {
-        return;
-    };
-    let (a, _) = two_instances(config(redis.url(), redis.prefix())).await;
+on_every_topology!(a_hundred_callers_load_each_key_once_per_instance);
+
+async fn a_hundred_callers_load_each_key_once_per_instance(redis: TestTopology) {
+    let (a, _) = two_instances(config(&redis.url(), redis.prefix())).await;
     let users = users(&a);
     let calls = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
@@ -229,12 +224,10 @@ async fn a_hundred_callers_load_each_key_once_per_instance() {
     assert_eq!(calls.load(Ordering::SeqCst), 10);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_the_lock_one_instance_loads_for_the_cluster() {
-    let Some(redis) = keel_test_support::redis().await else {
-        return;
-    };
-    let mut config = config(redis.url(), redis.prefix());
+on_every_topology!(with_the_lock_one_instance_loads_for_the_cluster);
+
+async fn with_the_lock_one_instance_loads_for_the_cluster(redis: TestTopology) {
+    let mut config = config(&redis.url(), redis.prefix());
     config.defaults.lock = Some(LockSettings::default());
     let (a, b) = two_instances(config).await;
     let calls = Arc::new(AtomicUsize::new(0));
@@ -264,12 +257,10 @@ async fn with_the_lock_one_instance_loads_for_the_cluster() {
     assert_eq!(waits, 1, "the other instance waited for the holder");
 }
 
-#[tokio::test]
-async fn get_many_reads_the_misses_in_one_batch() {
-    let Some(redis) = keel_test_support::redis().await else {
-        return;
-    };
-    let (a, b) = two_instances(config(redis.url(), redis.prefix())).await;
+on_every_topology!(get_many_reads_the_misses_in_one_batch);
+
+async fn get_many_reads_the_misses_in_one_batch(redis: TestTopology) {
+    let (a, b) = two_instances(config(&redis.url(), redis.prefix())).await;
     let (ua, ub) = (users(&a), users(&b));
     for k in 0..100u64 {
         ua.insert(k, format!("v{k}")).await;
@@ -285,12 +276,12 @@ async fn get_many_reads_the_misses_in_one_batch() {
     assert_eq!((stats.l1_hits, stats.l2_hits, stats.misses), (1, 99, 1));
 }
 
-#[tokio::test]
-async fn insert_many_writes_a_batch_every_instance_sees_and_drops_old_copies_of() {
-    let Some(redis) = keel_test_support::redis().await else {
-        return;
-    };
-    let (a, b) = two_instances(config(redis.url(), redis.prefix())).await;
+on_every_topology!(insert_many_writes_a_batch_every_instance_sees_and_drops_old_copies_of);
+
+async fn insert_many_writes_a_batch_every_instance_sees_and_drops_old_copies_of(
+    redis: TestTopology,
+) {
+    let (a, b) = two_instances(config(&redis.url(), redis.prefix())).await;
     let (ua, ub) = (users(&a), users(&b));
     bus_ready(&[&ua, &ub]).await;
     ub.insert(3, "old".into()).await;
@@ -331,15 +322,13 @@ async fn insert_many_writes_a_batch_every_instance_sees_and_drops_old_copies_of(
     assert_eq!(b.get::<u32>("y").await.unwrap(), Some(2));
 }
 
-#[tokio::test]
-async fn get_many_and_get_agree_on_keys_the_bloom_filter_has_not_seen() {
-    let Some(redis) = keel_test_support::redis().await else {
-        return;
-    };
-    let mut with_bloom = config(redis.url(), redis.prefix());
+on_every_topology!(get_many_and_get_agree_on_keys_the_bloom_filter_has_not_seen);
+
+async fn get_many_and_get_agree_on_keys_the_bloom_filter_has_not_seen(redis: TestTopology) {
+    let mut with_bloom = config(&redis.url(), redis.prefix());
     let users = with_bloom.caches.get_mut("users").unwrap();
     users.bloom = Some(keel_cache::BloomSettings::default());
-    let writer = CacheManager::new(config(redis.url(), redis.prefix())).unwrap();
+    let writer = CacheManager::new(config(&redis.url(), redis.prefix())).unwrap();
     let reader = CacheManager::new(with_bloom).unwrap();
     let (uw, ur) = (self::users(&writer), self::users(&reader));
     // Written by an instance whose filter the reader does not share.
@@ -419,12 +408,12 @@ async fn the_manager_names_unknown_caches_and_type_mismatches() {
     assert!(err.contains("(u64, alloc::string::String)"), "{err}");
 }
 
-#[tokio::test]
-async fn the_manager_removes_a_key_or_clears_a_cache_by_name_on_every_instance() {
-    let Some(redis) = keel_test_support::redis().await else {
-        return;
-    };
-    let (a, b) = two_instances(config(redis.url(), redis.prefix())).await;
+on_every_topology!(the_manager_removes_a_key_or_clears_a_cache_by_name_on_every_instance);
+
+async fn the_manager_removes_a_key_or_clears_a_cache_by_name_on_every_instance(
+    redis: TestTopology,
+) {
+    let (a, b) = two_instances(config(&redis.url(), redis.prefix())).await;
     let (ua, ub) = (users(&a), users(&b));
     bus_ready(&[&ua, &ub]).await;
     ua.insert(1, "one".into()).await;

@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use keel_concurrency::redis::AsyncCommands;
 use keel_concurrency::{QueueError, RedisQueueOptions, RedisTaskQueue};
-use keel_core::topology::{Conn, ConnectOptions, Topology};
-use keel_test_support::{OwnCluster, OwnSentinel, TestRedis};
+use keel_test_support::{OwnCluster, OwnSentinel, TestTopology, on_every_topology};
 
 /// Set in the child process: which role the re-invoked test plays.
 const ROLE: &str = "KEEL_TEST_QUEUE_ROLE";
@@ -31,106 +30,11 @@ fn options(prefix: &str, consumer: &str, visibility: Duration) -> RedisQueueOpti
     }
 }
 
-/// Where a test runs: the shared Redis under a prefix of the test's own;
-/// a private 3-primary cluster, where the prefix is a hash tag so that a
-/// stream and its dead-letter stream share a slot; or a private primary,
-/// replica and three Sentinels.
-enum Backend {
-    Single(TestRedis),
-    Cluster(OwnCluster, String),
-    Sentinel(OwnSentinel, String),
-}
-
-impl Backend {
-    async fn single() -> Option<Backend> {
-        keel_test_support::redis().await.map(Backend::Single)
-    }
-
-    fn cluster() -> Option<Backend> {
-        let cluster = OwnCluster::start(3, 0)?;
-        let prefix = format!("{{{}}}", keel_test_support::unique_name("queue"));
-        Some(Backend::Cluster(cluster, prefix))
-    }
-
-    fn sentinel() -> Option<Backend> {
-        let sentinel = OwnSentinel::start()?;
-        Some(Backend::Sentinel(
-            sentinel,
-            keel_test_support::unique_name("queue"),
-        ))
-    }
-
-    fn url(&self) -> String {
-        match self {
-            Backend::Single(redis) => redis.url().to_owned(),
-            Backend::Cluster(cluster, _) => cluster.url(),
-            Backend::Sentinel(sentinel, _) => sentinel.url(),
-        }
-    }
-
-    fn prefix(&self) -> &str {
-        match self {
-            Backend::Single(redis) => redis.prefix(),
-            Backend::Cluster(_, prefix) | Backend::Sentinel(_, prefix) => prefix,
-        }
-    }
-
-    fn key(&self, key: &str) -> String {
-        format!("{}:{key}", self.prefix())
-    }
-
-    async fn connection(&self) -> Conn {
-        connection(&self.url()).await
-    }
-}
-
-/// A connection of the topology `url` names, for the test's own checks.
-async fn connection(url: &str) -> Conn {
-    Topology::new(url, &[])
-        .unwrap()
-        .connect(ConnectOptions {
-            connect_timeout: Duration::from_secs(5),
-            response_timeout: Some(Duration::from_secs(5)),
-        })
-        .await
-        .unwrap()
-}
-
-/// Runs the test body `$body` (an async fn taking a [`Backend`]) as three
-/// tests, `$body::on_one_server`, `$body::on_a_cluster` and
-/// `$body::behind_sentinels`.
-macro_rules! on_both {
-    ($body:ident) => {
-        mod $body {
-            #[tokio::test]
-            async fn on_one_server() {
-                if let Some(backend) = super::Backend::single().await {
-                    super::$body(backend).await;
-                }
-            }
-
-            #[tokio::test]
-            async fn on_a_cluster() {
-                if let Some(backend) = super::Backend::cluster() {
-                    super::$body(backend).await;
-                }
-            }
-
-            #[tokio::test]
-            async fn behind_sentinels() {
-                if let Some(backend) = super::Backend::sentinel() {
-                    super::$body(backend).await;
-                }
-            }
-        }
-    };
-}
-
 /// The killed worker: takes tasks two at a time, records each as started,
 /// finishes and acknowledges a few, then hangs in the middle of the next
 /// one until the parent kills it.
 async fn child_worker(url: &str, prefix: &str) {
-    let mut conn = connection(url).await;
+    let mut conn = keel_test_support::topology_connection(url).await.unwrap();
     let queue: RedisTaskQueue<u64> =
         RedisTaskQueue::open(url, options(prefix, "child", Duration::from_secs(60)))
             .await
@@ -156,15 +60,15 @@ async fn child_worker(url: &str, prefix: &str) {
     }
 }
 
-on_both!(worker_killed_mid_task_loses_no_task);
+on_every_topology!(worker_killed_mid_task_loses_no_task);
 
-async fn worker_killed_mid_task_loses_no_task(redis: Backend) {
+async fn worker_killed_mid_task_loses_no_task(redis: TestTopology) {
     if std::env::var(ROLE).as_deref() == Ok("child") {
         let (url, prefix) = (std::env::var(URL).unwrap(), std::env::var(PREFIX).unwrap());
         child_worker(&url, &prefix).await;
         return;
     }
-    let mut conn = redis.connection().await;
+    let mut conn = redis.connection().await.unwrap();
     let producer: RedisTaskQueue<u64> = RedisTaskQueue::open(
         &redis.url(),
         options(redis.prefix(), "producer", Duration::from_secs(60)),
@@ -251,9 +155,9 @@ async fn worker_killed_mid_task_loses_no_task(redis: Backend) {
     );
 }
 
-on_both!(unacknowledged_task_is_reclaimed_only_after_visibility_timeout);
+on_every_topology!(unacknowledged_task_is_reclaimed_only_after_visibility_timeout);
 
-async fn unacknowledged_task_is_reclaimed_only_after_visibility_timeout(redis: Backend) {
+async fn unacknowledged_task_is_reclaimed_only_after_visibility_timeout(redis: TestTopology) {
     let long = Duration::from_secs(3600);
     let a: RedisTaskQueue<String> =
         RedisTaskQueue::open(&redis.url(), options(redis.prefix(), "a", long))
@@ -299,16 +203,16 @@ async fn unacknowledged_task_is_reclaimed_only_after_visibility_timeout(redis: B
     assert_eq!(c.pending().await.unwrap(), 0);
 }
 
-on_both!(entry_that_is_not_a_task_goes_to_the_dead_letter_stream);
+on_every_topology!(entry_that_is_not_a_task_goes_to_the_dead_letter_stream);
 
-async fn entry_that_is_not_a_task_goes_to_the_dead_letter_stream(redis: Backend) {
+async fn entry_that_is_not_a_task_goes_to_the_dead_letter_stream(redis: TestTopology) {
     let queue: RedisTaskQueue<u64> = RedisTaskQueue::open(
         &redis.url(),
         options(redis.prefix(), "w", Duration::from_secs(60)),
     )
     .await
     .unwrap();
-    let mut conn = redis.connection().await;
+    let mut conn = redis.connection().await.unwrap();
     let _: String = keel_concurrency::redis::cmd("XADD")
         .arg(redis.key("jobs"))
         .arg("*")
@@ -347,9 +251,9 @@ async fn entry_that_is_not_a_task_goes_to_the_dead_letter_stream(redis: Backend)
     );
 }
 
-on_both!(task_handed_out_more_than_max_deliveries_is_dead_lettered);
+on_every_topology!(task_handed_out_more_than_max_deliveries_is_dead_lettered);
 
-async fn task_handed_out_more_than_max_deliveries_is_dead_lettered(redis: Backend) {
+async fn task_handed_out_more_than_max_deliveries_is_dead_lettered(redis: TestTopology) {
     let url = redis.url();
     let worker = |name: &str| {
         let mut options = options(redis.prefix(), name, Duration::ZERO);
@@ -392,7 +296,7 @@ async fn task_handed_out_more_than_max_deliveries_is_dead_lettered(redis: Backen
     assert_eq!(third.pending().await.unwrap(), 0);
     assert_eq!(third.stream_len().await.unwrap(), 0);
 
-    let mut conn = redis.connection().await;
+    let mut conn = redis.connection().await.unwrap();
     let dead: Vec<(String, Vec<(String, String)>)> = keel_concurrency::redis::cmd("XRANGE")
         .arg(redis.key("jobs:dead"))
         .arg("-")
@@ -460,7 +364,7 @@ async fn behind_sentinels_the_queue_follows_a_failover_and_keeps_replicated_task
     }
     // Replication is asynchronous: the replica has them before the
     // primary dies.
-    let mut conn = connection(&url).await;
+    let mut conn = keel_test_support::topology_connection(&url).await.unwrap();
     let replicas: i64 = keel_concurrency::redis::cmd("WAIT")
         .arg(1)
         .arg(5000)

@@ -18,7 +18,10 @@
 //! can stop and restart to simulate an outage, [`OwnPostgres`] does the
 //! same for PostgreSQL (with password logins), and [`Proxy`] sits between
 //! a client and a server to hold one connection's replies, delay them, or
-//! cut the link while the server keeps its data.
+//! cut the link while the server keeps its data. [`OwnCluster`] and
+//! [`OwnSentinel`] run a private Redis Cluster and a private primary
+//! behind Sentinels, and [`on_every_topology!`] runs one test body on the
+//! shared server and on both ([`TestTopology`]).
 //!
 //! ```no_run
 //! # async fn example() {
@@ -36,6 +39,7 @@ mod own_redis;
 mod own_sentinel;
 mod proxy;
 pub mod recorder;
+mod topology;
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
@@ -46,6 +50,7 @@ pub use own_postgres::{OWN_POSTGRES_PASSWORD, OwnPostgres};
 pub use own_redis::OwnRedis;
 pub use own_sentinel::{OwnSentinel, SENTINEL_SERVICE};
 pub use proxy::Proxy;
+pub use topology::{TestTopology, topology_connection};
 
 /// A real service that tests reach on loopback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
