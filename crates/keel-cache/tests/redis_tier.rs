@@ -365,6 +365,29 @@ async fn a_cache_can_be_made_while_redis_is_down() {
 }
 
 #[tokio::test]
+async fn unreachable_servers_are_an_error_naming_the_setting() {
+    // Ports nothing listens on: a cluster's seeds, and Sentinels.
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap()
+    };
+    let (a, b) = (free(), free());
+    let cluster = RedisConfig::new(format!("redis+cluster://127.0.0.1:{a},127.0.0.1:{b}"));
+    let error = RedisCache::connect(cluster).await.unwrap_err().to_string();
+    assert!(error.contains("cache.redis.url"), "{error}");
+    let mut sentinels = RedisConfig::new("redis://unused");
+    sentinels.sentinels = vec![format!("127.0.0.1:{a}")];
+    sentinels.service_name = "main".into();
+    let error = RedisCache::connect(sentinels)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("cache.redis.sentinels"), "{error}");
+}
+
+#[tokio::test]
 async fn a_bad_url_is_a_clear_error() {
     let err = RedisCache::new(RedisConfig::new("http://nope")).unwrap_err();
     assert!(err.to_string().contains("invalid redis url"), "{err}");

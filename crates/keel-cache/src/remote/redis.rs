@@ -1105,7 +1105,18 @@ return n",
         let inner = &self.inner;
         *slot.failed_at.lock().await = Some(Instant::now());
         inner.counters.errors.fetch_add(1, Ordering::Relaxed);
-        let error = CacheError::Unavailable(reason);
+        // Which setting named the unreachable servers, for whoever reads
+        // the error at start-up.
+        let field = if !inner.config.sentinels.is_empty() {
+            "sentinels"
+        } else if !inner.config.nodes.is_empty() {
+            "nodes"
+        } else {
+            "url"
+        };
+        let error = CacheError::Unavailable(format!(
+            "cannot reach the redis of cache.redis.{field}: {reason}"
+        ));
         self.mark(false, Some(&error));
         error
     }
