@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use keel_cache::{
-    CacheConfig, CacheManager, CacheSettings, InvalidationBus, RedisCache, RedisConfig, TieredCache,
+    CacheConfig, CacheSettings, InvalidationBus, RedisCache, RedisConfig, TieredCache,
 };
 use keel_test_support::OwnCluster;
 
@@ -172,38 +172,6 @@ async fn instances_connected_to_different_nodes_see_each_others_writes() {
     })
     .await;
     assert!(!a.is_degraded() && !b.is_degraded());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_manager_takes_its_cluster_from_the_config_file() {
-    let Some(cluster) = OwnCluster::start(3, 0) else {
-        return;
-    };
-    let text = format!(
-        "ttl = \"5m\"\n[redis]\nurl = \"{}\"\nkey_prefix = \"m\"\n[caches.users]\n",
-        cluster.url()
-    );
-    let config: CacheConfig = toml::from_str(&text).unwrap();
-    config.validate().unwrap();
-    let (a, b) = (
-        CacheManager::new(config.clone()).unwrap(),
-        CacheManager::new(config).unwrap(),
-    );
-    let (ua, ub): (TieredCache<u64, String>, TieredCache<u64, String>) =
-        (a.cache("users").unwrap(), b.cache("users").unwrap());
-    for c in [&ua, &ub] {
-        eventually("bus subscribed", Duration::from_secs(5), async || {
-            !c.is_degraded()
-        })
-        .await;
-    }
-    ua.insert(1, "one".into()).await;
-    assert_eq!(ub.get(&1).await.as_deref(), Some("one"));
-    assert!(a.remove_key("users", "1").await);
-    eventually("b drops key 1", Duration::from_secs(5), async || {
-        ub.get(&1).await.is_none()
-    })
-    .await;
 }
 
 #[test]

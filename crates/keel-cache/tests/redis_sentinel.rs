@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use keel_cache::{
-    CacheConfig, CacheManager, CacheSettings, InvalidationBus, RedisCache, RedisConfig, TieredCache,
+    CacheConfig, CacheSettings, InvalidationBus, RedisCache, RedisConfig, TieredCache,
 };
 use keel_test_support::{OwnSentinel, SENTINEL_SERVICE};
 
@@ -99,43 +99,6 @@ async fn a_killed_primary_is_followed_to_the_promoted_replica() {
         "a's subscription was on the killed primary: it resubscribed on the new one and dropped its copies: {:?}",
         a_bus.stats()
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_manager_takes_its_sentinels_from_the_config_file() {
-    let Some(sentinel) = OwnSentinel::start() else {
-        return;
-    };
-    let list: Vec<String> = sentinel
-        .sentinel_addresses()
-        .iter()
-        .map(|a| format!("\"{a}\""))
-        .collect();
-    let text = format!(
-        "ttl = \"5m\"\n[redis]\nsentinels = [{}]\nservice_name = \"{SENTINEL_SERVICE}\"\nkey_prefix = \"m\"\n[caches.users]\n",
-        list.join(", ")
-    );
-    let config: CacheConfig = toml::from_str(&text).unwrap();
-    config.validate().unwrap();
-    let (a, b) = (
-        CacheManager::new(config.clone()).unwrap(),
-        CacheManager::new(config).unwrap(),
-    );
-    let (ua, ub): (TieredCache<u64, String>, TieredCache<u64, String>) =
-        (a.cache("users").unwrap(), b.cache("users").unwrap());
-    for c in [&ua, &ub] {
-        eventually("bus subscribed", Duration::from_secs(5), async || {
-            !c.is_degraded()
-        })
-        .await;
-    }
-    ua.insert(1, "one".into()).await;
-    assert_eq!(ub.get(&1).await.as_deref(), Some("one"));
-    assert!(a.remove_key("users", "1").await);
-    eventually("b drops key 1", Duration::from_secs(5), async || {
-        ub.get(&1).await.is_none()
-    })
-    .await;
 }
 
 #[test]

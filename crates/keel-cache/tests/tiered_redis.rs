@@ -108,8 +108,7 @@ fn on_clock(
 on_every_topology!(a_back_filled_copy_is_fresh_only_as_long_as_the_redis_entry);
 
 async fn a_back_filled_copy_is_fresh_only_as_long_as_the_redis_entry(redis: TestTopology) {
-    let remote =
-        RedisCache::new(RedisConfig::new(&redis.url()).key_prefix(redis.prefix())).unwrap();
+    let remote = RedisCache::new(RedisConfig::new(redis.url()).key_prefix(redis.prefix())).unwrap();
     let ttl = Duration::from_secs(10);
     let writer = on_clock(&remote, Clock::system(), ttl, None, 100);
     writer.insert(1, "v".into()).await;
@@ -142,8 +141,7 @@ async fn a_back_filled_copy_is_fresh_only_as_long_as_the_redis_entry(redis: Test
 on_every_topology!(back_fills_into_a_full_local_tier_keep_every_value_intact);
 
 async fn back_fills_into_a_full_local_tier_keep_every_value_intact(redis: TestTopology) {
-    let remote =
-        RedisCache::new(RedisConfig::new(&redis.url()).key_prefix(redis.prefix())).unwrap();
+    let remote = RedisCache::new(RedisConfig::new(redis.url()).key_prefix(redis.prefix())).unwrap();
     let ttl = Duration::from_secs(60);
     let writer = on_clock(&remote, Clock::system(), ttl, None, 100);
     // Values of different sizes: a copy made into an evicted value's memory
@@ -432,4 +430,23 @@ async fn the_manager_removes_a_key_or_clears_a_cache_by_name_on_every_instance(
     assert!(a.clear_cache("users").await);
     eventually("b sees the clear", async || ub.get(&2).await.is_none()).await;
     assert!(!a.clear_cache("nope").await);
+}
+
+on_every_topology!(a_manager_takes_its_redis_from_a_config_file);
+
+async fn a_manager_takes_its_redis_from_a_config_file(redis: TestTopology) {
+    let text = format!(
+        "ttl = \"5m\"\n[redis]\nurl = \"{}\"\nkey_prefix = \"{}\"\n[caches.users]\n",
+        redis.url(),
+        redis.prefix()
+    );
+    let config: CacheConfig = toml::from_str(&text).unwrap();
+    config.validate().unwrap();
+    let (a, b) = two_instances(config).await;
+    let (ua, ub) = (users(&a), users(&b));
+    bus_ready(&[&ua, &ub]).await;
+    ua.insert(1, "one".into()).await;
+    assert_eq!(ub.get(&1).await.as_deref(), Some("one"));
+    assert!(a.remove_key("users", "1").await);
+    eventually("b drops key 1", async || ub.get(&1).await.is_none()).await;
 }

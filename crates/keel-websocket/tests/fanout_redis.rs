@@ -55,6 +55,21 @@ async fn two_with(
     [a, b]
 }
 
+/// Publishes `after` messages on `news` from `from` until one reaches
+/// `client` (the link may still be coming back), within 20 s.
+async fn publish_until_it_crosses(from: &WebSocketManager, client: &mut Client, what: &str) {
+    for i in 0..200 {
+        from.publish("news", &WebSocketMessage::new("after", json!(i)))
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_millis(100), next_json(client)).await;
+        if let Ok(message) = got {
+            assert_eq!(message.kind, "after");
+            return;
+        }
+    }
+    panic!("nothing crossed {what}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_managers_on_one_redis_deliver_across_once_per_client() {
     let Some(redis) = keel_test_support::redis().await else {
@@ -161,18 +176,7 @@ async fn local_delivery_goes_on_while_redis_is_down_and_the_link_comes_back() {
     assert!(a.wait_fanout_connected(PATIENCE).await);
     assert!(b.wait_fanout_connected(PATIENCE).await);
     // The publisher reconnects on its own too; publish until one arrives.
-    let mut arrived = None;
-    for i in 0..200 {
-        a.publish("news", &WebSocketMessage::new("after", json!(i)))
-            .unwrap();
-        let got = tokio::time::timeout(Duration::from_millis(100), next_json(&mut on_b)).await;
-        if let Ok(message) = got {
-            arrived = Some(message);
-            break;
-        }
-    }
-    let message = arrived.expect("nothing crossed after the restart");
-    assert_eq!(message.kind, "after");
+    publish_until_it_crosses(&a, &mut on_b, "after the restart").await;
     assert!(a.stats().fanout_failed >= 1, "{:?}", a.stats());
 }
 
@@ -206,19 +210,7 @@ async fn a_killed_cluster_node_moves_the_subscription_and_messages_cross_again()
     cluster.wait_healthy(Duration::from_secs(20));
     assert!(a.wait_fanout_connected(PATIENCE).await);
     for (from, name, client) in [(&b, "b", &mut on_a), (&a, "a", &mut on_b)] {
-        let mut arrived = None;
-        for i in 0..200 {
-            from.publish("news", &WebSocketMessage::new("after", json!(i)))
-                .unwrap();
-            let got = tokio::time::timeout(Duration::from_millis(100), next_json(client)).await;
-            if let Ok(message) = got {
-                arrived = Some(message);
-                break;
-            }
-        }
-        let message =
-            arrived.unwrap_or_else(|| panic!("nothing crossed from {name} after the kill"));
-        assert_eq!(message.kind, "after");
+        publish_until_it_crosses(from, client, &format!("from {name} after the kill")).await;
     }
 }
 
@@ -246,18 +238,6 @@ async fn behind_sentinels_messages_cross_before_and_after_a_failover() {
     assert!(a.wait_fanout_connected(PATIENCE).await);
     assert!(b.wait_fanout_connected(PATIENCE).await);
     for (from, name, client) in [(&a, "a", &mut on_b), (&b, "b", &mut on_a)] {
-        let mut arrived = None;
-        for i in 0..200 {
-            from.publish("news", &WebSocketMessage::new("after", json!(i)))
-                .unwrap();
-            let got = tokio::time::timeout(Duration::from_millis(100), next_json(client)).await;
-            if let Ok(message) = got {
-                arrived = Some(message);
-                break;
-            }
-        }
-        let message =
-            arrived.unwrap_or_else(|| panic!("nothing crossed from {name} after the failover"));
-        assert_eq!(message.kind, "after");
+        publish_until_it_crosses(from, client, &format!("from {name} after the failover")).await;
     }
 }

@@ -125,93 +125,23 @@ async fn run_async(ctx: &mut Ctx) -> anyhow::Result<()> {
     // multiplexed `ConnectionManager`s. Both sides' managers bound every
     // command with a response timeout (keel's `command_timeout`, 1 s; the
     // client's default, 500 ms), so both pay for its timer.
-    let ops = if ctx.quick { 100_000 } else { 400_000 };
-    {
-        let manager = CacheManager::new(config(&url, &prefix, keys / 100))?;
-        let c: TieredCache<u64, String> = manager.cache("bench")?;
-        let mut conns = Vec::new();
-        for _ in 0..POOL {
-            // The same connection type keel's Redis tier uses: a
-            // reconnecting multiplexed connection.
-            conns.push(client.get_connection_manager().await?);
-        }
-        let conns = Arc::new(conns);
-        let raw_keys: Arc<Vec<String>> =
-            Arc::new((0..keys).map(|k| format!("{prefix}:bench:{k}")).collect());
-        let (mut keel, mut raw) = (Vec::new(), Vec::new());
-        let raw_errors = Arc::new(AtomicU64::new(0));
-        let keel_errors_before = c.stats().remote_errors;
-        for round in 0..rounds {
-            // Which side goes first alternates, so neither always meets a
-            // warmer (or more tired) machine.
-            for side in [round % 2, 1 - round % 2] {
-                if side == 0 {
-                    keel.push(
-                        throughput(IN_FLIGHT, ops, {
-                            let c = c.clone();
-                            move |i| {
-                                let c = c.clone();
-                                async move {
-                                    std::hint::black_box(c.get(&uniform(i, keys)).await);
-                                }
-                            }
-                        })
-                        .await?,
-                    );
-                    continue;
-                }
-                raw.push(
-                    throughput(IN_FLIGHT, ops, {
-                        let (conns, raw_keys, raw_errors) = (
-                            Arc::clone(&conns),
-                            Arc::clone(&raw_keys),
-                            Arc::clone(&raw_errors),
-                        );
-                        move |i| {
-                            let mut conn = conns[i as usize % POOL].clone();
-                            let raw_keys = Arc::clone(&raw_keys);
-                            let raw_errors = Arc::clone(&raw_errors);
-                            async move {
-                                let found: redis::RedisResult<Option<Vec<u8>>> = redis::cmd("GET")
-                                    .arg(&raw_keys[uniform(i, keys) as usize])
-                                    .query_async(&mut conn)
-                                    .await;
-                                let bytes = found.unwrap_or_else(|_| {
-                                    raw_errors.fetch_add(1, Ordering::Relaxed);
-                                    None
-                                });
-                                // The same work a typed read does: decode the envelope.
-                                if let Some(bytes) = bytes {
-                                    std::hint::black_box(
-                                        keel_cache::Envelope::<String>::decode(
-                                            &bytes,
-                                            keel_cache::Schema::new("bench", 1),
-                                        )
-                                        .ok(),
-                                    );
-                                }
-                            }
-                        }
-                    })
-                    .await?,
-                );
-            }
-        }
-        let keel_errors = c.stats().remote_errors - keel_errors_before;
-        ctx.report
-            .record("l2-hit", "keel", "errors", keel_errors as f64);
-        ctx.report.record(
-            "l2-hit",
-            "redis",
-            "errors",
-            raw_errors.load(Ordering::Relaxed) as f64,
-        );
-        let (k, r) = (median(&mut keel), median(&mut raw));
-        ctx.report.record("l2-hit", "keel", "ops_per_s", k);
-        ctx.report.record("l2-hit", "redis", "ops_per_s", r);
-        ctx.report
-            .note(&format!("l2-hit: keel / raw redis = {:.2}", k / r));
+    let mut conns = Vec::new();
+    for _ in 0..POOL {
+        // The same connection type keel's Redis tier uses: a reconnecting
+        // multiplexed connection.
+        conns.push(client.get_connection_manager().await?);
     }
+    l2_hit(
+        ctx,
+        "l2-hit",
+        "raw redis",
+        &url,
+        &prefix,
+        keys,
+        rounds,
+        conns,
+    )
+    .await?;
 
     // get-many-100 vs get-100-sequential, in keys per second.
     {
@@ -286,6 +216,106 @@ async fn run_async(ctx: &mut Ctx) -> anyhow::Result<()> {
         .query_async(&mut probe)
         .await
         .unwrap_or(());
+    Ok(())
+}
+
+/// An `l2-hit` case: a local tier of 1% of the keys read uniformly from
+/// 64 tasks, so 99% of reads go to Redis and back-fill (as on a real
+/// instance); against raw GET + decode spread over `conns`, the connection
+/// type keel's tier uses on that topology.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn l2_hit<C>(
+    ctx: &mut Ctx,
+    case: &str,
+    raw_name: &str,
+    url: &str,
+    prefix: &str,
+    keys: u64,
+    rounds: usize,
+    conns: Vec<C>,
+) -> anyhow::Result<()>
+where
+    C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
+{
+    let ops = if ctx.quick { 100_000 } else { 400_000 };
+    let manager = CacheManager::new(config(url, prefix, keys / 100))?;
+    let c: TieredCache<u64, String> = manager.cache("bench")?;
+    let conns = Arc::new(conns);
+    let raw_keys: Arc<Vec<String>> =
+        Arc::new((0..keys).map(|k| format!("{prefix}:bench:{k}")).collect());
+    let (mut keel, mut raw) = (Vec::new(), Vec::new());
+    let raw_errors = Arc::new(AtomicU64::new(0));
+    let keel_errors_before = c.stats().remote_errors;
+    for round in 0..rounds {
+        // Which side goes first alternates, so neither always meets a
+        // warmer (or more tired) machine.
+        for side in [round % 2, 1 - round % 2] {
+            if side == 0 {
+                keel.push(
+                    throughput(IN_FLIGHT, ops, {
+                        let c = c.clone();
+                        move |i| {
+                            let c = c.clone();
+                            async move {
+                                std::hint::black_box(c.get(&uniform(i, keys)).await);
+                            }
+                        }
+                    })
+                    .await?,
+                );
+                continue;
+            }
+            raw.push(
+                throughput(IN_FLIGHT, ops, {
+                    let (conns, raw_keys, raw_errors) = (
+                        Arc::clone(&conns),
+                        Arc::clone(&raw_keys),
+                        Arc::clone(&raw_errors),
+                    );
+                    move |i| {
+                        let mut conn = conns[i as usize % conns.len()].clone();
+                        let raw_keys = Arc::clone(&raw_keys);
+                        let raw_errors = Arc::clone(&raw_errors);
+                        async move {
+                            let found: redis::RedisResult<Option<Vec<u8>>> = redis::cmd("GET")
+                                .arg(&raw_keys[uniform(i, keys) as usize])
+                                .query_async(&mut conn)
+                                .await;
+                            let bytes = found.unwrap_or_else(|_| {
+                                raw_errors.fetch_add(1, Ordering::Relaxed);
+                                None
+                            });
+                            // The same work a typed read does: decode the envelope.
+                            if let Some(bytes) = bytes {
+                                std::hint::black_box(
+                                    keel_cache::Envelope::<String>::decode(
+                                        &bytes,
+                                        keel_cache::Schema::new("bench", 1),
+                                    )
+                                    .ok(),
+                                );
+                            }
+                        }
+                    }
+                })
+                .await?,
+            );
+        }
+    }
+    let keel_errors = c.stats().remote_errors - keel_errors_before;
+    ctx.report
+        .record(case, "keel", "errors", keel_errors as f64);
+    ctx.report.record(
+        case,
+        "redis",
+        "errors",
+        raw_errors.load(Ordering::Relaxed) as f64,
+    );
+    let (k, r) = (median(&mut keel), median(&mut raw));
+    ctx.report.record(case, "keel", "ops_per_s", k);
+    ctx.report.record(case, "redis", "ops_per_s", r);
+    ctx.report
+        .note(&format!("{case}: keel / {raw_name} = {:.2}", k / r));
     Ok(())
 }
 

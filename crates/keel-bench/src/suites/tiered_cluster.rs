@@ -6,8 +6,6 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -17,7 +15,7 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::Slot;
 
-use super::tiered::{IN_FLIGHT, POOL, Sharded, config, invalidation_between, throughput, uniform};
+use super::tiered::{POOL, Sharded, config, invalidation_between, l2_hit, uniform};
 use crate::Ctx;
 use crate::workload::median;
 
@@ -79,7 +77,7 @@ pub(super) async fn run(
         "filling the private Redis Cluster at {url} failed"
     );
 
-    l2_hit(ctx, &url, prefix, keys, rounds, &client).await?;
+    l2_hit_cluster(ctx, &url, prefix, keys, rounds, &client).await?;
     get_many(ctx, &url, prefix, keys, rounds, &client).await?;
     invalidation(ctx, &cluster, prefix, &client).await?;
 
@@ -89,10 +87,9 @@ pub(super) async fn run(
     Ok(())
 }
 
-/// `l2-hit-cluster`: as `l2-hit`, a local tier of 1% of the keys read
-/// uniformly from 64 tasks; against raw GET + decode on as many cluster
-/// connections as keel's pool has.
-async fn l2_hit(
+/// `l2-hit-cluster`: as `l2-hit`, against raw GET + decode on as many
+/// cluster connections as keel's pool has.
+async fn l2_hit_cluster(
     ctx: &mut Ctx,
     url: &str,
     prefix: &str,
@@ -100,91 +97,22 @@ async fn l2_hit(
     rounds: usize,
     client: &ClusterClient,
 ) -> anyhow::Result<()> {
-    let ops = if ctx.quick { 100_000 } else { 400_000 };
-    let manager = CacheManager::new(config(url, prefix, keys / 100))?;
-    let c: TieredCache<u64, String> = manager.cache("bench")?;
     let mut conns = Vec::new();
     for _ in 0..POOL {
         // The connection type keel's Redis tier uses on a cluster.
         conns.push(client.get_async_connection().await?);
     }
-    let conns = Arc::new(conns);
-    let raw_keys: Arc<Vec<String>> =
-        Arc::new((0..keys).map(|k| format!("{prefix}:bench:{k}")).collect());
-    let (mut keel, mut raw) = (Vec::new(), Vec::new());
-    let raw_errors = Arc::new(AtomicU64::new(0));
-    let keel_errors_before = c.stats().remote_errors;
-    for round in 0..rounds {
-        // Which side goes first alternates, as in `l2-hit`.
-        for side in [round % 2, 1 - round % 2] {
-            if side == 0 {
-                keel.push(
-                    throughput(IN_FLIGHT, ops, {
-                        let c = c.clone();
-                        move |i| {
-                            let c = c.clone();
-                            async move {
-                                std::hint::black_box(c.get(&uniform(i, keys)).await);
-                            }
-                        }
-                    })
-                    .await?,
-                );
-                continue;
-            }
-            raw.push(
-                throughput(IN_FLIGHT, ops, {
-                    let (conns, raw_keys, raw_errors) = (
-                        Arc::clone(&conns),
-                        Arc::clone(&raw_keys),
-                        Arc::clone(&raw_errors),
-                    );
-                    move |i| {
-                        let mut conn = conns[i as usize % POOL].clone();
-                        let raw_keys = Arc::clone(&raw_keys);
-                        let raw_errors = Arc::clone(&raw_errors);
-                        async move {
-                            let found: redis::RedisResult<Option<Vec<u8>>> = redis::cmd("GET")
-                                .arg(&raw_keys[uniform(i, keys) as usize])
-                                .query_async(&mut conn)
-                                .await;
-                            let bytes = found.unwrap_or_else(|_| {
-                                raw_errors.fetch_add(1, Ordering::Relaxed);
-                                None
-                            });
-                            if let Some(bytes) = bytes {
-                                std::hint::black_box(
-                                    keel_cache::Envelope::<String>::decode(
-                                        &bytes,
-                                        keel_cache::Schema::new("bench", 1),
-                                    )
-                                    .ok(),
-                                );
-                            }
-                        }
-                    }
-                })
-                .await?,
-            );
-        }
-    }
-    let keel_errors = c.stats().remote_errors - keel_errors_before;
-    ctx.report
-        .record("l2-hit-cluster", "keel", "errors", keel_errors as f64);
-    ctx.report.record(
+    l2_hit(
+        ctx,
         "l2-hit-cluster",
-        "redis",
-        "errors",
-        raw_errors.load(Ordering::Relaxed) as f64,
-    );
-    let (k, r) = (median(&mut keel), median(&mut raw));
-    ctx.report.record("l2-hit-cluster", "keel", "ops_per_s", k);
-    ctx.report.record("l2-hit-cluster", "redis", "ops_per_s", r);
-    ctx.report.note(&format!(
-        "l2-hit-cluster: keel / raw cluster = {:.2}",
-        k / r
-    ));
-    Ok(())
+        "raw cluster",
+        url,
+        prefix,
+        keys,
+        rounds,
+        conns,
+    )
+    .await
 }
 
 /// `get-many-100-cluster`: as `get-many-100`, keys per second of batches
