@@ -31,7 +31,7 @@ impl OwnCluster {
     ///
     /// When services are required and the cluster cannot be built.
     pub fn start(primaries: usize, replicas: usize) -> Option<OwnCluster> {
-        match Self::build(primaries, replicas) {
+        match with_retries(|| Self::build(primaries, replicas)) {
             Ok(cluster) => Some(cluster),
             Err(reason) if services_required() => {
                 panic!("cannot start a private redis cluster: {reason}")
@@ -217,11 +217,34 @@ impl Drop for OwnCluster {
     }
 }
 
+/// A port nothing listens on now, drawn at random below Linux's ephemeral
+/// range (32768 and up), where the kernel's own picks for the tests'
+/// thousands of client sockets cannot take it between this check and the
+/// server's bind.
 pub(crate) fn free_port() -> Result<u16, String> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("cannot find a free port: {e}"))
+    use std::hash::{BuildHasher, Hasher};
+    for _ in 0..100 {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        let port = 20_000 + (hasher.finish() % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err("cannot find a free port in 20000-31999".into())
+}
+
+/// Runs `build` up to three times: two deployments started at once may
+/// still draw one port.
+pub(crate) fn with_retries<T>(mut build: impl FnMut() -> Result<T, String>) -> Result<T, String> {
+    let mut last = String::new();
+    for _ in 0..3 {
+        match build() {
+            Ok(built) => return Ok(built),
+            Err(reason) => last = reason,
+        }
+    }
+    Err(last)
 }
 
 pub(crate) fn answers(port: u16) -> bool {

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::own_cluster::{answers, cli, free_port, wait_until};
+use crate::own_cluster::{answers, cli, free_port, wait_until, with_retries};
 use crate::services_required;
 
 /// The name the Sentinels know the primary by.
@@ -39,8 +39,8 @@ impl Server {
 }
 
 impl OwnSentinel {
-    /// Starts the servers and waits until the replica is in sync and the
-    /// Sentinels can authorise a failover, or returns `None` (after
+    /// Starts the servers and waits until the replica is in sync and every
+    /// Sentinel names the primary, or returns `None` (after
     /// printing `skipped: ...`) when `redis-server` cannot run and services
     /// are not required.
     ///
@@ -48,7 +48,7 @@ impl OwnSentinel {
     ///
     /// When services are required and the deployment cannot be built.
     pub fn start() -> Option<OwnSentinel> {
-        match Self::build() {
+        match with_retries(Self::build) {
             Ok(sentinel) => Some(sentinel),
             Err(reason) if services_required() => {
                 panic!("cannot start a private redis sentinel deployment: {reason}")
@@ -106,18 +106,34 @@ impl OwnSentinel {
             cli(deployment.replica.port, &["INFO", "replication"]).contains("master_link_status:up")
         })
         .map_err(|_| "the replica did not sync within 30 s".to_owned())?;
-        // The Sentinels find each other and the replica through the
-        // primary (hello messages every 2 s); until then a failover
-        // could not be authorised.
+        let primary = deployment.primary.port;
         wait_until(Duration::from_secs(30), || {
             deployment.sentinels.iter().all(|s| {
-                cli(s.port, &["SENTINEL", "CKQUORUM", SENTINEL_SERVICE]).contains("OK 3 usable")
-                    && cli(s.port, &["SENTINEL", "REPLICAS", SENTINEL_SERVICE])
-                        .contains(&deployment.replica.port.to_string())
+                cli(
+                    s.port,
+                    &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_SERVICE],
+                )
+                .lines()
+                .nth(1)
+                .is_some_and(|port| port.trim() == primary.to_string())
             })
         })
-        .map_err(|_| "the sentinels did not find each other within 30 s".to_owned())?;
+        .map_err(|_| "the sentinels did not name the primary within 30 s".to_owned())?;
         Ok(deployment)
+    }
+
+    /// Waits until the Sentinels have found each other and the replica
+    /// through the primary (hello messages every 2 s): until then a
+    /// failover could not be authorised.
+    fn wait_quorum(&self) -> Result<(), String> {
+        wait_until(Duration::from_secs(30), || {
+            self.sentinels.iter().all(|s| {
+                cli(s.port, &["SENTINEL", "CKQUORUM", SENTINEL_SERVICE]).contains("OK 3 usable")
+                    && cli(s.port, &["SENTINEL", "REPLICAS", SENTINEL_SERVICE])
+                        .contains(&self.replica.port.to_string())
+            })
+        })
+        .map_err(|_| "the sentinels did not find each other within 30 s".to_owned())
     }
 
     fn servers(&self) -> impl Iterator<Item = &Server> {
@@ -168,8 +184,16 @@ impl OwnSentinel {
         0
     }
 
-    /// Kills the primary (SIGKILL) and waits until its port refuses.
+    /// Waits until a failover could be authorised, then kills the primary
+    /// (SIGKILL) and waits until its port refuses.
+    ///
+    /// # Panics
+    ///
+    /// When the Sentinels do not find each other within 30 s.
     pub fn kill_primary(&mut self) {
+        if let Err(reason) = self.wait_quorum() {
+            panic!("{reason}");
+        }
         self.primary.kill();
         let _ = wait_until(Duration::from_secs(10), || !answers(self.primary.port));
     }
@@ -192,13 +216,9 @@ impl OwnSentinel {
     }
 }
 
-impl Drop for OwnSentinel {
+impl Drop for Server {
     fn drop(&mut self) {
-        self.primary.kill();
-        self.replica.kill();
-        for sentinel in &mut self.sentinels {
-            sentinel.kill();
-        }
+        self.kill();
     }
 }
 
