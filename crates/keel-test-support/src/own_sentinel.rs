@@ -62,7 +62,8 @@ impl OwnSentinel {
 
     fn build() -> Result<OwnSentinel, String> {
         let dir = tempfile::tempdir().map_err(|e| format!("cannot make a directory: {e}"))?;
-        let primary = server(dir.path(), &[])?;
+        // No wait before a full sync: the replica is the only one coming.
+        let primary = server(dir.path(), &["--repl-diskless-sync-delay", "0"])?;
         let replica_of = primary.port.to_string();
         let replica = server(dir.path(), &["--replicaof", "127.0.0.1", &replica_of])?;
         let mut sentinels = Vec::new();
