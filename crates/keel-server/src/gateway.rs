@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -21,14 +21,74 @@ use keel::pool::{DatabaseConnectionPool, HttpConnectionPool, PoolError};
 use keel::{Keel, RouteConfig, RouteKind, Rows};
 use serde::{Deserialize, Serialize};
 
-/// An answer as the cache keeps it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Cached {
+/// An answer as the cache keeps it: shared, so that a hit clones a
+/// pointer, and serialized as its [`Answer`] for the Redis tier.
+#[derive(Debug, Clone)]
+pub(crate) struct Cached(Arc<Answer>);
+
+/// What an answer holds; on the wire to Redis, all but `prepared`.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Answer {
     status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
     /// When it was produced, milliseconds since the Unix epoch (for `Age`).
     at_ms: u64,
+    /// The response parts, built on the first hit and reused by the next.
+    #[serde(skip)]
+    prepared: OnceLock<Prepared>,
+}
+
+#[derive(Debug)]
+struct Prepared {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Cached {
+    fn new(status: u16, headers: Vec<(String, String)>, body: Vec<u8>) -> Cached {
+        Cached(Arc::new(Answer {
+            status,
+            headers,
+            body,
+            at_ms: now_ms(),
+            prepared: OnceLock::new(),
+        }))
+    }
+
+    /// The status, headers (invalid ones dropped) and body to answer with.
+    fn prepared(&self) -> &Prepared {
+        self.0.prepared.get_or_init(|| {
+            let answer = &*self.0;
+            let mut headers = HeaderMap::with_capacity(answer.headers.len() + 2);
+            for (name, value) in &answer.headers {
+                if let (Ok(name), Ok(value)) = (
+                    HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_str(value),
+                ) {
+                    headers.append(name, value);
+                }
+            }
+            Prepared {
+                status: StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY),
+                headers,
+                body: Bytes::from(answer.body.clone()),
+            }
+        })
+    }
+}
+
+impl Serialize for Cached {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cached {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Answer::deserialize(deserializer).map(|answer| Cached(Arc::new(answer)))
+    }
 }
 
 struct RouteState {
@@ -303,12 +363,11 @@ async fn run_sql(
             None => Keep::Never,
         }
     };
-    let cached = Cached {
-        status: status.as_u16(),
-        headers: vec![("content-type".into(), "application/json".into())],
+    let cached = Cached::new(
+        status.as_u16(),
+        vec![("content-type".into(), "application/json".into())],
         body,
-        at_ms: now_ms(),
-    };
+    );
     Ok(Loaded::keep(Some(cached), keep))
 }
 
@@ -339,16 +398,21 @@ async fn proxy_route(
         target.push('?');
         target.push_str(query);
     }
-    let forward: Vec<(String, String)> = headers
-        .iter()
-        .filter(|(name, _)| !hop_by_hop(name) && *name != header::HOST)
-        .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
-        .collect();
     let cacheable = method == Method::GET;
     let run = {
         let state = Arc::clone(&state);
         let method = method.clone();
-        move || async move { forward_request(&state, method, target, forward, body).await }
+        // The headers to forward are read only on a miss: a hit needs none.
+        move || async move {
+            let forward: Vec<(String, String)> = headers
+                .iter()
+                .filter(|(name, _)| !hop_by_hop(name) && *name != header::HOST)
+                .filter_map(|(name, value)| {
+                    Some((name.to_string(), value.to_str().ok()?.to_owned()))
+                })
+                .collect();
+            forward_request(&state, method, target, forward, body).await
+        }
     };
     if !cacheable || state.cache.is_none() {
         return match run().await {
@@ -394,17 +458,16 @@ async fn forward_request(
         &response.headers,
         state.config.negative_ttl,
     );
-    let cached = Cached {
-        status: response.status.as_u16(),
-        headers: response
+    let cached = Cached::new(
+        response.status.as_u16(),
+        response
             .headers
             .iter()
             .filter(|(name, _)| !hop_by_hop(name) && *name != header::CONTENT_LENGTH)
             .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
             .collect(),
-        body: response.body.to_vec(),
-        at_ms: now_ms(),
-    };
+        response.body.to_vec(),
+    );
     Ok(Loaded::keep(Some(cached), keep))
 }
 
@@ -452,7 +515,7 @@ async fn warm(state: Arc<RouteState>) {
             // not warmed.
             Ok::<_, Failure>(loaded.value.filter(|c| {
                 loaded.keep != Keep::Never
-                    && StatusCode::from_u16(c.status).is_ok_and(|s| s.is_success())
+                    && StatusCode::from_u16(c.0.status).is_ok_and(|s| s.is_success())
             }))
         }
     };
@@ -589,25 +652,17 @@ fn render(cached: Option<Cached>, tag: &'static str, method: &Method) -> Respons
     let Some(cached) = cached else {
         return error(StatusCode::NOT_FOUND, "not found");
     };
-    let status = StatusCode::from_u16(cached.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    let mut headers = HeaderMap::new();
-    for (name, value) in &cached.headers {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            headers.append(name, value);
-        }
-    }
+    let prepared = cached.prepared();
+    let mut headers = prepared.headers.clone();
     headers.insert("x-cache", HeaderValue::from_static(tag));
-    let age = now_ms().saturating_sub(cached.at_ms) / 1000;
+    let age = now_ms().saturating_sub(cached.0.at_ms) / 1000;
     headers.insert(header::AGE, HeaderValue::from(age));
     let body = if *method == Method::HEAD {
-        Vec::new()
+        Bytes::new()
     } else {
-        cached.body
+        prepared.body.clone()
     };
-    (status, headers, body).into_response()
+    (prepared.status, headers, body).into_response()
 }
 
 fn failed(failure: &Failure) -> Response {
