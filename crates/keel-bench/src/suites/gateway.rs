@@ -589,7 +589,20 @@ struct Nginx {
 }
 
 impl Drop for Nginx {
+    /// Stops the master with SIGTERM, which stops its workers and cache
+    /// processes too (a SIGKILL would leave them running, orphaned, on
+    /// the cores the next measurement uses); SIGKILL only if it is still
+    /// there after 5 s.
     fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
