@@ -3,8 +3,12 @@
 //! nodes, and a primary killed mid-traffic.
 #![cfg(feature = "redis")]
 
+mod support;
+
 use std::collections::HashSet;
 use std::time::Duration;
+
+use support::{eventually, recovered_after_failover};
 
 use keel_cache::{
     CacheConfig, CacheSettings, InvalidationBus, RedisCache, RedisConfig, TieredCache,
@@ -12,17 +16,6 @@ use keel_cache::{
 use keel_test_support::OwnCluster;
 
 const MINUTE: Option<Duration> = Some(Duration::from_secs(60));
-
-async fn eventually<F: AsyncFnMut() -> bool>(what: &str, timeout: Duration, mut check: F) {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while tokio::time::Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
-}
 
 /// A config whose seeds are `nodes` (the first is where the bus subscribes).
 fn on_nodes(nodes: &[String]) -> RedisConfig {
@@ -227,29 +220,5 @@ async fn a_killed_primary_fails_over_and_the_cache_serves_meanwhile() {
     cluster.wait_healthy(Duration::from_secs(30));
     // The replica took over key 1's slot: writes land again, and `a`,
     // resubscribed on another node, dropped its copies and sees them.
-    eventually(
-        "a write reaches the new primary",
-        Duration::from_secs(20),
-        async || {
-            b.insert(1, "v2".into()).await;
-            a.get(&1).await.as_deref() == Some("v2")
-        },
-    )
-    .await;
-    eventually("both recover", Duration::from_secs(10), async || {
-        !a.is_degraded() && !b.is_degraded()
-    })
-    .await;
-    b.insert(1, "v3".into()).await;
-    eventually(
-        "invalidations flow again",
-        Duration::from_secs(5),
-        async || a.get(&1).await.as_deref() == Some("v3"),
-    )
-    .await;
-    assert!(
-        a_bus.stats().resyncs >= 1,
-        "a resubscribed on another node and dropped its local copies: {:?}",
-        a_bus.stats()
-    );
+    recovered_after_failover(&a, &b, &a_bus).await;
 }

@@ -5,23 +5,16 @@
 //! recovers.
 #![cfg(feature = "redis")]
 
+mod support;
+
 use std::time::Duration;
+
+use support::{eventually, recovered_after_failover};
 
 use keel_cache::{
     CacheConfig, CacheSettings, InvalidationBus, RedisCache, RedisConfig, TieredCache,
 };
 use keel_test_support::{OwnSentinel, SENTINEL_SERVICE};
-
-async fn eventually<F: AsyncFnMut() -> bool>(what: &str, timeout: Duration, mut check: F) {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while tokio::time::Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
-}
 
 /// An instance: a `users` cache behind the Sentinels, and its bus.
 async fn instance(config: RedisConfig) -> (TieredCache<u64, String>, InvalidationBus) {
@@ -74,31 +67,7 @@ async fn a_killed_primary_is_followed_to_the_promoted_replica() {
     assert_eq!(sentinel.current_primary(), sentinel.replica_port());
 
     // Both follow the promoted replica: writes land and cross again.
-    eventually(
-        "a write reaches the new primary and crosses",
-        Duration::from_secs(20),
-        async || {
-            b.insert(1, "v2".into()).await;
-            a.get(&1).await.as_deref() == Some("v2")
-        },
-    )
-    .await;
-    eventually("both recover", Duration::from_secs(10), async || {
-        !a.is_degraded() && !b.is_degraded()
-    })
-    .await;
-    b.insert(1, "v3".into()).await;
-    eventually(
-        "invalidations flow again",
-        Duration::from_secs(5),
-        async || a.get(&1).await.as_deref() == Some("v3"),
-    )
-    .await;
-    assert!(
-        a_bus.stats().resyncs >= 1,
-        "a's subscription was on the killed primary: it resubscribed on the new one and dropped its copies: {:?}",
-        a_bus.stats()
-    );
+    recovered_after_failover(&a, &b, &a_bus).await;
 }
 
 #[test]
