@@ -55,6 +55,24 @@ async fn two_with(
     [a, b]
 }
 
+/// Clients of instances `a` and `b` subscribed to `news`, with a first
+/// message from `from` seen by both.
+async fn news_readers(
+    addr_a: std::net::SocketAddr,
+    addr_b: std::net::SocketAddr,
+    from: &WebSocketManager,
+) -> (Client, Client) {
+    let mut on_a = connect(addr_a).await;
+    let mut on_b = connect(addr_b).await;
+    subscribe(&mut on_a, "news").await;
+    subscribe(&mut on_b, "news").await;
+    from.publish("news", &WebSocketMessage::new("before", json!(null)))
+        .unwrap();
+    assert_eq!(next_json(&mut on_a).await.kind, "before");
+    assert_eq!(next_json(&mut on_b).await.kind, "before");
+    (on_a, on_b)
+}
+
 /// Publishes `after` messages on `news` from `from` until one reaches
 /// `client` (the link may still be coming back), within 20 s.
 async fn publish_until_it_crosses(from: &WebSocketManager, client: &mut Client, what: &str) {
@@ -157,14 +175,7 @@ async fn local_delivery_goes_on_while_redis_is_down_and_the_link_comes_back() {
     };
     let url = redis.url();
     let [(a, addr_a), (b, addr_b)] = two_instances(&url, "restart").await;
-    let mut on_a = connect(addr_a).await;
-    let mut on_b = connect(addr_b).await;
-    subscribe(&mut on_a, "news").await;
-    subscribe(&mut on_b, "news").await;
-    a.publish("news", &WebSocketMessage::new("before", json!(null)))
-        .unwrap();
-    assert_eq!(next_json(&mut on_a).await.kind, "before");
-    assert_eq!(next_json(&mut on_b).await.kind, "before");
+    let (mut on_a, mut on_b) = news_readers(addr_a, addr_b, &a).await;
 
     redis.stop();
     eventually("b notices the outage", || !b.fanout_connected()).await;
@@ -192,14 +203,7 @@ async fn a_killed_cluster_node_moves_the_subscription_and_messages_cross_again()
         cluster_config(&rotated(&nodes, 1), "failover"),
     )
     .await;
-    let mut on_a = connect(addr_a).await;
-    let mut on_b = connect(addr_b).await;
-    subscribe(&mut on_a, "news").await;
-    subscribe(&mut on_b, "news").await;
-    b.publish("news", &WebSocketMessage::new("before", json!(null)))
-        .unwrap();
-    assert_eq!(next_json(&mut on_a).await.kind, "before");
-    assert_eq!(next_json(&mut on_b).await.kind, "before");
+    let (mut on_a, mut on_b) = news_readers(addr_a, addr_b, &b).await;
 
     let port: u16 = nodes[0]
         .rsplit_once(':')
@@ -221,14 +225,7 @@ async fn behind_sentinels_messages_cross_before_and_after_a_failover() {
     };
     let url = sentinel.url();
     let [(a, addr_a), (b, addr_b)] = two_instances(&url, "sentinel").await;
-    let mut on_a = connect(addr_a).await;
-    let mut on_b = connect(addr_b).await;
-    subscribe(&mut on_a, "news").await;
-    subscribe(&mut on_b, "news").await;
-    a.publish("news", &WebSocketMessage::new("before", json!(null)))
-        .unwrap();
-    assert_eq!(next_json(&mut on_a).await.kind, "before");
-    assert_eq!(next_json(&mut on_b).await.kind, "before");
+    let (mut on_a, mut on_b) = news_readers(addr_a, addr_b, &a).await;
 
     sentinel.kill_primary();
     eventually("b notices the outage", || !b.fanout_connected()).await;
