@@ -376,7 +376,8 @@ async fn behind_sentinels_the_queue_follows_a_failover_and_keeps_replicated_task
     sentinel.kill_primary();
     tokio::task::block_in_place(|| sentinel.wait_promoted(Duration::from_secs(30)));
     // The first call on each of the queue's two connections finds the
-    // primary gone and fails; the calls after it reach the new primary.
+    // primary gone and fails; once a lookup finds the new primary (a
+    // Sentinel may still name the old one for a moment), calls reach it.
     let mut failures = 0;
     let deadline = Instant::now() + Duration::from_secs(20);
     while queue.enqueue(&99).await.is_err() {
@@ -399,7 +400,7 @@ async fn behind_sentinels_the_queue_follows_a_failover_and_keeps_replicated_task
     }
     assert_eq!(got, BTreeSet::from([0, 1, 2, 3, 4, 99]));
     assert!(
-        failures <= 2,
-        "{failures} calls failed: more than the one in flight per connection"
+        failures <= 6,
+        "{failures} calls failed: the queue did not settle on the new primary"
     );
 }
