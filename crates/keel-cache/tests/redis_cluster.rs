@@ -8,11 +8,9 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use support::{eventually, recovered_after_failover};
+use support::{eventually, instance_on, recovered_after_failover};
 
-use keel_cache::{
-    CacheConfig, CacheSettings, InvalidationBus, RedisCache, RedisConfig, TieredCache,
-};
+use keel_cache::{CacheConfig, InvalidationBus, RedisCache, RedisConfig, TieredCache};
 use keel_test_support::OwnCluster;
 
 const MINUTE: Option<Duration> = Some(Duration::from_secs(60));
@@ -27,16 +25,7 @@ fn on_nodes(nodes: &[String]) -> RedisConfig {
 
 /// An instance: a `users` cache on the cluster through `nodes`, and its bus.
 async fn instance_and_bus(nodes: &[String]) -> (TieredCache<u64, String>, InvalidationBus) {
-    let redis = RedisCache::new(on_nodes(nodes)).unwrap();
-    let bus = InvalidationBus::start(redis.clone());
-    assert!(bus.wait_connected(Duration::from_secs(5)).await, "bus up");
-    let mut settings = CacheSettings::default();
-    settings.ttl = Some(Duration::from_secs(600));
-    let cache = TieredCache::builder("users", settings)
-        .redis(redis, Some(bus.clone()))
-        .build()
-        .unwrap();
-    (cache, bus)
+    instance_on(on_nodes(nodes)).await
 }
 
 async fn instance(nodes: &[String]) -> TieredCache<u64, String> {

@@ -9,26 +9,10 @@ mod support;
 
 use std::time::Duration;
 
-use support::{eventually, recovered_after_failover};
+use support::{eventually, instance_on as instance, recovered_after_failover};
 
-use keel_cache::{
-    CacheConfig, CacheSettings, InvalidationBus, RedisCache, RedisConfig, TieredCache,
-};
+use keel_cache::{CacheConfig, RedisConfig};
 use keel_test_support::{OwnSentinel, SENTINEL_SERVICE};
-
-/// An instance: a `users` cache behind the Sentinels, and its bus.
-async fn instance(config: RedisConfig) -> (TieredCache<u64, String>, InvalidationBus) {
-    let redis = RedisCache::new(config).unwrap();
-    let bus = InvalidationBus::start(redis.clone());
-    assert!(bus.wait_connected(Duration::from_secs(5)).await, "bus up");
-    let mut settings = CacheSettings::default();
-    settings.ttl = Some(Duration::from_secs(600));
-    let cache = TieredCache::builder("users", settings)
-        .redis(redis, Some(bus.clone()))
-        .build()
-        .unwrap();
-    (cache, bus)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_primary_is_followed_to_the_promoted_replica() {

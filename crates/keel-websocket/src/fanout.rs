@@ -165,6 +165,7 @@ async fn publish_loop(
         connect_timeout: TIMEOUT,
         response_timeout: Some(TIMEOUT),
     };
+    let anchor_slot = topology::slot(anchor.as_bytes());
     let mut conn: Option<Conn> = None;
     let mut backoff = Duration::from_millis(50);
     let mut batch: Vec<(String, Bytes)> = Vec::new();
@@ -211,7 +212,7 @@ async fn publish_loop(
             // so the messages one instance sends reach subscribers in the
             // order it sent them.
             Conn::Cluster(connection) => {
-                let route = Route::new(topology::slot(anchor.as_bytes()), SlotAddr::Master);
+                let route = Route::new(anchor_slot, SlotAddr::Master);
                 connection
                     .route_pipeline(
                         pipe,

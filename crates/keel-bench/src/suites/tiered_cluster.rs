@@ -15,7 +15,7 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::Slot;
 
-use super::tiered::{POOL, Sharded, config, invalidation_between, l2_hit, uniform};
+use super::tiered::{POOL, Sharded, config, decode_all, invalidation_between, l2_hit, uniform};
 use crate::Ctx;
 use crate::workload::median;
 
@@ -154,17 +154,7 @@ async fn get_many(
                     .collect();
                 let (found, failed) = mget_by_slot(&conn, &batch).await;
                 raw_errors += failed;
-                let values: Vec<Option<String>> = found
-                    .iter()
-                    .map(|bytes| {
-                        let envelope = keel_cache::Envelope::<String>::decode(
-                            bytes.as_deref()?,
-                            keel_cache::Schema::new("bench", 1),
-                        );
-                        envelope.ok()?.value
-                    })
-                    .collect();
-                std::hint::black_box(values);
+                std::hint::black_box(decode_all(&found));
             }
             raw.push((batches * 100) as f64 / started.elapsed().as_secs_f64());
         }

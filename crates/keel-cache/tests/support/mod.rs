@@ -49,6 +49,28 @@ pub(crate) async fn eventually<F: AsyncFnMut() -> bool>(
     panic!("timed out after {timeout:?} waiting for {what}");
 }
 
+/// An instance on the Redis `config` names: a `users` cache (TTL 10 min)
+/// and its invalidation bus, subscribed.
+#[cfg(feature = "redis")]
+pub(crate) async fn instance_on(
+    config: keel_cache::RedisConfig,
+) -> (
+    keel_cache::TieredCache<u64, String>,
+    keel_cache::InvalidationBus,
+) {
+    use keel_cache::{CacheSettings, InvalidationBus, RedisCache, TieredCache};
+    let redis = RedisCache::new(config).unwrap();
+    let bus = InvalidationBus::start(redis.clone());
+    assert!(bus.wait_connected(Duration::from_secs(5)).await, "bus up");
+    let mut settings = CacheSettings::default();
+    settings.ttl = Some(Duration::from_secs(600));
+    let cache = TieredCache::builder("users", settings)
+        .redis(redis, Some(bus.clone()))
+        .build()
+        .unwrap();
+    (cache, bus)
+}
+
 /// After the Redis primary behind instances `a` and `b` was replaced (and
 /// `a`'s subscription was on it): `b`'s writes land on the new primary and
 /// reach `a`, both stop reporting degraded, invalidations flow again, and
