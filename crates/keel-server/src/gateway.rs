@@ -31,7 +31,10 @@ pub(crate) struct Cached(Arc<Answer>);
 pub(crate) struct Answer {
     status: u16,
     headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    /// Shared by every hit; on the wire as the byte sequence it was
+    /// before it became `Bytes`.
+    #[serde(with = "byte_seq")]
+    body: Bytes,
     /// When it was produced, milliseconds since the Unix epoch (for `Age`).
     at_ms: u64,
     /// The response parts, built on the first hit and reused by the next.
@@ -43,21 +46,36 @@ pub(crate) struct Answer {
 struct Prepared {
     status: StatusCode,
     headers: HeaderMap,
-    body: Bytes,
+}
+
+/// `Bytes` (de)serialized as a `Vec<u8>` is.
+mod byte_seq {
+    use axum::body::Bytes;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(body: &Bytes, serializer: S) -> Result<S::Ok, S::Error> {
+        body.as_ref().serialize(serializer)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Bytes, D::Error> {
+        Vec::<u8>::deserialize(deserializer).map(Bytes::from)
+    }
 }
 
 impl Cached {
-    fn new(status: u16, headers: Vec<(String, String)>, body: Vec<u8>) -> Cached {
+    fn new(status: u16, headers: Vec<(String, String)>, body: impl Into<Bytes>) -> Cached {
         Cached(Arc::new(Answer {
             status,
             headers,
-            body,
+            body: body.into(),
             at_ms: now_ms(),
             prepared: OnceLock::new(),
         }))
     }
 
-    /// The status, headers (invalid ones dropped) and body to answer with.
+    /// The status and headers (invalid ones dropped) to answer with.
     fn prepared(&self) -> &Prepared {
         self.0.prepared.get_or_init(|| {
             let answer = &*self.0;
@@ -73,7 +91,6 @@ impl Cached {
             Prepared {
                 status: StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY),
                 headers,
-                body: Bytes::from(answer.body.clone()),
             }
         })
     }
@@ -466,7 +483,7 @@ async fn forward_request(
             .filter(|(name, _)| !hop_by_hop(name) && *name != header::CONTENT_LENGTH)
             .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
             .collect(),
-        response.body.to_vec(),
+        response.body,
     );
     Ok(Loaded::keep(Some(cached), keep))
 }
@@ -660,7 +677,7 @@ fn render(cached: Option<Cached>, tag: &'static str, method: &Method) -> Respons
     let body = if *method == Method::HEAD {
         Bytes::new()
     } else {
-        prepared.body.clone()
+        cached.0.body.clone()
     };
     (prepared.status, headers, body).into_response()
 }
@@ -710,6 +727,25 @@ fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cached_answer_keeps_its_wire_form() {
+        // The form answers had in Redis before the body became `Bytes`.
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Before {
+            status: u16,
+            headers: Vec<(String, String)>,
+            body: Vec<u8>,
+            at_ms: u64,
+        }
+        let cached = Cached::new(200, vec![("a".into(), "b".into())], b"body".to_vec());
+        let wire = serde_json::to_vec(&cached).unwrap();
+        let before: Before = serde_json::from_slice(&wire).unwrap();
+        assert_eq!(before.body, b"body");
+        let back: Cached = serde_json::from_slice(&serde_json::to_vec(&before).unwrap()).unwrap();
+        assert_eq!(back.0.body, Bytes::from_static(b"body"));
+        assert_eq!(back.0.headers, before.headers);
+    }
 
     fn control(value: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
